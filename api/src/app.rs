@@ -1,0 +1,130 @@
+//! The HTTP server: routes, limits, CORS, and serving until a shutdown signal.
+
+use std::net::SocketAddr;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::{
+    Json, Router,
+    extract::State,
+    http::{HeaderMap, Method, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+use tower_http::{cors::CorsLayer, limit::RequestBodyLimitLayer};
+use waflow_jobs::Services;
+
+use crate::graphql::{self, ApiSchema};
+
+/// Larger bodies are refused with 413 before they are read: GraphQL documents are small, and
+/// bulk imports have their own streamed endpoint.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub schema: ApiSchema,
+}
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        let schema = graphql::build_schema(services.clone());
+        Self { services, schema }
+    }
+}
+
+pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
+    let mut router = Router::new()
+        .route("/graphql", get(graphiql).post(graphql_endpoint))
+        .route("/healthz", get(|| async { "ok" }))
+        .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .with_state(state);
+    if !cors_origins.is_empty() {
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(cors_origins.to_vec())
+                .allow_methods([Method::GET, Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        );
+    }
+    router
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql/ws")
+            .finish(),
+    )
+}
+
+/// Every GraphQL request must carry a valid key; the whole request is refused otherwise, so no
+/// resolver ever runs unauthenticated.
+async fn graphql_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    request: GraphQLRequest,
+) -> Response {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        });
+    match state.services.api_keys().authenticate(bearer).await {
+        Ok(principal) => GraphQLResponse::from(
+            state
+                .schema
+                .execute(request.into_inner().data(principal))
+                .await,
+        )
+        .into_response(),
+        Err(error) => {
+            let status = match error {
+                waflow_jobs::Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+                _ => {
+                    tracing::error!(?error, "authenticating a request failed");
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
+            };
+            let body = serde_json::json!({"errors": [{
+                "message": error.public_message(),
+                "extensions": {"code": error.code()},
+            }]});
+            (status, Json(body)).into_response()
+        }
+    }
+}
+
+/// Serves `router` on an already bound listener until Ctrl-C or SIGTERM.
+pub async fn serve_on(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+}
+
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,261 @@
+//! AI assistants' configuration. The API key is write-only.
+
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject, connection::Connection};
+use chrono::{DateTime, Utc};
+use waflow_entities::{
+    assistant,
+    enums::{AssistantProvider, ExtractionType},
+};
+use waflow_jobs::{
+    Error,
+    services::assistants::{self as svc, AssistantSettings},
+};
+
+use super::{GqlResult, connection, page_request, parse_id, scope};
+
+pub struct Assistant(assistant::Model);
+
+#[derive(SimpleObject, InputObject)]
+#[graphql(input_name = "ExtractionFieldInput")]
+pub struct ExtractionField {
+    name: String,
+    r#type: ExtractionType,
+    description: Option<String>,
+    #[graphql(default)]
+    options: Vec<String>,
+    /// A regular expression; SCRIPTED assistants extract with it.
+    pattern: Option<String>,
+}
+
+#[derive(SimpleObject, InputObject)]
+#[graphql(input_name = "ScriptedRuleInput")]
+pub struct ScriptedRule {
+    /// A regular expression matched against the customer's message.
+    pattern: String,
+    /// A template; captures and conversation variables can be used.
+    reply: String,
+}
+
+#[Object]
+impl Assistant {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn provider(&self) -> AssistantProvider {
+        self.0.provider
+    }
+    async fn base_url(&self) -> Option<&str> {
+        self.0.base_url.as_deref()
+    }
+    async fn model(&self) -> Option<&str> {
+        self.0.model.as_deref()
+    }
+    /// Whether an API key is stored; the key itself is never returned.
+    async fn api_key_set(&self) -> bool {
+        self.0.api_key_enc.is_some()
+    }
+    async fn temperature(&self) -> Option<f64> {
+        self.0.temperature
+    }
+    async fn max_tokens(&self) -> Option<i32> {
+        self.0.max_tokens
+    }
+    async fn system_prompt(&self) -> &str {
+        &self.0.system_prompt
+    }
+    async fn extraction_fields(&self) -> Vec<ExtractionField> {
+        svc::extraction_fields(&self.0)
+            .into_iter()
+            .map(|f| ExtractionField {
+                name: f.name,
+                r#type: f.r#type,
+                description: f.description,
+                options: f.options,
+                pattern: f.pattern,
+            })
+            .collect()
+    }
+    async fn scripted_rules(&self) -> Vec<ScriptedRule> {
+        svc::scripted_rules(&self.0)
+            .into_iter()
+            .map(|r| ScriptedRule {
+                pattern: r.pattern,
+                reply: r.reply,
+            })
+            .collect()
+    }
+    async fn fallback_reply(&self) -> Option<&str> {
+        self.0.fallback_reply.as_deref()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateAssistantInput {
+    name: String,
+    provider: AssistantProvider,
+    base_url: Option<String>,
+    /// Write-only.
+    api_key: Option<String>,
+    model: Option<String>,
+    temperature: Option<f64>,
+    max_tokens: Option<i32>,
+    system_prompt: Option<String>,
+    extraction_fields: Option<Vec<ExtractionField>>,
+    scripted_rules: Option<Vec<ScriptedRule>>,
+    fallback_reply: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateAssistantInput {
+    name: Option<String>,
+    provider: Option<AssistantProvider>,
+    base_url: Option<String>,
+    /// Write-only; an empty string removes the stored key.
+    api_key: Option<String>,
+    model: Option<String>,
+    temperature: Option<f64>,
+    max_tokens: Option<i32>,
+    system_prompt: Option<String>,
+    extraction_fields: Option<Vec<ExtractionField>>,
+    scripted_rules: Option<Vec<ScriptedRule>>,
+    fallback_reply: Option<String>,
+}
+
+fn fields(list: Option<Vec<ExtractionField>>) -> Option<Vec<svc::ExtractionField>> {
+    list.map(|l| {
+        l.into_iter()
+            .map(|f| svc::ExtractionField {
+                name: f.name,
+                r#type: f.r#type,
+                description: f.description,
+                options: f.options,
+                pattern: f.pattern,
+            })
+            .collect()
+    })
+}
+
+fn rules(list: Option<Vec<ScriptedRule>>) -> Option<Vec<svc::ScriptedRule>> {
+    list.map(|l| {
+        l.into_iter()
+            .map(|r| svc::ScriptedRule {
+                pattern: r.pattern,
+                reply: r.reply,
+            })
+            .collect()
+    })
+}
+
+#[derive(Default)]
+pub struct AssistantQuery;
+
+#[Object]
+impl AssistantQuery {
+    async fn assistant(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Assistant> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("assistant"))?;
+        services
+            .assistants()
+            .get(workspace_id, id)
+            .await
+            .gql()
+            .map(Assistant)
+    }
+
+    async fn assistants(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Assistant>> {
+        let (services, workspace_id) = scope(ctx)?;
+        let page = services
+            .assistants()
+            .list(workspace_id, page_request(first, after)?)
+            .await
+            .gql()?;
+        Ok(connection(page, |a| a.id, Assistant))
+    }
+}
+
+#[derive(Default)]
+pub struct AssistantMutation;
+
+#[Object]
+impl AssistantMutation {
+    async fn create_assistant(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAssistantInput,
+    ) -> async_graphql::Result<Assistant> {
+        let (services, workspace_id) = scope(ctx)?;
+        let settings = AssistantSettings {
+            name: Some(input.name),
+            provider: Some(input.provider),
+            base_url: input.base_url,
+            api_key: input.api_key,
+            model: input.model,
+            temperature: input.temperature,
+            max_tokens: input.max_tokens,
+            system_prompt: input.system_prompt,
+            extraction_fields: fields(input.extraction_fields),
+            scripted_rules: rules(input.scripted_rules),
+            fallback_reply: input.fallback_reply,
+        };
+        services
+            .assistants()
+            .create(workspace_id, settings)
+            .await
+            .gql()
+            .map(Assistant)
+    }
+
+    async fn update_assistant(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateAssistantInput,
+    ) -> async_graphql::Result<Assistant> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("assistant"))?;
+        let settings = AssistantSettings {
+            name: input.name,
+            provider: input.provider,
+            base_url: input.base_url,
+            api_key: input.api_key,
+            model: input.model,
+            temperature: input.temperature,
+            max_tokens: input.max_tokens,
+            system_prompt: input.system_prompt,
+            extraction_fields: fields(input.extraction_fields),
+            scripted_rules: rules(input.scripted_rules),
+            fallback_reply: input.fallback_reply,
+        };
+        services
+            .assistants()
+            .update(workspace_id, id, settings)
+            .await
+            .gql()
+            .map(Assistant)
+    }
+
+    async fn delete_assistant(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("assistant"))?;
+        services
+            .assistants()
+            .delete(workspace_id, id)
+            .await
+            .gql()
+            .map(ID::from)
+    }
+}

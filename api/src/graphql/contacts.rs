@@ -1,0 +1,166 @@
+//! Contacts, and erasing one with everything said with it.
+
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, connection::Connection};
+use chrono::{DateTime, Utc};
+use waflow_entities::contact;
+use waflow_jobs::{
+    Error,
+    services::contacts::{ContactChanges, NewContact},
+};
+
+use super::{GqlResult, connection, page_request, parse_id, scope};
+
+pub struct Contact(contact::Model);
+
+#[Object]
+impl Contact {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    /// E.164, like +14155551234.
+    async fn phone(&self) -> &str {
+        &self.0.phone
+    }
+    async fn name(&self) -> Option<&str> {
+        self.0.name.as_deref()
+    }
+    /// Free-form data about the contact (a JSON object).
+    async fn attributes(&self) -> Json<serde_json::Value> {
+        Json(self.0.attributes.clone())
+    }
+    /// An opted-out contact receives nothing from Waflow.
+    async fn opted_out(&self) -> bool {
+        self.0.opted_out
+    }
+    async fn opted_out_at(&self) -> Option<DateTime<Utc>> {
+        self.0.opted_out_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// What `deleteContact` removed.
+#[derive(SimpleObject)]
+pub struct ContactErasure {
+    contact_id: ID,
+    conversations_deleted: u64,
+    messages_deleted: u64,
+}
+
+#[derive(InputObject)]
+pub struct CreateContactInput {
+    /// E.164, like +14155551234.
+    phone: String,
+    name: Option<String>,
+    /// A JSON object.
+    attributes: Option<Json<serde_json::Value>>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateContactInput {
+    name: Option<String>,
+    /// Replaces all attributes; a JSON object.
+    attributes: Option<Json<serde_json::Value>>,
+    opted_out: Option<bool>,
+}
+
+#[derive(Default)]
+pub struct ContactQuery;
+
+#[Object]
+impl ContactQuery {
+    async fn contact(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Contact> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("contact"))?;
+        services
+            .contacts()
+            .get(workspace_id, id)
+            .await
+            .gql()
+            .map(Contact)
+    }
+
+    /// `search` matches part of the phone number or of the name (ignoring case).
+    async fn contacts(
+        &self,
+        ctx: &Context<'_>,
+        search: Option<String>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Contact>> {
+        let (services, workspace_id) = scope(ctx)?;
+        let page = services
+            .contacts()
+            .list(workspace_id, search.as_deref(), page_request(first, after)?)
+            .await
+            .gql()?;
+        Ok(connection(page, |c| c.id, Contact))
+    }
+}
+
+#[derive(Default)]
+pub struct ContactMutation;
+
+#[Object]
+impl ContactMutation {
+    async fn create_contact(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateContactInput,
+    ) -> async_graphql::Result<Contact> {
+        let (services, workspace_id) = scope(ctx)?;
+        let new = NewContact {
+            phone: input.phone,
+            name: input.name,
+            attributes: input.attributes.map(|j| j.0),
+        };
+        services
+            .contacts()
+            .create(workspace_id, new)
+            .await
+            .gql()
+            .map(Contact)
+    }
+
+    async fn update_contact(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        input: UpdateContactInput,
+    ) -> async_graphql::Result<Contact> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("contact"))?;
+        let changes = ContactChanges {
+            name: input.name,
+            attributes: input.attributes.map(|j| j.0),
+            opted_out: input.opted_out,
+        };
+        services
+            .contacts()
+            .update(workspace_id, id, changes)
+            .await
+            .gql()
+            .map(Contact)
+    }
+
+    /// Erases a contact with all its conversations and messages (right to erasure), and says
+    /// how many rows went.
+    async fn delete_contact(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<ContactErasure> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("contact"))?;
+        let erasure = services.contacts().delete(workspace_id, id).await.gql()?;
+        Ok(ContactErasure {
+            contact_id: erasure.contact_id.into(),
+            conversations_deleted: erasure.conversations,
+            messages_deleted: erasure.messages,
+        })
+    }
+}

@@ -1,0 +1,144 @@
+//! The GraphQL schema: `QueryRoot` and `MutationRoot` merged from one object per domain area, with
+//! the shared plumbing every resolver uses (who is asking, error codes, ids, connections).
+
+mod assistants;
+mod contacts;
+mod senders;
+mod templates;
+mod workspace;
+
+use async_graphql::{
+    Context, EmptySubscription, ErrorExtensions, ID, MergedObject, Schema, SchemaBuilder,
+    connection::{Connection, Edge},
+};
+use uuid::Uuid;
+use waflow_jobs::{Page, PageRequest, Services, services::api_keys::Principal};
+
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+
+#[derive(MergedObject, Default)]
+pub struct QueryRoot(
+    workspace::WorkspaceQuery,
+    senders::SenderQuery,
+    templates::TemplateQuery,
+    contacts::ContactQuery,
+    assistants::AssistantQuery,
+);
+
+#[derive(MergedObject, Default)]
+pub struct MutationRoot(
+    workspace::WorkspaceMutation,
+    senders::SenderMutation,
+    templates::TemplateMutation,
+    contacts::ContactMutation,
+    assistants::AssistantMutation,
+);
+
+/// Deeper or costlier documents are refused before they run: a connection nests at most a few
+/// levels in this schema, so anything deeper is abuse.
+const MAX_DEPTH: usize = 10;
+const MAX_COMPLEXITY: usize = 1000;
+
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+    Schema::build(
+        QueryRoot::default(),
+        MutationRoot::default(),
+        EmptySubscription,
+    )
+    .limit_depth(MAX_DEPTH)
+    .limit_complexity(MAX_COMPLEXITY)
+}
+
+pub fn build_schema(services: Services) -> ApiSchema {
+    builder().data(services).finish()
+}
+
+/// The SDL that `waflow schema` prints and `schema.graphql` must equal.
+pub fn sdl() -> String {
+    builder().finish().sdl()
+}
+
+/// The services and the calling workspace. The HTTP layer authenticates before executing, so a
+/// missing principal means a resolver was reached some other way: refuse it all the same.
+pub(crate) fn scope<'a>(ctx: &Context<'a>) -> async_graphql::Result<(&'a Services, Uuid)> {
+    let services = ctx.data_unchecked::<Services>();
+    let principal = ctx
+        .data_opt::<Principal>()
+        .ok_or_else(|| to_gql(waflow_jobs::Error::Unauthenticated))?;
+    Ok((services, principal.workspace_id))
+}
+
+/// Turns a service error into a GraphQL error with `extensions.code` (and the offending fields
+/// for validation errors). The one place where codes reach the wire.
+pub(crate) fn to_gql(error: waflow_jobs::Error) -> async_graphql::Error {
+    use waflow_jobs::Error;
+    if matches!(error, Error::Database(_) | Error::Internal(_)) {
+        tracing::error!(?error, "request failed");
+    }
+    async_graphql::Error::new(error.public_message()).extend_with(|_, ext| {
+        ext.set("code", error.code());
+        match &error {
+            Error::Validation(fields) => {
+                let list: Vec<async_graphql::Value> = fields
+                    .iter()
+                    .map(|f| {
+                        let mut map = async_graphql::indexmap::IndexMap::new();
+                        map.insert(async_graphql::Name::new("field"), f.field.clone().into());
+                        map.insert(
+                            async_graphql::Name::new("message"),
+                            f.message.clone().into(),
+                        );
+                        async_graphql::Value::Object(map)
+                    })
+                    .collect();
+                ext.set("fields", list);
+            }
+            Error::InvalidPhoneNumber { field, .. } => ext.set("field", field.as_str()),
+            _ => {}
+        }
+    })
+}
+
+pub(crate) trait GqlResult<T> {
+    fn gql(self) -> async_graphql::Result<T>;
+}
+
+impl<T> GqlResult<T> for Result<T, waflow_jobs::Error> {
+    fn gql(self) -> async_graphql::Result<T> {
+        self.map_err(to_gql)
+    }
+}
+
+/// Parses an id argument. An id that is not even well-formed names nothing, so it answers like a
+/// missing one (`error`), never as a server fault.
+pub(crate) fn parse_id(
+    id: &ID,
+    error: impl FnOnce() -> waflow_jobs::Error,
+) -> async_graphql::Result<Uuid> {
+    Uuid::parse_str(id.as_str()).map_err(|_| to_gql(error()))
+}
+
+pub(crate) fn page_request(
+    first: Option<i32>,
+    after: Option<String>,
+) -> async_graphql::Result<PageRequest> {
+    PageRequest::parse(first, after.as_deref()).gql()
+}
+
+/// A Relay connection over one page of rows whose cursors are their ids.
+pub(crate) fn connection<M, N>(
+    page: Page<M>,
+    id: impl Fn(&M) -> Uuid,
+    node: impl Fn(M) -> N,
+) -> Connection<String, N>
+where
+    N: async_graphql::OutputType,
+{
+    let mut connection = Connection::new(page.has_previous_page, page.has_next_page);
+    connection.edges.extend(
+        page.items
+            .into_iter()
+            .map(|m| Edge::new(id(&m).to_string(), node(m))),
+    );
+    connection
+}

@@ -1,0 +1,10 @@
+//! Waflow's faces: the GraphQL API and HTTP endpoints, and the `waflow` binary's commands.
+//! Resolvers are thin: authenticate, convert input, call one service in `waflow_jobs`, convert
+//! output.
+
+pub mod app;
+pub mod config;
+pub mod graphql;
+
+pub use app::{AppState, router, serve_on};
+pub use config::Config;

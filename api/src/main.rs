@@ -1,0 +1,143 @@
+//! The `waflow` binary: one program for the API server, the workers and administration.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use waflow_api::{AppState, Config, router, serve_on};
+use waflow_jobs::{Services, db};
+
+#[derive(Parser)]
+#[command(
+    name = "waflow",
+    version,
+    about = "WhatsApp automation backend: GraphQL API, flows, workers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (and, unless --no-worker, run the workers in the same process).
+    Serve {
+        /// Serve the API only; run `waflow worker` processes for the background work.
+        #[arg(long)]
+        no_worker: bool,
+    },
+    /// Run the background workers only.
+    Worker,
+    /// Apply pending database migrations.
+    Migrate,
+    /// Print the GraphQL schema (SDL).
+    Schema,
+    /// Manage workspaces.
+    Workspace {
+        #[command(subcommand)]
+        command: WorkspaceCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace; its API key is printed once, alone on the last line.
+    Create { name: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type AnyError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(cli: Cli) -> Result<(), AnyError> {
+    if let Command::Schema = cli.command {
+        print!("{}", waflow_api::graphql::sdl());
+        return Ok(());
+    }
+    let config = Config::from_env()?;
+    match cli.command {
+        Command::Schema => unreachable!("handled above"),
+        Command::Migrate => {
+            let db = db::connect(&config.database_url).await?;
+            let pending = db::pending_migrations(&db).await?;
+            db::migrate(&db).await?;
+            println!("applied {pending} migration(s)");
+        }
+        Command::Workspace {
+            command: WorkspaceCommand::Create { name },
+        } => {
+            let services = open(&config).await?;
+            let (workspace, key) = services.workspaces().create(&name).await?;
+            println!("created workspace {:?} ({})", workspace.name, workspace.id);
+            println!("its API key, shown only now, is on the next line:");
+            println!("{}", key.plaintext);
+        }
+        Command::Serve { no_worker } => {
+            config.check_runtime_profile()?;
+            check_redis(&config).await?;
+            let services = open(&config).await?;
+            let listener = tokio::net::TcpListener::bind(config.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {} (WAFLOW_LISTEN): {e}", config.listen))?;
+            tracing::info!(
+                "serving GraphQL on {}/graphql{}",
+                config.public_url,
+                if no_worker { " (API only)" } else { "" }
+            );
+            serve_on(
+                listener,
+                router(AppState::new(services), &config.cors_origins),
+            )
+            .await?;
+        }
+        Command::Worker => {
+            config.check_runtime_profile()?;
+            check_redis(&config).await?;
+            let _services = open(&config).await?;
+            // Background job kinds (status refresh, flow steps, deliveries) register here as they
+            // are built; until then a worker only holds its connections until told to stop.
+            tracing::info!("worker started");
+            waflow_api::app::shutdown_signal().await;
+        }
+    }
+    Ok(())
+}
+
+/// Connects, brings the schema up to date and loads the secrets key.
+async fn open(config: &Config) -> Result<Services, AnyError> {
+    let secrets = config.secret_box()?;
+    let db = db::connect(&config.database_url)
+        .await
+        .map_err(|e| format!("cannot open the database (DATABASE_URL): {e}"))?;
+    db::migrate(&db).await?;
+    Ok(Services::new(db, secrets))
+}
+
+async fn check_redis(config: &Config) -> Result<(), AnyError> {
+    let Some(url) = &config.redis_url else {
+        return Ok(());
+    };
+    let client =
+        redis::Client::open(url.as_str()).map_err(|e| format!("REDIS_URL is invalid: {e}"))?;
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .map_err(|e| format!("cannot reach Redis at REDIS_URL: {e}"))?;
+    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+    Ok(())
+}

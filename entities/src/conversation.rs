@@ -1,0 +1,37 @@
+//! A conversation: between a sender and a contact (WHATSAPP) or an assistant and any customer
+//! identifier (API). `ended_payload` is the conversation-ended payload, built once at the end.
+
+use sea_orm::entity::prelude::*;
+
+use crate::enums::{ConversationStatus, ConversationType, EndReason};
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "conversation")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub r#type: ConversationType,
+    pub status: ConversationStatus,
+    pub end_reason: Option<EndReason>,
+    pub sender_id: Option<Uuid>,
+    pub contact_id: Option<Uuid>,
+    pub customer_identifier: Option<String>,
+    pub assistant_id: Option<Uuid>,
+    pub ai_enabled: bool,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub input_variables: Json,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub extracted_variables: Json,
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub ended_payload: Option<Json>,
+    pub message_count: i32,
+    pub created_at: DateTimeUtc,
+    pub last_message_at: DateTimeUtc,
+    pub ended_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

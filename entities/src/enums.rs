@@ -1,0 +1,116 @@
+//! The string enums stored in Waflow's tables. They are stored as their SCREAMING_CASE names
+//! (not native database enums) so one schema serves SQLite and PostgreSQL and a new value needs
+//! no migration.
+
+use sea_orm::entity::prelude::*;
+
+macro_rules! string_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+        #[derive(serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+        #[sea_orm(rs_type = "String", db_type = "String(StringLen::None)", rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name { $($variant),+ }
+    };
+}
+
+string_enum!(
+    /// Who delivers a sender's messages.
+    SenderProvider { Sandbox, CloudApi }
+);
+string_enum!(
+    /// Whether a sender can send right now.
+    SenderStatus { Online, Offline }
+);
+string_enum!(
+    /// Meta's quality rating of a phone number, from recent user feedback.
+    QualityRating { Green, Yellow, Red, Unknown }
+);
+string_enum!(
+    /// Meta's template categories; they decide pricing and review rules.
+    TemplateCategory { Marketing, Utility, Authentication }
+);
+string_enum!(
+    /// A template's review state; only APPROVED templates can be sent.
+    TemplateStatus { Pending, Approved, Rejected, Paused, Disabled }
+);
+string_enum!(
+    /// A WhatsApp conversation (sender and contact) or an API one (assistant and identifier).
+    ConversationType { Whatsapp, Api }
+);
+string_enum!(ConversationStatus { Active, Ended });
+string_enum!(EndReason { Inactivity, Manual });
+string_enum!(MessageDirection { Inbound, Outbound });
+string_enum!(
+    /// Who wrote a message: the customer, the AI assistant, a human agent or the system (flows).
+    MessageRole { Customer, Assistant, Agent, System }
+);
+string_enum!(MessageKind {
+    Text,
+    Template,
+    Image,
+    Audio,
+    Video,
+    Document,
+    Location,
+    Interactive,
+    Other
+});
+string_enum!(MessageStatus {
+    Received,
+    Queued,
+    Sent,
+    Delivered,
+    Read,
+    Failed
+});
+string_enum!(
+    /// Which model answers for an assistant.
+    AssistantProvider { OpenaiCompatible, Scripted }
+);
+string_enum!(RunStatus {
+    Queued,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled
+});
+string_enum!(StepStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Skipped
+});
+string_enum!(DeliveryStatus {
+    Pending,
+    Succeeded,
+    Failed
+});
+
+/// Enums stored inside JSON columns (template components, assistant settings), not as columns.
+macro_rules! json_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        #[cfg_attr(feature = "graphql", derive(async_graphql::Enum))]
+        pub enum $name { $($variant),+ }
+    };
+}
+
+json_enum!(
+    /// A template header's kind: text (may hold one placeholder) or media.
+    HeaderFormat { Text, Image, Video, Document }
+);
+json_enum!(ButtonType {
+    QuickReply,
+    Url,
+    PhoneNumber
+});
+json_enum!(
+    /// The type of a variable the post-conversation evaluation extracts.
+    ExtractionType { String, Number, Boolean, Enum }
+);

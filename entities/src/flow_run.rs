@@ -1,0 +1,34 @@
+//! One execution of a flow version. `state` (position, variables, step outputs) is written after
+//! every step so any worker can resume the run.
+
+use sea_orm::entity::prelude::*;
+
+use crate::enums::RunStatus;
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "flow_run")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub flow_id: Uuid,
+    pub flow_version_id: Uuid,
+    pub status: RunStatus,
+    pub trigger_type: String,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub trigger_payload: Json,
+    #[sea_orm(column_type = "JsonBinary")]
+    pub state: Json,
+    pub concurrency_key: Option<String>,
+    #[sea_orm(column_type = "Text", nullable)]
+    pub error: Option<String>,
+    pub created_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: Option<DateTimeUtc>,
+    pub updated_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

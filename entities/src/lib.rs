@@ -1,0 +1,23 @@
+//! Waflow's nouns: one SeaORM entity per table, the string enums stored in them, and value types
+//! that parse (an E.164 phone number). Nothing here talks to a provider or knows about GraphQL
+//! beyond deriving enum types for it under the `graphql` feature.
+
+pub mod api_key;
+pub mod assistant;
+pub mod contact;
+pub mod contact_window;
+pub mod conversation;
+pub mod enums;
+pub mod flow;
+pub mod flow_run;
+pub mod flow_version;
+pub mod message;
+pub mod phone;
+pub mod sender;
+pub mod step_run;
+pub mod template;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod workspace;
+
+pub use phone::{E164, InvalidPhoneNumber};

@@ -1,0 +1,15 @@
+//! Waflow's work: the domain services every face (GraphQL, HTTP, flow steps, CLI) calls, so that
+//! each rule lives in one place. Later issues add provider clients, the event bus and the apalis
+//! jobs here.
+
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod pagination;
+pub mod services;
+pub mod validation;
+
+pub use crypto::SecretBox;
+pub use error::{Error, FieldError, Result};
+pub use pagination::{Page, PageRequest};
+pub use services::Services;

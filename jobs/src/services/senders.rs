@@ -1,0 +1,322 @@
+//! Senders: the WhatsApp numbers a workspace sends from. Provider secrets are encrypted on the
+//! way in and never handed back.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+use waflow_entities::{
+    E164,
+    enums::{QualityRating, SenderProvider, SenderStatus},
+    sender,
+};
+
+use super::{Services, find_in_workspace};
+use crate::{
+    error::{Error, Result},
+    pagination::{Page, PageRequest, paginate},
+    validation::Problems,
+};
+
+/// Meta's Graph API; tests and self-hosted proxies point `apiBaseUrl` elsewhere.
+pub const DEFAULT_API_BASE_URL: &str = "https://graph.facebook.com/v21.0";
+/// Cloud API's default throughput per phone number.
+pub const DEFAULT_MESSAGES_PER_SECOND: i32 = 80;
+/// Thirty minutes, as in the platform Waflow replaces.
+pub const DEFAULT_INACTIVITY_TIMEOUT_SECONDS: i32 = 1800;
+
+#[derive(Debug, Clone)]
+pub struct CloudApiCredentials {
+    pub phone_number_id: String,
+    pub business_account_id: String,
+    pub access_token: String,
+    pub app_secret: String,
+    pub verify_token: String,
+    pub api_base_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CloudApiChanges {
+    pub phone_number_id: Option<String>,
+    pub business_account_id: Option<String>,
+    pub access_token: Option<String>,
+    pub app_secret: Option<String>,
+    pub verify_token: Option<String>,
+    pub api_base_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSender {
+    pub phone_number: String,
+    pub display_name: String,
+    pub provider: SenderProvider,
+    pub cloud_api: Option<CloudApiCredentials>,
+    pub messages_per_second: Option<i32>,
+    pub inactivity_timeout_seconds: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SenderChanges {
+    pub display_name: Option<String>,
+    pub status: Option<SenderStatus>,
+    pub cloud_api: Option<CloudApiChanges>,
+    pub messages_per_second: Option<i32>,
+    pub inactivity_timeout_seconds: Option<i32>,
+}
+
+pub struct SenderService<'a> {
+    pub(super) services: &'a Services,
+}
+
+fn check_limits(problems: &mut Problems, mps: Option<i32>, timeout: Option<i32>) {
+    if let Some(mps) = mps {
+        problems.range("messagesPerSecond", mps.into(), 1, 1000);
+    }
+    if let Some(timeout) = timeout {
+        // Up to WhatsApp's own 24-hour window; below a minute a typing customer would be cut off.
+        problems.range("inactivityTimeoutSeconds", timeout.into(), 60, 86_400);
+    }
+}
+
+fn check_credentials(problems: &mut Problems, creds: &CloudApiCredentials) {
+    problems.text("cloudApi.phoneNumberId", &creds.phone_number_id, 64);
+    problems.text("cloudApi.businessAccountId", &creds.business_account_id, 64);
+    problems.text("cloudApi.accessToken", &creds.access_token, 4096);
+    problems.text("cloudApi.appSecret", &creds.app_secret, 256);
+    problems.text("cloudApi.verifyToken", &creds.verify_token, 256);
+    if let Some(url) = &creds.api_base_url {
+        problems.url("cloudApi.apiBaseUrl", url);
+    }
+}
+
+impl SenderService<'_> {
+    pub async fn create(&self, workspace_id: Uuid, input: NewSender) -> Result<sender::Model> {
+        let phone = E164::parse(&input.phone_number).map_err(|e| Error::phone("phoneNumber", e))?;
+        let mut problems = Problems::new();
+        problems.text("displayName", &input.display_name, 256);
+        check_limits(
+            &mut problems,
+            input.messages_per_second,
+            input.inactivity_timeout_seconds,
+        );
+        match (&input.provider, &input.cloud_api) {
+            (SenderProvider::CloudApi, Some(creds)) => check_credentials(&mut problems, creds),
+            (SenderProvider::CloudApi, None) => {
+                problems.add("cloudApi", "is required for a CLOUD_API sender")
+            }
+            (SenderProvider::Sandbox, Some(_)) => {
+                problems.add("cloudApi", "is only for CLOUD_API senders")
+            }
+            (SenderProvider::Sandbox, None) => {}
+        }
+        problems.into_result()?;
+        self.ensure_unique(
+            workspace_id,
+            &phone,
+            input.cloud_api.as_ref().map(|c| c.phone_number_id.trim()),
+            None,
+        )
+        .await?;
+
+        let secrets = &self.services.secrets;
+        let now = Utc::now();
+        let creds = input.cloud_api.as_ref();
+        let model = sender::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            workspace_id: Set(workspace_id),
+            phone_number: Set(phone.to_string()),
+            display_name: Set(input.display_name.trim().to_owned()),
+            provider: Set(input.provider),
+            // A sandbox sender is online at once; a Cloud API sender once Meta says so.
+            status: Set(match input.provider {
+                SenderProvider::Sandbox => SenderStatus::Online,
+                SenderProvider::CloudApi => SenderStatus::Offline,
+            }),
+            status_reason: Set(match input.provider {
+                SenderProvider::Sandbox => None,
+                SenderProvider::CloudApi => {
+                    Some("not yet confirmed by the WhatsApp Cloud API".into())
+                }
+            }),
+            quality_rating: Set(match input.provider {
+                SenderProvider::Sandbox => QualityRating::Green,
+                SenderProvider::CloudApi => QualityRating::Unknown,
+            }),
+            messaging_limit_tier: Set(None),
+            phone_number_id: Set(creds.map(|c| c.phone_number_id.trim().to_owned())),
+            business_account_id: Set(creds.map(|c| c.business_account_id.trim().to_owned())),
+            api_base_url: Set(creds.map(|c| {
+                c.api_base_url
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_API_BASE_URL.to_owned())
+            })),
+            access_token_enc: Set(creds.map(|c| secrets.encrypt(c.access_token.trim()))),
+            app_secret_enc: Set(creds.map(|c| secrets.encrypt(c.app_secret.trim()))),
+            verify_token_enc: Set(creds.map(|c| secrets.encrypt(c.verify_token.trim()))),
+            messages_per_second: Set(input
+                .messages_per_second
+                .unwrap_or(DEFAULT_MESSAGES_PER_SECOND)),
+            inactivity_timeout_seconds: Set(input
+                .inactivity_timeout_seconds
+                .unwrap_or(DEFAULT_INACTIVITY_TIMEOUT_SECONDS)),
+            assistant_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        model.insert(&self.services.db).await.map_err(|e| {
+            Error::from_unique_violation(
+                e,
+                "phoneNumber",
+                "a sender with this phone number already exists",
+            )
+        })
+    }
+
+    /// Refuses a second sender with the same number in the workspace, and a Cloud API phone
+    /// number id already connected anywhere (Meta's webhooks are routed by it).
+    async fn ensure_unique(
+        &self,
+        workspace_id: Uuid,
+        phone: &E164,
+        phone_number_id: Option<&str>,
+        except: Option<Uuid>,
+    ) -> Result<()> {
+        let db = &self.services.db;
+        let mut same_phone = sender::Entity::find()
+            .filter(sender::Column::WorkspaceId.eq(workspace_id))
+            .filter(sender::Column::PhoneNumber.eq(phone.as_str()));
+        if let Some(id) = except {
+            same_phone = same_phone.filter(sender::Column::Id.ne(id));
+        }
+        if same_phone.one(db).await?.is_some() {
+            return Err(Error::field(
+                "phoneNumber",
+                "a sender with this phone number already exists",
+            ));
+        }
+        if let Some(pnid) = phone_number_id {
+            let mut same_pnid =
+                sender::Entity::find().filter(sender::Column::PhoneNumberId.eq(pnid));
+            if let Some(id) = except {
+                same_pnid = same_pnid.filter(sender::Column::Id.ne(id));
+            }
+            if same_pnid.one(db).await?.is_some() {
+                return Err(Error::field(
+                    "cloudApi.phoneNumberId",
+                    "this phone number id is already connected to a sender",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn update(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        changes: SenderChanges,
+    ) -> Result<sender::Model> {
+        let current = self.get(workspace_id, id).await?;
+        let mut problems = Problems::new();
+        if let Some(name) = &changes.display_name {
+            problems.text("displayName", name, 256);
+        }
+        check_limits(
+            &mut problems,
+            changes.messages_per_second,
+            changes.inactivity_timeout_seconds,
+        );
+        if changes.status.is_some() && current.provider == SenderProvider::CloudApi {
+            problems.add(
+                "status",
+                "a CLOUD_API sender's status comes from the WhatsApp Cloud API",
+            );
+        }
+        if let Some(cloud) = &changes.cloud_api {
+            if current.provider != SenderProvider::CloudApi {
+                problems.add("cloudApi", "is only for CLOUD_API senders");
+            }
+            for (field, value, max) in [
+                ("cloudApi.phoneNumberId", &cloud.phone_number_id, 64),
+                ("cloudApi.businessAccountId", &cloud.business_account_id, 64),
+                ("cloudApi.accessToken", &cloud.access_token, 4096),
+                ("cloudApi.appSecret", &cloud.app_secret, 256),
+                ("cloudApi.verifyToken", &cloud.verify_token, 256),
+            ] {
+                if let Some(value) = value {
+                    problems.text(field, value, max);
+                }
+            }
+            if let Some(url) = &cloud.api_base_url {
+                problems.url("cloudApi.apiBaseUrl", url);
+            }
+        }
+        problems.into_result()?;
+        if let Some(pnid) = changes
+            .cloud_api
+            .as_ref()
+            .and_then(|c| c.phone_number_id.as_deref())
+        {
+            let phone =
+                E164::parse(&current.phone_number).map_err(|e| Error::phone("phoneNumber", e))?;
+            self.ensure_unique(workspace_id, &phone, Some(pnid.trim()), Some(id))
+                .await?;
+        }
+
+        let secrets = &self.services.secrets;
+        let mut model: sender::ActiveModel = current.into();
+        if let Some(name) = changes.display_name {
+            model.display_name = Set(name.trim().to_owned());
+        }
+        if let Some(status) = changes.status {
+            model.status = Set(status);
+            model.status_reason = Set(None);
+        }
+        if let Some(mps) = changes.messages_per_second {
+            model.messages_per_second = Set(mps);
+        }
+        if let Some(timeout) = changes.inactivity_timeout_seconds {
+            model.inactivity_timeout_seconds = Set(timeout);
+        }
+        if let Some(cloud) = changes.cloud_api {
+            if let Some(v) = cloud.phone_number_id {
+                model.phone_number_id = Set(Some(v.trim().to_owned()));
+            }
+            if let Some(v) = cloud.business_account_id {
+                model.business_account_id = Set(Some(v.trim().to_owned()));
+            }
+            if let Some(v) = cloud.api_base_url {
+                model.api_base_url = Set(Some(v));
+            }
+            if let Some(v) = cloud.access_token {
+                model.access_token_enc = Set(Some(secrets.encrypt(v.trim())));
+            }
+            if let Some(v) = cloud.app_secret {
+                model.app_secret_enc = Set(Some(secrets.encrypt(v.trim())));
+            }
+            if let Some(v) = cloud.verify_token {
+                model.verify_token_enc = Set(Some(secrets.encrypt(v.trim())));
+            }
+        }
+        model.updated_at = Set(Utc::now());
+        Ok(model.update(&self.services.db).await?)
+    }
+
+    /// Deletes a sender with its templates. Its conversations and messages stay (the history
+    /// belongs to the contacts), with the sender link cleared.
+    pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<Uuid> {
+        let sender = self.get(workspace_id, id).await?;
+        sender::Entity::delete_by_id(sender.id)
+            .exec(&self.services.db)
+            .await?;
+        Ok(sender.id)
+    }
+
+    pub async fn get(&self, workspace_id: Uuid, id: Uuid) -> Result<sender::Model> {
+        find_in_workspace!(&self.services.db, sender, workspace_id, id, "sender")
+    }
+
+    pub async fn list(&self, workspace_id: Uuid, page: PageRequest) -> Result<Page<sender::Model>> {
+        let select = sender::Entity::find().filter(sender::Column::WorkspaceId.eq(workspace_id));
+        paginate(&self.services.db, select, sender::Column::Id, page).await
+    }
+}

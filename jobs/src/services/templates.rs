@@ -1,0 +1,407 @@
+//! Message templates: what may be sent outside the 24-hour window. Their structure follows
+//! Meta's template components (header, body with numbered placeholders, footer, buttons) and the
+//! limits Meta enforces on review, so a template refused by Meta is refused here first.
+
+use std::{collections::BTreeSet, sync::LazyLock};
+
+use chrono::Utc;
+use regex::Regex;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use waflow_entities::{
+    E164,
+    enums::{ButtonType, HeaderFormat, SenderProvider, TemplateCategory, TemplateStatus},
+    template,
+};
+
+use super::{Services, find_in_workspace};
+use crate::{
+    error::{Error, Result},
+    pagination::{Page, PageRequest, paginate},
+    validation::Problems,
+};
+
+static PLACEHOLDER: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\{\{\s*([^{}]*?)\s*\}\}").unwrap());
+static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9_]{1,512}$").unwrap());
+static LANGUAGE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[a-z]{2,3}(_[A-Z]{2})?$").unwrap());
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Header {
+    pub format: HeaderFormat,
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Button {
+    pub r#type: ButtonType,
+    pub text: String,
+    pub url: Option<String>,
+    pub phone_number: Option<String>,
+}
+
+/// A template's content, stored as JSON in `template.components`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Components {
+    pub header: Option<Header>,
+    pub body: String,
+    pub footer: Option<String>,
+    #[serde(default)]
+    pub buttons: Vec<Button>,
+    /// Sample values for the body placeholders, which Meta's review requires.
+    #[serde(default)]
+    pub body_examples: Vec<String>,
+}
+
+impl Components {
+    pub fn from_json(value: &serde_json::Value) -> Result<Self> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| Error::Internal(format!("stored template components are malformed: {e}")))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewTemplate {
+    pub sender_id: Uuid,
+    pub name: String,
+    pub language: String,
+    pub category: TemplateCategory,
+    pub components: Components,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TemplateChanges {
+    pub category: Option<TemplateCategory>,
+    pub components: Option<Components>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TemplateFilter {
+    pub sender_id: Option<Uuid>,
+    pub status: Option<TemplateStatus>,
+}
+
+/// Counts the numbered placeholders of `text`, which must be `{{1}}`..`{{n}}` without gaps
+/// (Meta rejects anything else). Records a problem on `field` otherwise.
+fn count_placeholders(problems: &mut Problems, field: &str, text: &str) -> usize {
+    let mut numbers = BTreeSet::new();
+    for capture in PLACEHOLDER.captures_iter(text) {
+        match capture[1].parse::<usize>() {
+            Ok(n) if n >= 1 => {
+                numbers.insert(n);
+            }
+            _ => {
+                problems.add(
+                    field,
+                    format!(
+                        "placeholder {} must be a number from 1, like {{{{1}}}}",
+                        &capture[0]
+                    ),
+                );
+                return 0;
+            }
+        }
+    }
+    let n = numbers.len();
+    if numbers.last().is_some_and(|&max| max != n) {
+        problems.add(
+            field,
+            format!("placeholders must be numbered {{{{1}}}} to {{{{{n}}}}} without gaps"),
+        );
+    }
+    n
+}
+
+/// Checks components against Meta's limits; returns the number of body placeholders.
+pub fn validate_components(problems: &mut Problems, c: &Components) -> usize {
+    if let Some(header) = &c.header {
+        match (&header.format, &header.text) {
+            (HeaderFormat::Text, Some(text)) => {
+                problems.text("components.header.text", text, 60);
+                if count_placeholders(problems, "components.header.text", text) > 1 {
+                    problems.add(
+                        "components.header.text",
+                        "may contain at most one placeholder, {{1}}",
+                    );
+                }
+            }
+            (HeaderFormat::Text, None) => {
+                problems.add("components.header.text", "is required for a TEXT header")
+            }
+            (_, Some(_)) => problems.add("components.header.text", "is only for TEXT headers"),
+            (_, None) => {}
+        }
+    }
+    problems.text("components.body", &c.body, 1024);
+    let variables = count_placeholders(problems, "components.body", &c.body);
+    if !c.body_examples.is_empty() && c.body_examples.len() != variables {
+        problems.add(
+            "components.bodyExamples",
+            format!("must give one example per body placeholder ({variables})"),
+        );
+    }
+    if let Some(footer) = &c.footer {
+        problems.text("components.footer", footer, 60);
+        problems.check(
+            !PLACEHOLDER.is_match(footer),
+            "components.footer",
+            "may not contain placeholders",
+        );
+    }
+    problems.check(
+        c.buttons.len() <= 10,
+        "components.buttons",
+        "at most 10 buttons",
+    );
+    for (i, button) in c.buttons.iter().enumerate() {
+        let field = |name: &str| format!("components.buttons[{i}].{name}");
+        problems.text(&field("text"), &button.text, 25);
+        match button.r#type {
+            ButtonType::Url => match &button.url {
+                Some(url) => problems.url(&field("url"), url),
+                None => problems.add(field("url"), "is required for a URL button"),
+            },
+            ButtonType::PhoneNumber => match button.phone_number.as_deref().map(E164::parse) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => problems.add(field("phoneNumber"), e.to_string()),
+                None => problems.add(
+                    field("phoneNumber"),
+                    "is required for a PHONE_NUMBER button",
+                ),
+            },
+            ButtonType::QuickReply => {}
+        }
+    }
+    variables
+}
+
+pub struct TemplateService<'a> {
+    pub(super) services: &'a Services,
+}
+
+impl TemplateService<'_> {
+    pub async fn create(&self, workspace_id: Uuid, input: NewTemplate) -> Result<template::Model> {
+        let sender = find_in_workspace!(
+            &self.services.db,
+            sender,
+            workspace_id,
+            input.sender_id,
+            "sender"
+        )
+        .map_err(|_| Error::SenderNotFound(input.sender_id.to_string()))?;
+        let mut problems = Problems::new();
+        problems.check(
+            NAME.is_match(&input.name),
+            "name",
+            "must be lowercase letters, digits and underscores (like order_confirmed)",
+        );
+        problems.check(
+            LANGUAGE.is_match(&input.language),
+            "language",
+            "must be a WhatsApp language code like en or en_US",
+        );
+        let variable_count = validate_components(&mut problems, &input.components);
+        problems.into_result()?;
+
+        let duplicate = template::Entity::find()
+            .filter(template::Column::SenderId.eq(sender.id))
+            .filter(template::Column::Name.eq(&input.name))
+            .filter(template::Column::Language.eq(&input.language))
+            .one(&self.services.db)
+            .await?;
+        if duplicate.is_some() {
+            return Err(Error::field(
+                "name",
+                "this sender already has a template with this name and language",
+            ));
+        }
+        let now = Utc::now();
+        template::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            workspace_id: Set(workspace_id),
+            sender_id: Set(sender.id),
+            name: Set(input.name),
+            language: Set(input.language),
+            category: Set(input.category),
+            status: Set(TemplateStatus::Pending),
+            status_reason: Set(None),
+            components: Set(serde_json::to_value(&input.components).expect("components serialize")),
+            variable_count: Set(variable_count as i32),
+            provider_template_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.services.db)
+        .await
+        .map_err(|e| {
+            Error::from_unique_violation(
+                e,
+                "name",
+                "this sender already has a template with this name and language",
+            )
+        })
+    }
+
+    /// Edits a sandbox template. An edit sends it back to review (PENDING), as on WhatsApp.
+    pub async fn update(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        changes: TemplateChanges,
+    ) -> Result<template::Model> {
+        let (current, provider) = self.get_with_provider(workspace_id, id).await?;
+        let mut problems = Problems::new();
+        problems.check(
+            provider == SenderProvider::Sandbox,
+            "id",
+            "templates of a CLOUD_API sender are edited in WhatsApp Manager",
+        );
+        let variable_count = changes
+            .components
+            .as_ref()
+            .map(|c| validate_components(&mut problems, c));
+        problems.into_result()?;
+
+        let mut model: template::ActiveModel = current.into();
+        if let Some(category) = changes.category {
+            model.category = Set(category);
+        }
+        if let (Some(components), Some(count)) = (changes.components, variable_count) {
+            model.components =
+                Set(serde_json::to_value(&components).expect("components serialize"));
+            model.variable_count = Set(count as i32);
+        }
+        model.status = Set(TemplateStatus::Pending);
+        model.status_reason = Set(None);
+        model.updated_at = Set(Utc::now());
+        Ok(model.update(&self.services.db).await?)
+    }
+
+    /// Moves a sandbox template through review by hand; a Cloud API template's status is Meta's.
+    pub async fn set_status(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        status: TemplateStatus,
+        reason: Option<String>,
+    ) -> Result<template::Model> {
+        let (current, provider) = self.get_with_provider(workspace_id, id).await?;
+        if provider != SenderProvider::Sandbox {
+            return Err(Error::field(
+                "id",
+                "a CLOUD_API template's status comes from Meta's review",
+            ));
+        }
+        let mut model: template::ActiveModel = current.into();
+        model.status = Set(status);
+        model.status_reason = Set(reason.filter(|r| !r.trim().is_empty()));
+        model.updated_at = Set(Utc::now());
+        Ok(model.update(&self.services.db).await?)
+    }
+
+    pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<Uuid> {
+        let template = self.get(workspace_id, id).await?;
+        template::Entity::delete_by_id(template.id)
+            .exec(&self.services.db)
+            .await?;
+        Ok(template.id)
+    }
+
+    pub async fn get(&self, workspace_id: Uuid, id: Uuid) -> Result<template::Model> {
+        find_in_workspace!(&self.services.db, template, workspace_id, id, "template")
+    }
+
+    async fn get_with_provider(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> Result<(template::Model, SenderProvider)> {
+        let template = self.get(workspace_id, id).await?;
+        let sender = find_in_workspace!(
+            &self.services.db,
+            sender,
+            workspace_id,
+            template.sender_id,
+            "sender"
+        )?;
+        Ok((template, sender.provider))
+    }
+
+    pub async fn list(
+        &self,
+        workspace_id: Uuid,
+        filter: TemplateFilter,
+        page: PageRequest,
+    ) -> Result<Page<template::Model>> {
+        let mut select =
+            template::Entity::find().filter(template::Column::WorkspaceId.eq(workspace_id));
+        if let Some(sender_id) = filter.sender_id {
+            select = select.filter(template::Column::SenderId.eq(sender_id));
+        }
+        if let Some(status) = filter.status {
+            select = select.filter(template::Column::Status.eq(status));
+        }
+        paginate(&self.services.db, select, template::Column::Id, page).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(text: &str) -> Components {
+        Components {
+            header: None,
+            body: text.into(),
+            footer: None,
+            buttons: vec![],
+            body_examples: vec![],
+        }
+    }
+
+    fn check(c: &Components) -> (usize, Result<()>) {
+        let mut problems = Problems::new();
+        let n = validate_components(&mut problems, c);
+        (n, problems.into_result())
+    }
+
+    #[test]
+    fn counts_numbered_placeholders() {
+        assert_eq!(
+            check(&body("Hi {{1}}, order {{2}} ships {{ 3 }}. Bye {{1}}")).0,
+            3
+        );
+        assert_eq!(check(&body("No variables")).0, 0);
+    }
+
+    #[test]
+    fn refuses_gaps_names_and_zero() {
+        for text in ["Hi {{2}}", "Hi {{1}} {{3}}", "Hi {{name}}", "Hi {{0}}"] {
+            let (_, result) = check(&body(text));
+            let err = result.expect_err(text).to_string();
+            assert!(err.starts_with("components.body: "), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_meta_refuses() {
+        let mut c = body("Hi {{1}}");
+        c.footer = Some("Reply {{1}}".into());
+        c.buttons = vec![Button {
+            r#type: ButtonType::Url,
+            text: "Open".into(),
+            url: None,
+            phone_number: None,
+        }];
+        c.body_examples = vec!["a".into(), "b".into()];
+        let err = check(&c).1.unwrap_err().to_string();
+        assert!(err.contains("components.footer"), "{err}");
+        assert!(err.contains("components.buttons[0].url"), "{err}");
+        assert!(err.contains("components.bodyExamples"), "{err}");
+    }
+}
