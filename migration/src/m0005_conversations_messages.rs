@@ -35,6 +35,8 @@ enum Conversation {
     EndedAt,
 }
 
+// Iden names mirror the columns; `error_message` ends with the table's name by coincidence.
+#[allow(clippy::enum_variant_names)]
 #[derive(DeriveIden, Clone)]
 enum Message {
     Table,

@@ -1,1 +1,11 @@
+//! End-to-end tests: a real server on a loopback port, real SQLite and PostgreSQL databases, and
+//! HTTP requests as a frontend would send them. One binary, so it links once.
 
+mod assistants;
+mod auth;
+mod contacts;
+mod hardening;
+mod migrations;
+mod pagination;
+mod senders;
+mod templates;

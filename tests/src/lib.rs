@@ -1,1 +1,259 @@
+//! The end-to-end harness: `spawn_app` starts a real Waflow server on a loopback port, over a
+//! database of its own (a fresh SQLite file, or a fresh PostgreSQL database that is dropped
+//! afterwards), with a workspace and its API key ready; tests then speak HTTP to it.
 
+use std::{net::SocketAddr, time::Duration};
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use serde_json::{Value, json};
+use waflow_api::{AppState, router, serve_on};
+use waflow_jobs::{SecretBox, Services, db};
+
+/// Where PostgreSQL tests create their databases; `WAFLOW_TEST_POSTGRES_URL` overrides it.
+pub const DEFAULT_POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub http: reqwest::Client,
+    /// The API key of the workspace created for the test.
+    pub key: String,
+    pub services: Services,
+    pub backend: Backend,
+    _database: TestDatabase,
+}
+
+/// A database that exists for one test and is removed with it.
+pub enum TestDatabase {
+    Sqlite(tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let TestDatabase::Postgres { admin_url, name } = self {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime, which cannot be blocked on: use a thread.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    if let Ok(admin) = Database::connect(&admin_url).await {
+                        let _ = admin
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                            ))
+                            .await;
+                    }
+                });
+            })
+            .join();
+        }
+    }
+}
+
+fn postgres_admin_url() -> String {
+    std::env::var("WAFLOW_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_POSTGRES_ADMIN_URL.to_owned())
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A fresh, migrated database. `None` when PostgreSQL is wanted but not running and this is not
+/// CI: the test then says so loudly and is skipped (on CI a missing service fails the test).
+pub async fn test_database(backend: Backend) -> Option<(DatabaseConnection, TestDatabase)> {
+    let (url, guard) = match backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let url = format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("waflow.db").display()
+            );
+            (url, TestDatabase::Sqlite(dir))
+        }
+        Backend::Postgres => {
+            let admin_url = postgres_admin_url();
+            let admin = match tokio::time::timeout(
+                Duration::from_secs(5),
+                Database::connect(&admin_url),
+            )
+            .await
+            {
+                Ok(Ok(admin)) => admin,
+                failure => {
+                    let reason = match failure {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "timed out".into(),
+                    };
+                    assert!(
+                        !ci(),
+                        "PostgreSQL at {admin_url} is required on CI: {reason}"
+                    );
+                    eprintln!(
+                        "\n*** SKIPPED: PostgreSQL at {admin_url} is not reachable ({reason}); start it as the README says ***\n"
+                    );
+                    return None;
+                }
+            };
+            let name = format!("waflow_test_{}", uuid::Uuid::now_v7().simple());
+            admin
+                .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                .await
+                .expect("create test database");
+            let base = admin_url
+                .rsplit_once('/')
+                .map(|(base, _)| base)
+                .unwrap_or(&admin_url);
+            (
+                format!("{base}/{name}"),
+                TestDatabase::Postgres {
+                    admin_url: admin_url.clone(),
+                    name,
+                },
+            )
+        }
+    };
+    let db = db::connect(&url).await.expect("connect to test database");
+    db::migrate(&db).await.expect("migrate test database");
+    Some((db, guard))
+}
+
+/// Starts a server over a fresh database with one workspace. `None` as for [`test_database`].
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let (db, guard) = test_database(backend).await?;
+    let services = Services::new(db, SecretBox::random());
+    let (_, key) = services
+        .workspaces()
+        .create("Test workspace")
+        .await
+        .expect("create workspace");
+    let addr = spawn_server(services.clone(), &[]).await;
+    Some(TestApp {
+        addr,
+        http: reqwest::Client::new(),
+        key: key.plaintext,
+        services,
+        backend,
+        _database: guard,
+    })
+}
+
+/// Serves `services` on a free loopback port, with the given CORS origins.
+pub async fn spawn_server(services: Services, cors_origins: &[&str]) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().unwrap();
+    let origins: Vec<_> = cors_origins.iter().map(|o| o.parse().unwrap()).collect();
+    let app = router(AppState::new(services), &origins);
+    tokio::spawn(async move { serve_on(listener, app).await });
+    addr
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Runs a GraphQL document with the test workspace's key; returns the whole response body.
+    pub async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.gql_as(Some(&self.key), query, variables).await
+    }
+
+    /// Runs a GraphQL document with another key (or none).
+    pub async fn gql_as(&self, key: Option<&str>, query: &str, variables: Value) -> Value {
+        let mut request = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({"query": query, "variables": variables}));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("JSON response")
+    }
+
+    /// Runs a document that must succeed; returns its `data`.
+    pub async fn ok(&self, query: &str, variables: Value) -> Value {
+        let body = self.gql(query, variables).await;
+        assert!(body.get("errors").is_none(), "unexpected errors: {body:#}");
+        body["data"].clone()
+    }
+
+    /// Creates another workspace and returns its API key.
+    pub async fn other_workspace(&self) -> String {
+        let (_, key) = self
+            .services
+            .workspaces()
+            .create("Other workspace")
+            .await
+            .unwrap();
+        key.plaintext
+    }
+
+    /// Creates a SANDBOX sender and returns its id.
+    pub async fn sandbox_sender(&self, phone: &str) -> String {
+        let data = self
+            .ok(
+                "mutation($input: CreateSenderInput!) { createSender(input: $input) { id } }",
+                json!({"input": {"phoneNumber": phone, "displayName": "Acme", "provider": "SANDBOX"}}),
+            )
+            .await;
+        data["createSender"]["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// The `extensions.code` of a response's first error.
+pub fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// The fields a VALIDATION_FAILED error names.
+pub fn error_fields(body: &Value) -> Vec<String> {
+    body["errors"][0]["extensions"]["fields"]
+        .as_array()
+        .map(|fields| {
+            fields
+                .iter()
+                .filter_map(|f| f["field"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Defines, for each named `async fn(TestApp)`, one test on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    let app = $crate::spawn_app($crate::Backend::Sqlite).await.expect("SQLite is always available");
+                    super::$name(app).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some(app) = $crate::spawn_app($crate::Backend::Postgres).await {
+                        super::$name(app).await;
+                    }
+                }
+            }
+        )+
+    };
+}

@@ -1,0 +1,172 @@
+//! The `waflow` binary as a user runs it: in an empty folder, with nothing but environment
+//! variables, talking HTTP.
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_waflow");
+
+/// `waflow` in `dir` with a clean environment: only what a user would have set.
+fn waflow(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    waflow(dir, args, env).output().expect("run waflow")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_healthy(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("waflow serve did not become healthy at {base}");
+}
+
+#[test]
+fn schema_graphql_is_up_to_date() {
+    let output = run(&std::env::temp_dir(), &["schema"], &[]);
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../schema.graphql")).unwrap();
+    assert!(
+        printed == committed,
+        "schema.graphql is stale: run `cargo run -- schema > schema.graphql` and commit it"
+    );
+}
+
+/// The embedded default: an empty folder, no services. `workspace create` prints the key alone
+/// on its last line, `serve` creates nothing new, migrates, and accepts that key.
+#[tokio::test]
+async fn embedded_default_serves_with_no_services() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = run(dir.path(), &["workspace", "create", "Acme"], &[]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    let key = stdout.lines().last().unwrap().to_owned();
+    assert!(
+        key.starts_with("wf_") && !key.contains(' '),
+        "last line must be the key alone: {stdout:?}"
+    );
+    assert!(dir.path().join("waflow.db").exists());
+    assert!(
+        dir.path().join("waflow.db.secret-key").exists(),
+        "the key for secrets is kept beside the database"
+    );
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = waflow(dir.path(), &["serve"], &[("WAFLOW_LISTEN", &listen)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let base = format!("http://{listen}");
+    wait_healthy(&base).await;
+
+    let http = reqwest::Client::new();
+    let query = serde_json::json!({"query": "mutation { createSender(input: {phoneNumber: \"+14155551234\", \
+        displayName: \"Acme\", provider: SANDBOX}) { phoneNumber status } }"});
+    let answer: serde_json::Value = http
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&key)
+        .json(&query)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["data"]["createSender"],
+        serde_json::json!({"phoneNumber": "+14155551234", "status": "ONLINE"})
+    );
+    let refused = http
+        .post(format!("{base}/graphql"))
+        .json(&query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+}
+
+#[test]
+fn impossible_configurations_fail_at_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[(&str, &str)], &str); 4] = [
+        (
+            &[("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")],
+            "needs REDIS_URL",
+        ),
+        (&[("DATABASE_URL", "mysql://x")], "DATABASE_URL is invalid"),
+        (
+            &[("WAFLOW_LISTEN", "localhost")],
+            "WAFLOW_LISTEN is invalid",
+        ),
+        (
+            &[("WAFLOW_SECRET_KEY", "short")],
+            "WAFLOW_SECRET_KEY must be 32 random bytes",
+        ),
+    ];
+    for (env, expected) in cases {
+        let output = run(dir.path(), &["serve"], env);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{env:?} should fail");
+        assert!(stderr.contains(expected), "{env:?}: {stderr}");
+    }
+    let output = run(
+        dir.path(),
+        &["workspace", "create", "Acme"],
+        &[("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("WAFLOW_SECRET_KEY is required"));
+}
+
+#[test]
+fn workspace_names_are_validated() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["workspace", "create", "  "], &[]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("name: must not be empty"));
+}
