@@ -74,13 +74,12 @@ async fn graphql_endpoint(
                 .or_else(|| v.strip_prefix("bearer "))
         });
     match state.services.api_keys().authenticate(bearer).await {
-        Ok(principal) => GraphQLResponse::from(
-            state
-                .schema
-                .execute(request.into_inner().data(principal))
-                .await,
-        )
-        .into_response(),
+        Ok(principal) => {
+            let request = request.into_inner().data(principal);
+            let mut response = state.schema.execute(request).await;
+            graphql::tag_rejected_documents(&mut response);
+            GraphQLResponse::from(response).into_response()
+        }
         Err(error) => {
             let status = match error {
                 waflow_jobs::Error::Unauthenticated => StatusCode::UNAUTHORIZED,

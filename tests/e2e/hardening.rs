@@ -2,7 +2,7 @@
 //! endpoints a browser or load balancer reaches without a key.
 
 use serde_json::json;
-use waflow_tests::{Backend, spawn_app, spawn_server};
+use waflow_tests::{Backend, error_code, spawn_app, spawn_server};
 
 #[tokio::test]
 async fn deep_and_costly_queries_are_refused() {
@@ -11,6 +11,7 @@ async fn deep_and_costly_queries_are_refused() {
     let body = app.gql(deep, json!({})).await;
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("nested too deep"), "{body}");
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"));
 
     let costly: String = (0..300)
         .map(|i| format!("a{i}: workspace {{ id name createdAt }} "))
@@ -100,4 +101,44 @@ async fn cors_allows_only_configured_origins() {
             .get("access-control-allow-origin")
             .is_none()
     );
+}
+
+/// Input the schema itself rejects (an unknown enum value, a missing required field, a typo in a
+/// field name) is answered with VALIDATION_FAILED and a message naming the bad part.
+#[tokio::test]
+async fn documents_the_schema_rejects_carry_a_code() {
+    let app = spawn_app(Backend::Sqlite).await.unwrap();
+    let create = "mutation($input: CreateSenderInput!) { createSender(input: $input) { id } }";
+    let cases = [
+        (
+            create,
+            json!({"input": {"phoneNumber": "+14155551234", "displayName": "A", "provider": "WHATSAPP"}}),
+            "provider",
+        ),
+        (
+            create,
+            json!({"input": {"phoneNumber": "+14155551234", "provider": "SANDBOX"}}),
+            "displayName",
+        ),
+        (
+            "{ senders { edges { node { phoneNumbr } } } }",
+            json!({}),
+            "phoneNumbr",
+        ),
+        (
+            "{ senders(first: \"ten\") { edges { cursor } } }",
+            json!({}),
+            "first",
+        ),
+    ];
+    for (query, variables, named) in cases {
+        let body = app.gql(query, variables).await;
+        assert_eq!(
+            error_code(&body),
+            Some("VALIDATION_FAILED"),
+            "{query}: {body}"
+        );
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(message.contains(named), "{message} should name {named}");
+    }
 }
