@@ -98,61 +98,75 @@ impl Assistant {
     }
 }
 
+/// The settings `createAssistant` and `updateAssistant` share; on update only those given change.
 #[derive(InputObject)]
-pub struct CreateAssistantInput {
-    name: String,
-    provider: AssistantProvider,
+pub struct AssistantSettingsFields {
     base_url: Option<String>,
-    /// Write-only.
+    /// Write-only; on update an empty string removes the stored key.
     api_key: Option<String>,
     model: Option<String>,
     temperature: Option<f64>,
     max_tokens: Option<i32>,
+    /// A template over the conversation's variables, like {{ customer_name }}.
     system_prompt: Option<String>,
     extraction_fields: Option<Vec<ExtractionField>>,
     scripted_rules: Option<Vec<ScriptedRule>>,
     fallback_reply: Option<String>,
+}
+
+impl AssistantSettingsFields {
+    fn into_settings(
+        self,
+        name: Option<String>,
+        provider: Option<AssistantProvider>,
+    ) -> AssistantSettings {
+        AssistantSettings {
+            name,
+            provider,
+            base_url: self.base_url,
+            api_key: self.api_key,
+            model: self.model,
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            system_prompt: self.system_prompt,
+            extraction_fields: self.extraction_fields.map(|list| {
+                list.into_iter()
+                    .map(|f| svc::ExtractionField {
+                        name: f.name,
+                        r#type: f.r#type,
+                        description: f.description,
+                        options: f.options,
+                        pattern: f.pattern,
+                    })
+                    .collect()
+            }),
+            scripted_rules: self.scripted_rules.map(|list| {
+                list.into_iter()
+                    .map(|r| svc::ScriptedRule {
+                        pattern: r.pattern,
+                        reply: r.reply,
+                    })
+                    .collect()
+            }),
+            fallback_reply: self.fallback_reply,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateAssistantInput {
+    name: String,
+    provider: AssistantProvider,
+    #[graphql(flatten)]
+    settings: AssistantSettingsFields,
 }
 
 #[derive(InputObject)]
 pub struct UpdateAssistantInput {
     name: Option<String>,
     provider: Option<AssistantProvider>,
-    base_url: Option<String>,
-    /// Write-only; an empty string removes the stored key.
-    api_key: Option<String>,
-    model: Option<String>,
-    temperature: Option<f64>,
-    max_tokens: Option<i32>,
-    system_prompt: Option<String>,
-    extraction_fields: Option<Vec<ExtractionField>>,
-    scripted_rules: Option<Vec<ScriptedRule>>,
-    fallback_reply: Option<String>,
-}
-
-fn fields(list: Option<Vec<ExtractionField>>) -> Option<Vec<svc::ExtractionField>> {
-    list.map(|l| {
-        l.into_iter()
-            .map(|f| svc::ExtractionField {
-                name: f.name,
-                r#type: f.r#type,
-                description: f.description,
-                options: f.options,
-                pattern: f.pattern,
-            })
-            .collect()
-    })
-}
-
-fn rules(list: Option<Vec<ScriptedRule>>) -> Option<Vec<svc::ScriptedRule>> {
-    list.map(|l| {
-        l.into_iter()
-            .map(|r| svc::ScriptedRule {
-                pattern: r.pattern,
-                reply: r.reply,
-            })
-            .collect()
-    })
+    #[graphql(flatten)]
+    settings: AssistantSettingsFields,
 }
 
 #[derive(Default)]
@@ -198,19 +212,9 @@ impl AssistantMutation {
         input: CreateAssistantInput,
     ) -> async_graphql::Result<Assistant> {
         let (services, workspace_id) = scope(ctx)?;
-        let settings = AssistantSettings {
-            name: Some(input.name),
-            provider: Some(input.provider),
-            base_url: input.base_url,
-            api_key: input.api_key,
-            model: input.model,
-            temperature: input.temperature,
-            max_tokens: input.max_tokens,
-            system_prompt: input.system_prompt,
-            extraction_fields: fields(input.extraction_fields),
-            scripted_rules: rules(input.scripted_rules),
-            fallback_reply: input.fallback_reply,
-        };
+        let settings = input
+            .settings
+            .into_settings(Some(input.name), Some(input.provider));
         services
             .assistants()
             .create(workspace_id, settings)
@@ -227,19 +231,7 @@ impl AssistantMutation {
     ) -> async_graphql::Result<Assistant> {
         let (services, workspace_id) = scope(ctx)?;
         let id = parse_id(&id, || Error::NotFound("assistant"))?;
-        let settings = AssistantSettings {
-            name: input.name,
-            provider: input.provider,
-            base_url: input.base_url,
-            api_key: input.api_key,
-            model: input.model,
-            temperature: input.temperature,
-            max_tokens: input.max_tokens,
-            system_prompt: input.system_prompt,
-            extraction_fields: fields(input.extraction_fields),
-            scripted_rules: rules(input.scripted_rules),
-            fallback_reply: input.fallback_reply,
-        };
+        let settings = input.settings.into_settings(input.name, input.provider);
         services
             .assistants()
             .update(workspace_id, id, settings)
