@@ -13,6 +13,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub struct Config {
     pub database_url: String,
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so deployments can share one Redis.
+    pub redis_prefix: String,
     pub listen: SocketAddr,
     pub public_url: String,
     secret_key: Option<String>,
@@ -86,6 +88,7 @@ impl Config {
         Ok(Self {
             database_url,
             redis_url: var("REDIS_URL"),
+            redis_prefix: var("WAFLOW_REDIS_PREFIX").unwrap_or_else(|| "waflow:".to_owned()),
             listen,
             public_url,
             secret_key: var("WAFLOW_SECRET_KEY"),
@@ -95,6 +98,15 @@ impl Config {
 
     pub fn is_postgres(&self) -> bool {
         self.database_url.starts_with("postgres")
+    }
+
+    pub fn redis(&self) -> Option<waflow_jobs::RedisSettings> {
+        self.redis_url
+            .as_ref()
+            .map(|url| waflow_jobs::RedisSettings {
+                url: url.clone(),
+                prefix: self.redis_prefix.clone(),
+            })
     }
 
     /// Refuses combinations that cannot work before anything starts: PostgreSQL without Redis.

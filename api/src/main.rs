@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
-use waflow_api::{AppState, Config, router, serve_on};
-use waflow_jobs::{Services, db};
+use waflow_api::{AppState, Config, app::shutdown_signal, router, serve_on};
+use waflow_jobs::{Services, db, worker};
 
 #[derive(Parser)]
 #[command(
@@ -89,7 +89,6 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
         }
         Command::Serve { no_worker } => {
             config.check_runtime_profile()?;
-            check_redis(&config).await?;
             let services = open(&config).await?;
             let listener = tokio::net::TcpListener::bind(config.listen)
                 .await
@@ -97,47 +96,45 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             tracing::info!(
                 "serving GraphQL on {}/graphql{}",
                 config.public_url,
-                if no_worker { " (API only)" } else { "" }
+                if no_worker {
+                    " (API only)"
+                } else {
+                    " with workers"
+                }
             );
-            serve_on(
+            let api = serve_on(
                 listener,
-                router(AppState::new(services), &config.cors_origins),
-            )
-            .await?;
+                router(AppState::new(services.clone()), &config.cors_origins),
+            );
+            if no_worker {
+                api.await?;
+            } else {
+                let workers = worker::run(services, shutdown_signal());
+                let (api, workers) = tokio::join!(api, workers);
+                api?;
+                workers?;
+            }
         }
         Command::Worker => {
             config.check_runtime_profile()?;
-            check_redis(&config).await?;
-            let _services = open(&config).await?;
-            // Background job kinds (status refresh, flow steps, deliveries) register here as they
-            // are built; until then a worker only holds its connections until told to stop.
+            let services = open(&config).await?;
             tracing::info!("worker started");
-            waflow_api::app::shutdown_signal().await;
+            worker::run(services, shutdown_signal()).await?;
         }
     }
     Ok(())
 }
 
-/// Connects, brings the schema up to date and loads the secrets key.
+/// Connects, brings the schema up to date, loads the secrets key and sets up the profile's
+/// queue and rate limiter (SQLite and in-process, or Redis).
 async fn open(config: &Config) -> Result<Services, AnyError> {
     let secrets = config.secret_box()?;
     let db = db::connect(&config.database_url)
         .await
         .map_err(|e| format!("cannot open the database (DATABASE_URL): {e}"))?;
     db::migrate(&db).await?;
-    Ok(Services::new(db, secrets))
-}
-
-async fn check_redis(config: &Config) -> Result<(), AnyError> {
-    let Some(url) = &config.redis_url else {
-        return Ok(());
-    };
-    let client =
-        redis::Client::open(url.as_str()).map_err(|e| format!("REDIS_URL is invalid: {e}"))?;
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .map_err(|e| format!("cannot reach Redis at REDIS_URL: {e}"))?;
-    let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-    Ok(())
+    Ok(match config.redis() {
+        Some(redis) => Services::production(db, secrets, &redis).await?,
+        None => Services::embedded(db, secrets).await?,
+    })
 }

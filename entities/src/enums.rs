@@ -114,3 +114,7 @@ json_enum!(
     /// The type of a variable the post-conversation evaluation extracts.
     ExtractionType { String, Number, Boolean, Enum }
 );
+json_enum!(
+    /// How a template's placeholders are written: `{{1}}`..`{{n}}` or `{{customer_name}}`.
+    ParameterFormat { Positional, Named }
+);

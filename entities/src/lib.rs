@@ -13,6 +13,7 @@ pub mod flow_run;
 pub mod flow_version;
 pub mod message;
 pub mod phone;
+pub mod schedule_tick;
 pub mod sender;
 pub mod step_run;
 pub mod template;

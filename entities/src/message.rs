@@ -27,6 +27,9 @@ pub struct Model {
     #[sea_orm(column_type = "Text", nullable)]
     pub error_message: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Media id and type, location, button payload: what the message carries besides text.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub payload: Option<Json>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

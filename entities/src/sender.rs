@@ -31,6 +31,8 @@ pub struct Model {
     pub messages_per_second: i32,
     pub inactivity_timeout_seconds: i32,
     pub assistant_id: Option<Uuid>,
+    /// Lets MARKETING templates go out even while the quality rating is RED.
+    pub allow_marketing_on_low_quality: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

@@ -38,10 +38,69 @@ pub enum Error {
     SenderNotFound(String),
     #[error("missing or invalid API key: send `Authorization: Bearer <key>`")]
     Unauthenticated,
+    #[error("sender is offline: {reason}")]
+    SenderOffline { reason: String },
+    #[error("no template {name:?} in language {language:?} for this sender")]
+    TemplateNotFound { name: String, language: String },
+    #[error("template {name:?} is {status}, not APPROVED")]
+    TemplateNotApproved { name: String, status: String },
+    #[error("template {name:?} takes {expected} variable(s) ({names}), {given} given")]
+    TemplateVariablesMismatch {
+        name: String,
+        expected: usize,
+        names: String,
+        given: String,
+    },
+    #[error("text is {length} characters; WhatsApp allows at most 4096")]
+    MessageTooLong { length: usize },
+    #[error("{0}")]
+    OutsideWindow(WindowClosed),
+    #[error("the recipient opted out of marketing messages")]
+    RecipientOptedOut,
+    #[error(
+        "the sender's quality rating is RED: marketing templates are paused until it recovers \
+         (or set allowMarketingOnLowQuality on the sender)"
+    )]
+    SenderQualityLow,
+    #[error("the sender's rate limit is reached; retry in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u64 },
+    #[error("the provider refused the message: {message}{}", .code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
+    Provider {
+        code: Option<String>,
+        message: String,
+    },
+    /// A send that was stored and then failed at the provider: the cause, and the FAILED message.
+    #[error("{cause}")]
+    SendFailed {
+        message_id: uuid::Uuid,
+        cause: Box<Error>,
+    },
     #[error("database error")]
     Database(#[from] DbErr),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a free-form message cannot go: the customer service window is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowClosed {
+    /// When the window closed; `None` when the customer never wrote to this sender.
+    pub closed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl std::fmt::Display for WindowClosed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.closed_at {
+            Some(at) => write!(
+                f,
+                "the 24-hour window closed at {}: send an approved template instead",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => f.write_str(
+                "the customer has never written to this sender, so no 24-hour window is open: send an approved template instead",
+            ),
+        }
+    }
 }
 
 fn join_fields(fields: &[FieldError]) -> String {
@@ -61,6 +120,17 @@ impl Error {
             Error::NotFound(_) => "NOT_FOUND",
             Error::SenderNotFound(_) => "SENDER_NOT_FOUND",
             Error::Unauthenticated => "UNAUTHENTICATED",
+            Error::SenderOffline { .. } => "SENDER_OFFLINE",
+            Error::TemplateNotFound { .. } => "TEMPLATE_NOT_FOUND",
+            Error::TemplateNotApproved { .. } => "TEMPLATE_NOT_APPROVED",
+            Error::TemplateVariablesMismatch { .. } => "TEMPLATE_VARIABLES_MISMATCH",
+            Error::MessageTooLong { .. } => "MESSAGE_TOO_LONG",
+            Error::OutsideWindow(_) => "OUTSIDE_24H_WINDOW",
+            Error::RecipientOptedOut => "RECIPIENT_OPTED_OUT",
+            Error::SenderQualityLow => "SENDER_QUALITY_LOW",
+            Error::RateLimited { .. } => "RATE_LIMITED",
+            Error::Provider { .. } => "PROVIDER_ERROR",
+            Error::SendFailed { cause, .. } => cause.code(),
             Error::Database(_) | Error::Internal(_) => "INTERNAL",
         }
     }

@@ -5,11 +5,17 @@
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod messaging;
 pub mod pagination;
+pub mod placeholders;
+pub mod providers;
+pub mod queue;
+pub mod rate_limit;
 pub mod services;
 pub mod validation;
+pub mod worker;
 
 pub use crypto::SecretBox;
 pub use error::{Error, FieldError, Result};
 pub use pagination::{Page, PageRequest};
-pub use services::Services;
+pub use services::{RedisSettings, Services};

@@ -11,6 +11,9 @@ mod m0004_contacts;
 mod m0005_conversations_messages;
 mod m0006_flows;
 mod m0007_webhooks;
+mod m0008_sender_quality_override;
+mod m0009_message_payload;
+mod m0010_schedule_ticks;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -27,6 +30,9 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_conversations_messages::Migration),
             Box::new(m0006_flows::Migration),
             Box::new(m0007_webhooks::Migration),
+            Box::new(m0008_sender_quality_override::Migration),
+            Box::new(m0009_message_payload::Migration),
+            Box::new(m0010_schedule_ticks::Migration),
         ]
     }
 }

@@ -116,6 +116,7 @@ pub(crate) fn inbound_message(c: &conversation::Model, provider_id: &str) -> mes
         error_code: Set(None),
         error_message: Set(None),
         idempotency_key: Set(None),
+        payload: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -7,7 +7,7 @@ use std::{net::SocketAddr, time::Duration};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{Value, json};
 use waflow_api::{AppState, router, serve_on};
-use waflow_jobs::{SecretBox, Services, db};
+use waflow_jobs::{RedisSettings, SecretBox, Services, db, worker};
 
 /// Where PostgreSQL tests create their databases; `WAFLOW_TEST_POSTGRES_URL` overrides it.
 pub const DEFAULT_POSTGRES_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -25,7 +25,47 @@ pub struct TestApp {
     pub key: String,
     pub services: Services,
     pub backend: Backend,
+    /// Stops the workers when the test ends.
+    _workers: tokio::sync::oneshot::Sender<()>,
+    _redis: Option<RedisNamespace>,
     _database: TestDatabase,
+}
+
+/// The Redis keys of one test (`waflow-test-<uuid>:*`), deleted when it ends.
+pub struct RedisNamespace {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Drop for RedisNamespace {
+    fn drop(&mut self) {
+        let (url, prefix) = (self.url.clone(), self.prefix.clone());
+        let _ = std::thread::spawn(move || {
+            let Ok(client) = redis::Client::open(url.as_str()) else {
+                return;
+            };
+            let Ok(mut conn) = client.get_connection() else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{prefix}*"))
+                .query(&mut conn)
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+            }
+            // apalis-redis lists every queue it has seen in one global set.
+            let _: redis::RedisResult<()> = redis::cmd("ZREM")
+                .arg("core:apalis:queues:list")
+                .arg(format!("{prefix}system:workers"))
+                .query(&mut conn);
+        })
+        .join();
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("WAFLOW_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
 /// A database that exists for one test and is removed with it.
@@ -127,22 +167,59 @@ pub async fn test_database(backend: Backend) -> Option<(DatabaseConnection, Test
     Some((db, guard))
 }
 
-/// Starts a server over a fresh database with one workspace. `None` as for [`test_database`].
+/// Starts a server and its workers over a fresh database with one workspace: the embedded
+/// profile on SQLite, the production profile (PostgreSQL and Redis, under a key prefix of the
+/// test's own) on PostgreSQL. `None` as for [`test_database`].
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     let (db, guard) = test_database(backend).await?;
-    let services = Services::new(db, SecretBox::random());
+    let (services, redis) = match backend {
+        Backend::Sqlite => (
+            Services::embedded(db, SecretBox::random())
+                .await
+                .expect("embedded services"),
+            None,
+        ),
+        Backend::Postgres => {
+            let namespace = RedisNamespace {
+                url: redis_url(),
+                prefix: format!("waflow-test-{}:", uuid::Uuid::now_v7().simple()),
+            };
+            let settings = RedisSettings {
+                url: namespace.url.clone(),
+                prefix: namespace.prefix.clone(),
+            };
+            let services = match Services::production(db, SecretBox::random(), &settings).await {
+                Ok(services) => services,
+                Err(e) => {
+                    assert!(!ci(), "Redis at {} is required on CI: {e}", settings.url);
+                    eprintln!(
+                        "\n*** SKIPPED: Redis at {} is not reachable ({e}); start it as the README says ***\n",
+                        settings.url
+                    );
+                    return None;
+                }
+            };
+            (services, Some(namespace))
+        }
+    };
     let (_, key) = services
         .workspaces()
         .create("Test workspace")
         .await
         .expect("create workspace");
     let addr = spawn_server(services.clone(), &[]).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(worker::run(services.clone(), async move {
+        let _ = stopped.await;
+    }));
     Some(TestApp {
         addr,
         http: reqwest::Client::new(),
         key: key.plaintext,
         services,
         backend,
+        _workers: stop,
+        _redis: redis,
         _database: guard,
     })
 }

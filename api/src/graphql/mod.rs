@@ -3,6 +3,8 @@
 
 mod assistants;
 mod contacts;
+mod conversations;
+mod messages;
 mod senders;
 mod templates;
 mod workspace;
@@ -23,6 +25,7 @@ pub struct QueryRoot(
     templates::TemplateQuery,
     contacts::ContactQuery,
     assistants::AssistantQuery,
+    messages::MessageQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -32,6 +35,7 @@ pub struct MutationRoot(
     templates::TemplateMutation,
     contacts::ContactMutation,
     assistants::AssistantMutation,
+    messages::MessageMutation,
 );
 
 /// Deeper or costlier documents are refused before they run: a connection nests at most a few
@@ -77,7 +81,14 @@ pub(crate) fn to_gql(error: waflow_jobs::Error) -> async_graphql::Error {
     }
     async_graphql::Error::new(error.public_message()).extend_with(|_, ext| {
         ext.set("code", error.code());
-        match &error {
+        let cause = match &error {
+            Error::SendFailed { message_id, cause } => {
+                ext.set("messageId", message_id.to_string());
+                cause.as_ref()
+            }
+            other => other,
+        };
+        match cause {
             Error::Validation(fields) => {
                 let list: Vec<async_graphql::Value> = fields
                     .iter()
@@ -94,6 +105,17 @@ pub(crate) fn to_gql(error: waflow_jobs::Error) -> async_graphql::Error {
                 ext.set("fields", list);
             }
             Error::InvalidPhoneNumber { field, .. } => ext.set("field", field.as_str()),
+            Error::RateLimited {
+                retry_after_seconds,
+            } => ext.set("retryAfterSeconds", *retry_after_seconds),
+            Error::OutsideWindow(closed) => {
+                if let Some(at) = closed.closed_at {
+                    ext.set("windowClosedAt", at.to_rfc3339());
+                }
+            }
+            Error::Provider {
+                code: Some(code), ..
+            } => ext.set("providerCode", code.as_str()),
             _ => {}
         }
     })

@@ -62,6 +62,10 @@ impl Sender {
     async fn inactivity_timeout_seconds(&self) -> i32 {
         self.0.inactivity_timeout_seconds
     }
+    /// Whether MARKETING templates still go out while the quality rating is RED.
+    async fn allow_marketing_on_low_quality(&self) -> bool {
+        self.0.allow_marketing_on_low_quality
+    }
     async fn cloud_api(&self) -> Option<CloudApiSettings> {
         (self.0.provider == SenderProvider::CloudApi).then(|| CloudApiSettings {
             phone_number_id: self.0.phone_number_id.clone(),
@@ -120,6 +124,8 @@ pub struct UpdateCloudApiInput {
 #[derive(InputObject)]
 pub struct UpdateSenderInput {
     display_name: Option<String>,
+    /// Override: keep sending MARKETING templates while the quality rating is RED.
+    allow_marketing_on_low_quality: Option<bool>,
     /// SANDBOX senders only: a CLOUD_API sender's status comes from Meta.
     status: Option<SenderStatus>,
     cloud_api: Option<UpdateCloudApiInput>,
@@ -203,6 +209,7 @@ impl SenderMutation {
         let id = parse_id(&id, || Error::NotFound("sender"))?;
         let changes = SenderChanges {
             display_name: input.display_name,
+            allow_marketing_on_low_quality: input.allow_marketing_on_low_quality,
             status: input.status,
             cloud_api: input.cloud_api.map(|c| CloudApiChanges {
                 phone_number_id: c.phone_number_id,

@@ -3,17 +3,18 @@
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject, connection::Connection};
 use chrono::{DateTime, Utc};
 use waflow_entities::{
-    enums::{ButtonType, HeaderFormat, TemplateCategory, TemplateStatus},
+    enums::{ButtonType, HeaderFormat, ParameterFormat, TemplateCategory, TemplateStatus},
     template,
 };
 use waflow_jobs::{
     Error,
+    placeholders::Placeholders,
     services::templates::{self as svc, NewTemplate, TemplateChanges, TemplateFilter},
 };
 
 use super::{GqlResult, connection, page_request, parse_id, scope, senders::Sender};
 
-pub struct Template(template::Model);
+pub struct Template(pub template::Model);
 
 #[derive(SimpleObject, InputObject)]
 #[graphql(input_name = "TemplateHeaderInput")]
@@ -94,6 +95,20 @@ impl From<svc::Components> for TemplateComponents {
     }
 }
 
+impl Template {
+    fn placeholders(&self) -> async_graphql::Result<Placeholders> {
+        let body = svc::Components::from_json(&self.0.components).gql()?.body;
+        Placeholders::parse(&body).map_err(|e| super::to_gql(Error::Internal(e)))
+    }
+}
+
+/// What `syncTemplates` did.
+#[derive(SimpleObject)]
+pub struct TemplateSyncResult {
+    created: u32,
+    updated: u32,
+}
+
 #[Object]
 impl Template {
     async fn id(&self) -> ID {
@@ -128,6 +143,14 @@ impl Template {
         svc::Components::from_json(&self.0.components)
             .gql()
             .map(Into::into)
+    }
+    /// Whether the body's placeholders are numbered ({{1}}) or named ({{customer_name}}).
+    async fn parameter_format(&self) -> async_graphql::Result<ParameterFormat> {
+        Ok(self.placeholders()?.format)
+    }
+    /// The body's placeholders in the order a send gives their values: "1".."n", or the names.
+    async fn variable_names(&self) -> async_graphql::Result<Vec<String>> {
+        Ok(self.placeholders()?.names)
     }
     /// How many values a send must give: the body's placeholders.
     async fn variable_count(&self) -> i32 {
@@ -263,6 +286,26 @@ impl TemplateMutation {
             .await
             .gql()
             .map(Template)
+    }
+
+    /// Reads every template of a CLOUD_API sender's business account from Meta and stores them
+    /// with their current status.
+    async fn sync_templates(
+        &self,
+        ctx: &Context<'_>,
+        sender_id: ID,
+    ) -> async_graphql::Result<TemplateSyncResult> {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender_id = parse_id(&sender_id, || Error::SenderNotFound(sender_id.to_string()))?;
+        let report = services
+            .templates()
+            .sync(workspace_id, sender_id)
+            .await
+            .gql()?;
+        Ok(TemplateSyncResult {
+            created: report.created,
+            updated: report.updated,
+        })
     }
 
     async fn delete_template(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {

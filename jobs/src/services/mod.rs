@@ -4,24 +4,124 @@
 pub mod api_keys;
 pub mod assistants;
 pub mod contacts;
+pub mod conversations;
 pub mod senders;
 pub mod templates;
 pub mod workspaces;
 
-use sea_orm::DatabaseConnection;
+use std::time::Duration;
 
-use crate::crypto::SecretBox;
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-/// What every service needs: the database and the key for secrets at rest. Cheap to clone.
+use crate::{
+    crypto::SecretBox,
+    error::{Error, Result},
+    queue::{JobQueue, Queue},
+    rate_limit::RateLimiter,
+};
+
+/// What every service needs: the database, the key for secrets at rest, an HTTP client for
+/// providers, the shared rate limiter and the job queues. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Services {
     pub db: DatabaseConnection,
     pub secrets: SecretBox,
+    pub http: reqwest::Client,
+    pub rate_limiter: RateLimiter,
+    pub jobs: JobQueue,
 }
 
+/// Where the production profile keeps its queue and shared state.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    pub url: String,
+    /// Namespaces every key, so deployments (or parallel tests) can share one Redis.
+    pub prefix: String,
+}
+
+/// A crashed worker's jobs go back to the queue after this many missed heartbeats.
+const REDIS_HEARTBEAT: Duration = Duration::from_secs(5);
+const REDIS_MISSED_HEARTBEATS: usize = 3;
+
 impl Services {
-    pub fn new(db: DatabaseConnection, secrets: SecretBox) -> Self {
-        Self { db, secrets }
+    /// The embedded profile: jobs in the (SQLite) database itself, limits in this process.
+    pub async fn embedded(db: DatabaseConnection, secrets: SecretBox) -> Result<Self> {
+        if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
+            return Err(Error::Internal(
+                "the embedded profile keeps its job queue in SQLite; PostgreSQL needs REDIS_URL"
+                    .into(),
+            ));
+        }
+        let pool = db.get_sqlite_connection_pool().clone();
+        // apalis' own setup would also switch `synchronous` off on one of our connections; only
+        // its tables are wanted, and WAL, so that the API's reads do not wait for the workers.
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        apalis_sqlite::SqliteStorage::<()>::migrations()
+            .run(&pool)
+            .await
+            .map_err(|e| Error::Internal(format!("cannot set up the job queue: {e}")))?;
+        let system = apalis_sqlite::SqliteStorage::new(&pool)
+            .with_config(apalis_sqlite::Config::default().queue("waflow-system"));
+        Ok(Self::assemble(
+            db,
+            secrets,
+            RateLimiter::in_process(),
+            JobQueue {
+                system: Queue::Sqlite(system),
+            },
+        ))
+    }
+
+    /// The production profile: jobs and rate limits in Redis, shared by every process.
+    pub async fn production(
+        db: DatabaseConnection,
+        secrets: SecretBox,
+        redis: &RedisSettings,
+    ) -> Result<Self> {
+        let unreachable =
+            |e: redis::RedisError| Error::Internal(format!("cannot reach Redis at REDIS_URL: {e}"));
+        let client = redis::Client::open(redis.url.as_str()).map_err(unreachable)?;
+        let manager = redis::aio::ConnectionManager::new(client)
+            .await
+            .map_err(unreachable)?;
+        let queue_connection = apalis_redis::connect(redis.url.as_str())
+            .await
+            .map_err(unreachable)?;
+        let system = apalis_redis::RedisStorage::new(queue_connection).with_config(
+            apalis_redis::Config::default()
+                .queue(format!("{}system", redis.prefix))
+                .heartbeat_interval(REDIS_HEARTBEAT)
+                .missed_heartbeats(REDIS_MISSED_HEARTBEATS),
+        );
+        let limiter = RateLimiter::redis(manager, redis.prefix.clone());
+        Ok(Self::assemble(
+            db,
+            secrets,
+            limiter,
+            JobQueue {
+                system: Queue::Redis(system),
+            },
+        ))
+    }
+
+    fn assemble(
+        db: DatabaseConnection,
+        secrets: SecretBox,
+        rate_limiter: RateLimiter,
+        jobs: JobQueue,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("waflow/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        Self {
+            db,
+            secrets,
+            http,
+            rate_limiter,
+            jobs,
+        }
     }
 
     pub fn workspaces(&self) -> workspaces::WorkspaceService<'_> {
@@ -38,6 +138,10 @@ impl Services {
 
     pub fn templates(&self) -> templates::TemplateService<'_> {
         templates::TemplateService { services: self }
+    }
+
+    pub fn conversations(&self) -> conversations::ConversationService<'_> {
+        conversations::ConversationService { services: self }
     }
 
     pub fn contacts(&self) -> contacts::ContactService<'_> {

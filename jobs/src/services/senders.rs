@@ -57,6 +57,7 @@ pub struct NewSender {
 #[derive(Debug, Clone, Default)]
 pub struct SenderChanges {
     pub display_name: Option<String>,
+    pub allow_marketing_on_low_quality: Option<bool>,
     pub status: Option<SenderStatus>,
     pub cloud_api: Option<CloudApiChanges>,
     pub messages_per_second: Option<i32>,
@@ -159,16 +160,20 @@ impl SenderService<'_> {
                 .inactivity_timeout_seconds
                 .unwrap_or(DEFAULT_INACTIVITY_TIMEOUT_SECONDS)),
             assistant_id: Set(None),
+            allow_marketing_on_low_quality: Set(false),
             created_at: Set(now),
             updated_at: Set(now),
         };
-        model.insert(&self.services.db).await.map_err(|e| {
+        let sender = model.insert(&self.services.db).await.map_err(|e| {
             Error::from_unique_violation(
                 e,
                 "phoneNumber",
                 "a sender with this phone number already exists",
             )
-        })
+        })?;
+        // Enqueued after the row is committed, so the job always finds it.
+        self.services.jobs.refresh_sender(&sender).await?;
+        Ok(sender)
     }
 
     /// Refuses a second sender with the same number in the workspace, and a Cloud API phone
@@ -267,6 +272,9 @@ impl SenderService<'_> {
         if let Some(name) = changes.display_name {
             model.display_name = Set(name.trim().to_owned());
         }
+        if let Some(allow) = changes.allow_marketing_on_low_quality {
+            model.allow_marketing_on_low_quality = Set(allow);
+        }
         if let Some(status) = changes.status {
             model.status = Set(status);
             model.status_reason = Set(None);
@@ -277,6 +285,7 @@ impl SenderService<'_> {
         if let Some(timeout) = changes.inactivity_timeout_seconds {
             model.inactivity_timeout_seconds = Set(timeout);
         }
+        let credentials_changed = changes.cloud_api.is_some();
         if let Some(cloud) = changes.cloud_api {
             if let Some(v) = cloud.phone_number_id {
                 model.phone_number_id = Set(Some(v.trim().to_owned()));
@@ -298,7 +307,11 @@ impl SenderService<'_> {
             }
         }
         model.updated_at = Set(Utc::now());
-        Ok(model.update(&self.services.db).await?)
+        let sender = model.update(&self.services.db).await?;
+        if credentials_changed {
+            self.services.jobs.refresh_sender(&sender).await?;
+        }
+        Ok(sender)
     }
 
     /// Deletes a sender with its templates. Its conversations and messages stay (the history
@@ -318,5 +331,105 @@ impl SenderService<'_> {
     pub async fn list(&self, workspace_id: Uuid, page: PageRequest) -> Result<Page<sender::Model>> {
         let select = sender::Entity::find().filter(sender::Column::WorkspaceId.eq(workspace_id));
         paginate(&self.services.db, select, sender::Column::Id, page).await
+    }
+}
+
+/// What a status refresh learned about a Cloud API sender.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub status: SenderStatus,
+    pub reason: Option<String>,
+    pub quality_rating: QualityRating,
+    pub messaging_limit_tier: Option<String>,
+}
+
+impl SenderService<'_> {
+    /// Asks the Cloud API how the number is doing and stores its status, quality rating and
+    /// messaging limit. A number Meta reports CONNECTED is ONLINE; an expired or revoked token
+    /// (Meta code 190), a disconnected number or an unreachable API make it OFFLINE with the
+    /// reason shown on the sender. A sandbox sender is left as it is.
+    pub async fn refresh_status(&self, sender_id: Uuid) -> Result<sender::Model> {
+        use crate::providers::cloud_api::CloudApi;
+        let sender = sender::Entity::find_by_id(sender_id)
+            .one(&self.services.db)
+            .await?
+            .ok_or(Error::NotFound("sender"))?;
+        if sender.provider != SenderProvider::CloudApi {
+            return Ok(sender);
+        }
+        let health = match CloudApi::for_sender(self.services, &sender)?
+            .phone_number()
+            .await
+        {
+            Ok(info) => {
+                let connected = info
+                    .status
+                    .as_deref()
+                    .is_none_or(|s| s.eq_ignore_ascii_case("CONNECTED"));
+                Health {
+                    status: if connected {
+                        SenderStatus::Online
+                    } else {
+                        SenderStatus::Offline
+                    },
+                    reason: (!connected).then(|| {
+                        format!(
+                            "Meta reports the number as {}",
+                            info.status.as_deref().unwrap_or("unknown")
+                        )
+                    }),
+                    quality_rating: info.quality(),
+                    messaging_limit_tier: info.messaging_limit_tier.clone(),
+                }
+            }
+            Err(refusal) => Health {
+                status: SenderStatus::Offline,
+                reason: Some(match refusal.code.as_deref() {
+                    Some("190") => format!(
+                        "the access token is expired or invalid (Meta code 190): update cloudApi.accessToken. {}",
+                        refusal.message
+                    ),
+                    _ => refusal.message,
+                }),
+                quality_rating: sender.quality_rating,
+                messaging_limit_tier: sender.messaging_limit_tier.clone(),
+            },
+        };
+        let mut model: sender::ActiveModel = sender.into();
+        model.status = Set(health.status);
+        model.status_reason = Set(health.reason);
+        model.quality_rating = Set(health.quality_rating);
+        model.messaging_limit_tier = Set(health.messaging_limit_tier);
+        model.updated_at = Set(Utc::now());
+        Ok(model.update(&self.services.db).await?)
+    }
+
+    /// Stores a quality rating Meta reported; `Some(previous)` when it changed.
+    pub async fn set_quality(
+        &self,
+        sender: sender::Model,
+        rating: QualityRating,
+    ) -> Result<Option<QualityRating>> {
+        let previous = sender.quality_rating;
+        if previous == rating {
+            return Ok(None);
+        }
+        let mut model: sender::ActiveModel = sender.into();
+        model.quality_rating = Set(rating);
+        model.updated_at = Set(Utc::now());
+        let sender = model.update(&self.services.db).await?;
+        tracing::info!(sender_id = %sender.id, ?previous, ?rating, "sender quality changed");
+        Ok(Some(previous))
+    }
+
+    /// Cloud API senders, for the periodic status refresh.
+    pub async fn cloud_api_sender_ids(&self) -> Result<Vec<Uuid>> {
+        Ok(sender::Entity::find()
+            .filter(sender::Column::Provider.eq(SenderProvider::CloudApi))
+            .all(&self.services.db)
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect())
     }
 }

@@ -2,7 +2,7 @@
 //! Meta's template components (header, body with numbered placeholders, footer, buttons) and the
 //! limits Meta enforces on review, so a template refused by Meta is refused here first.
 
-use std::{collections::BTreeSet, sync::LazyLock};
+use std::sync::LazyLock;
 
 use chrono::Utc;
 use regex::Regex;
@@ -12,18 +12,18 @@ use uuid::Uuid;
 use waflow_entities::{
     E164,
     enums::{ButtonType, HeaderFormat, SenderProvider, TemplateCategory, TemplateStatus},
-    template,
+    sender, template,
 };
 
 use super::{Services, find_in_workspace};
 use crate::{
     error::{Error, Result},
     pagination::{Page, PageRequest, paginate},
+    placeholders::Placeholders,
+    providers::cloud_api::{CloudApi, parse_template_status},
     validation::Problems,
 };
 
-static PLACEHOLDER: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"\{\{\s*([^{}]*?)\s*\}\}").unwrap());
 static NAME: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[a-z0-9_]{1,512}$").unwrap());
 static LANGUAGE: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z]{2,3}(_[A-Z]{2})?$").unwrap());
@@ -80,41 +80,35 @@ pub struct TemplateChanges {
     pub components: Option<Components>,
 }
 
+/// How many templates a sync created and updated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SyncReport {
+    pub created: u32,
+    pub updated: u32,
+}
+
+/// Meta's verdict on a template, as its webhook reports it.
+#[derive(Debug, Clone)]
+pub struct TemplateReview {
+    pub provider_template_id: Option<String>,
+    pub name: Option<String>,
+    pub language: Option<String>,
+    /// APPROVED, REJECTED, PAUSED, DISABLED, ...
+    pub event: String,
+    pub reason: Option<String>,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct TemplateFilter {
     pub sender_id: Option<Uuid>,
     pub status: Option<TemplateStatus>,
 }
 
-/// Counts the numbered placeholders of `text`, which must be `{{1}}`..`{{n}}` without gaps
-/// (Meta rejects anything else). Records a problem on `field` otherwise.
-fn count_placeholders(problems: &mut Problems, field: &str, text: &str) -> usize {
-    let mut numbers = BTreeSet::new();
-    for capture in PLACEHOLDER.captures_iter(text) {
-        match capture[1].parse::<usize>() {
-            Ok(n) if n >= 1 => {
-                numbers.insert(n);
-            }
-            _ => {
-                problems.add(
-                    field,
-                    format!(
-                        "placeholder {} must be a number from 1, like {{{{1}}}}",
-                        &capture[0]
-                    ),
-                );
-                return 0;
-            }
-        }
-    }
-    let n = numbers.len();
-    if numbers.last().is_some_and(|&max| max != n) {
-        problems.add(
-            field,
-            format!("placeholders must be numbered {{{{1}}}} to {{{{{n}}}}} without gaps"),
-        );
-    }
-    n
+/// The placeholders of `text`, or a problem recorded on `field` (and none counted).
+fn placeholders(problems: &mut Problems, field: &str, text: &str) -> Option<Placeholders> {
+    Placeholders::parse(text)
+        .map_err(|message| problems.add(field, message))
+        .ok()
 }
 
 /// Checks components against Meta's limits; returns the number of body placeholders.
@@ -123,7 +117,8 @@ pub fn validate_components(problems: &mut Problems, c: &Components) -> usize {
         match (&header.format, &header.text) {
             (HeaderFormat::Text, Some(text)) => {
                 problems.text("components.header.text", text, 60);
-                if count_placeholders(problems, "components.header.text", text) > 1 {
+                let header = placeholders(problems, "components.header.text", text);
+                if header.is_some_and(|p| p.count() > 1) {
                     problems.add(
                         "components.header.text",
                         "may contain at most one placeholder, {{1}}",
@@ -138,7 +133,7 @@ pub fn validate_components(problems: &mut Problems, c: &Components) -> usize {
         }
     }
     problems.text("components.body", &c.body, 1024);
-    let variables = count_placeholders(problems, "components.body", &c.body);
+    let variables = placeholders(problems, "components.body", &c.body).map_or(0, |p| p.count());
     if !c.body_examples.is_empty() && c.body_examples.len() != variables {
         problems.add(
             "components.bodyExamples",
@@ -148,7 +143,7 @@ pub fn validate_components(problems: &mut Problems, c: &Components) -> usize {
     if let Some(footer) = &c.footer {
         problems.text("components.footer", footer, 60);
         problems.check(
-            !PLACEHOLDER.is_match(footer),
+            Placeholders::parse(footer).is_ok_and(|p| p.count() == 0),
             "components.footer",
             "may not contain placeholders",
         );
@@ -220,6 +215,30 @@ impl TemplateService<'_> {
                 "this sender already has a template with this name and language",
             ));
         }
+        // A Cloud API template goes to Meta's review first; Meta's id ties later verdicts to it.
+        let (status, provider_template_id) = match sender.provider {
+            SenderProvider::Sandbox => (TemplateStatus::Pending, None),
+            SenderProvider::CloudApi => {
+                let placeholders = Placeholders::parse(&input.components.body)
+                    .map_err(|e| Error::field("components.body", e))?;
+                let created = CloudApi::for_sender(self.services, &sender)?
+                    .create_template(
+                        &input.name,
+                        &input.language,
+                        input.category,
+                        &input.components,
+                        placeholders.format,
+                        &placeholders.names,
+                    )
+                    .await
+                    .map_err(|refusal| refusal.error)?;
+                let status = created
+                    .status
+                    .as_deref()
+                    .map_or(TemplateStatus::Pending, parse_template_status);
+                (status, Some(created.id))
+            }
+        };
         let now = Utc::now();
         template::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -228,11 +247,11 @@ impl TemplateService<'_> {
             name: Set(input.name),
             language: Set(input.language),
             category: Set(input.category),
-            status: Set(TemplateStatus::Pending),
+            status: Set(status),
             status_reason: Set(None),
             components: Set(serde_json::to_value(&input.components).expect("components serialize")),
             variable_count: Set(variable_count as i32),
-            provider_template_id: Set(None),
+            provider_template_id: Set(provider_template_id),
             created_at: Set(now),
             updated_at: Set(now),
         }
@@ -245,6 +264,105 @@ impl TemplateService<'_> {
                 "this sender already has a template with this name and language",
             )
         })
+    }
+
+    /// Brings a Cloud API sender's templates in line with Meta's: every template of its
+    /// business account is inserted or updated (status, category, components). Answers how many
+    /// were created and updated.
+    pub async fn sync(&self, workspace_id: Uuid, sender_id: Uuid) -> Result<SyncReport> {
+        let sender =
+            find_in_workspace!(&self.services.db, sender, workspace_id, sender_id, "sender")
+                .map_err(|_| Error::SenderNotFound(sender_id.to_string()))?;
+        if sender.provider != SenderProvider::CloudApi {
+            return Err(Error::field(
+                "senderId",
+                "only CLOUD_API senders have templates at Meta",
+            ));
+        }
+        let remote = CloudApi::for_sender(self.services, &sender)?
+            .list_templates()
+            .await
+            .map_err(|r| r.error)?;
+        let mut report = SyncReport::default();
+        let now = Utc::now();
+        for meta in remote {
+            let components = meta.components();
+            let variable_count =
+                Placeholders::parse(&components.body).map_or(0, |p| p.count()) as i32;
+            let existing = template::Entity::find()
+                .filter(template::Column::SenderId.eq(sender.id))
+                .filter(template::Column::Name.eq(&meta.name))
+                .filter(template::Column::Language.eq(&meta.language))
+                .one(&self.services.db)
+                .await?;
+            let mut model = match existing {
+                Some(found) => {
+                    report.updated += 1;
+                    template::ActiveModel::from(found)
+                }
+                None => {
+                    report.created += 1;
+                    template::ActiveModel {
+                        id: Set(Uuid::now_v7()),
+                        workspace_id: Set(workspace_id),
+                        sender_id: Set(sender.id),
+                        name: Set(meta.name.clone()),
+                        language: Set(meta.language.clone()),
+                        created_at: Set(now),
+                        ..Default::default()
+                    }
+                }
+            };
+            model.category = Set(meta.category());
+            model.status = Set(parse_template_status(&meta.status));
+            model.status_reason = Set(meta
+                .rejected_reason
+                .clone()
+                .filter(|r| !r.is_empty() && r != "NONE"));
+            model.components =
+                Set(serde_json::to_value(&components).expect("components serialize"));
+            model.variable_count = Set(variable_count);
+            model.provider_template_id = Set(meta.id.clone());
+            model.updated_at = Set(now);
+            model.save(&self.services.db).await?;
+        }
+        Ok(report)
+    }
+
+    /// Applies Meta's review verdict (the `message_template_status_update` webhook) to the
+    /// template it names, among the senders of that business account. Unknown templates are
+    /// ignored (`None`).
+    pub async fn apply_review(
+        &self,
+        business_account_id: &str,
+        review: &TemplateReview,
+    ) -> Result<Option<template::Model>> {
+        let senders: Vec<Uuid> = sender::Entity::find()
+            .filter(sender::Column::BusinessAccountId.eq(business_account_id))
+            .all(&self.services.db)
+            .await?
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        let mut query = template::Entity::find().filter(template::Column::SenderId.is_in(senders));
+        query = match (&review.provider_template_id, &review.name, &review.language) {
+            (Some(id), _, _) => query.filter(template::Column::ProviderTemplateId.eq(id)),
+            (None, Some(name), Some(language)) => query
+                .filter(template::Column::Name.eq(name))
+                .filter(template::Column::Language.eq(language)),
+            _ => return Ok(None),
+        };
+        let Some(found) = query.one(&self.services.db).await? else {
+            return Ok(None);
+        };
+        let mut model: template::ActiveModel = found.into();
+        model.status = Set(parse_template_status(&review.event));
+        model.status_reason = Set(review
+            .reason
+            .clone()
+            .filter(|r| !r.is_empty() && r != "NONE"));
+        model.updated_at = Set(Utc::now());
+        Ok(Some(model.update(&self.services.db).await?))
     }
 
     /// Edits a sandbox template. An edit sends it back to review (PENDING), as on WhatsApp.
@@ -380,8 +498,15 @@ mod tests {
     }
 
     #[test]
-    fn refuses_gaps_names_and_zero() {
-        for text in ["Hi {{2}}", "Hi {{1}} {{3}}", "Hi {{name}}", "Hi {{0}}"] {
+    fn refuses_gaps_mixtures_and_zero() {
+        assert_eq!(check(&body("Hi {{customer_name}}, {{doctor}}")).0, 2);
+        for text in [
+            "Hi {{2}}",
+            "Hi {{1}} {{3}}",
+            "Hi {{1}} {{name}}",
+            "Hi {{0}}",
+            "Hi {{Name}}",
+        ] {
             let (_, result) = check(&body(text));
             let err = result.expect_err(text).to_string();
             assert!(err.starts_with("components.body: "), "{text}: {err}");

@@ -1,0 +1,290 @@
+//! Sending and receiving messages, and the 24-hour window.
+
+use std::collections::BTreeMap;
+
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
+use chrono::{DateTime, Utc};
+use waflow_entities::{
+    enums::{MessageDirection, MessageKind, MessageRole, MessageStatus},
+    message,
+};
+use waflow_jobs::{
+    Error,
+    messaging::{SendTemplate, SendText, SessionStatus as Session, TemplateRef},
+};
+
+use super::{GqlResult, conversations::Conversation, parse_id, scope, templates::Template};
+
+pub struct Message(pub message::Model);
+
+#[Object]
+impl Message {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    async fn direction(&self) -> MessageDirection {
+        self.0.direction
+    }
+    /// Who wrote it: CUSTOMER, ASSISTANT, AGENT (sent through the API) or SYSTEM.
+    async fn role(&self) -> MessageRole {
+        self.0.role
+    }
+    async fn kind(&self) -> MessageKind {
+        self.0.kind
+    }
+    /// The text; for a template, its body with the placeholders filled in.
+    async fn body(&self) -> Option<&str> {
+        self.0.body.as_deref()
+    }
+    /// Media id and type, location, or button payload of an inbound message.
+    async fn payload(&self) -> Option<Json<serde_json::Value>> {
+        self.0.payload.clone().map(Json)
+    }
+    async fn status(&self) -> MessageStatus {
+        self.0.status
+    }
+    async fn provider_message_id(&self) -> Option<&str> {
+        self.0.provider_message_id.as_deref()
+    }
+    /// The provider's error code when the message FAILED.
+    async fn error_code(&self) -> Option<&str> {
+        self.0.error_code.as_deref()
+    }
+    async fn error_message(&self) -> Option<&str> {
+        self.0.error_message.as_deref()
+    }
+    async fn template(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Template>> {
+        let (services, workspace_id) = scope(ctx)?;
+        match self.0.template_id {
+            Some(id) => match services.templates().get(workspace_id, id).await {
+                Ok(template) => Ok(Some(Template(template))),
+                Err(Error::NotFound(_)) => Ok(None),
+                Err(e) => Err(e).gql(),
+            },
+            None => Ok(None),
+        }
+    }
+    /// The values the template's placeholders were filled with.
+    async fn template_variables(&self) -> Option<Json<serde_json::Value>> {
+        self.0
+            .template_params
+            .as_ref()
+            .map(|p| Json(p["values"].clone()))
+    }
+    async fn idempotency_key(&self) -> Option<&str> {
+        self.0.idempotency_key.as_deref()
+    }
+    async fn conversation(&self, ctx: &Context<'_>) -> async_graphql::Result<Conversation> {
+        let (services, workspace_id) = scope(ctx)?;
+        services
+            .conversations()
+            .get(workspace_id, self.0.conversation_id)
+            .await
+            .gql()
+            .map(Conversation)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+}
+
+/// Whether a free-form message can reach the customer now.
+#[derive(SimpleObject)]
+pub struct SessionStatus {
+    is_open: bool,
+    can_send_freeform: bool,
+    requires_template: bool,
+    last_customer_message_at: Option<DateTime<Utc>>,
+    expires_at: Option<DateTime<Utc>>,
+    minutes_remaining: i64,
+}
+
+impl From<Session> for SessionStatus {
+    fn from(s: Session) -> Self {
+        Self {
+            is_open: s.is_open,
+            can_send_freeform: s.is_open,
+            requires_template: !s.is_open,
+            last_customer_message_at: s.last_customer_message_at,
+            expires_at: s.expires_at,
+            minutes_remaining: s.minutes_remaining,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct SendTextMessageInput {
+    sender_id: ID,
+    /// E.164, like +14155551234.
+    to: String,
+    /// 1 to 4096 characters.
+    text: String,
+    /// The same key twice sends once and returns the first message.
+    idempotency_key: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SendTemplateMessageInput {
+    sender_id: ID,
+    /// The template, or `templateName` with `language`.
+    template_id: Option<ID>,
+    template_name: Option<String>,
+    language: Option<String>,
+    /// E.164, like +14155551234.
+    to: String,
+    /// Stored on a new contact.
+    recipient_name: Option<String>,
+    /// Values for {{1}}..{{n}}, in order.
+    #[graphql(default)]
+    variables: Vec<String>,
+    /// Values for named placeholders, like {"customer_name": "Ana"}.
+    named_variables: Option<Json<BTreeMap<String, String>>>,
+    idempotency_key: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct SimulateInboundMessageInput {
+    /// A SANDBOX sender.
+    sender_id: ID,
+    /// The customer's number, E.164.
+    from: String,
+    text: String,
+    /// The customer's WhatsApp profile name.
+    name: Option<String>,
+}
+
+#[derive(Default)]
+pub struct MessageQuery;
+
+#[Object]
+impl MessageQuery {
+    async fn message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Message> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("message"))?;
+        services
+            .conversations()
+            .message(workspace_id, id)
+            .await
+            .gql()
+            .map(Message)
+    }
+
+    /// Whether the 24-hour window is open between a sender and a customer, so a client can
+    /// choose between free-form text and a template before it tries.
+    async fn session_status(
+        &self,
+        ctx: &Context<'_>,
+        sender_id: ID,
+        recipient_phone: String,
+    ) -> async_graphql::Result<SessionStatus> {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender_id = parse_id(&sender_id, || Error::SenderNotFound(sender_id.to_string()))?;
+        let status = services
+            .messaging()
+            .session_status(workspace_id, sender_id, &recipient_phone)
+            .await
+            .gql()?;
+        Ok(status.into())
+    }
+}
+
+#[derive(Default)]
+pub struct MessageMutation;
+
+#[Object]
+impl MessageMutation {
+    /// Sends free-form text, allowed within 24 hours of the customer's last message.
+    async fn send_text_message(
+        &self,
+        ctx: &Context<'_>,
+        input: SendTextMessageInput,
+    ) -> async_graphql::Result<Message> {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender_id = parse_id(&input.sender_id, || {
+            Error::SenderNotFound(input.sender_id.to_string())
+        })?;
+        let send = SendText {
+            sender_id,
+            to: input.to,
+            text: input.text,
+            idempotency_key: input.idempotency_key,
+        };
+        services
+            .messaging()
+            .send_text(workspace_id, send)
+            .await
+            .gql()
+            .map(Message)
+    }
+
+    /// Sends an approved template, allowed at any time.
+    async fn send_template_message(
+        &self,
+        ctx: &Context<'_>,
+        input: SendTemplateMessageInput,
+    ) -> async_graphql::Result<Message> {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender_id = parse_id(&input.sender_id, || {
+            Error::SenderNotFound(input.sender_id.to_string())
+        })?;
+        let template = match (input.template_id, input.template_name, input.language) {
+            (Some(id), None, _) => {
+                let name = id.to_string();
+                TemplateRef::Id(parse_id(&id, || Error::TemplateNotFound {
+                    name,
+                    language: String::new(),
+                })?)
+            }
+            (None, Some(name), Some(language)) => TemplateRef::Name { name, language },
+            _ => {
+                return Err(Error::field(
+                    "templateId",
+                    "give either templateId, or templateName and language",
+                ))
+                .gql();
+            }
+        };
+        let send = SendTemplate {
+            sender_id,
+            template,
+            to: input.to,
+            recipient_name: input.recipient_name,
+            variables: input.variables,
+            named_variables: input.named_variables.map(|j| j.0).unwrap_or_default(),
+            idempotency_key: input.idempotency_key,
+        };
+        services
+            .messaging()
+            .send_template(workspace_id, send)
+            .await
+            .gql()
+            .map(Message)
+    }
+
+    /// Delivers a customer's text to a SANDBOX sender as if it came from WhatsApp.
+    async fn simulate_inbound_message(
+        &self,
+        ctx: &Context<'_>,
+        input: SimulateInboundMessageInput,
+    ) -> async_graphql::Result<Message> {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender_id = parse_id(&input.sender_id, || {
+            Error::SenderNotFound(input.sender_id.to_string())
+        })?;
+        let received = services
+            .messaging()
+            .simulate_inbound(
+                workspace_id,
+                sender_id,
+                &input.from,
+                &input.text,
+                input.name,
+            )
+            .await
+            .gql()?;
+        Ok(Message(received.message))
+    }
+}

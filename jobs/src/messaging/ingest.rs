@@ -1,0 +1,336 @@
+//! Receiving: inbound messages and delivery statuses, whichever provider reported them. A real
+//! webhook and `simulateInboundMessage` both end here, so the sandbox behaves like WhatsApp.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use uuid::Uuid;
+use waflow_entities::{
+    E164, contact, conversation,
+    enums::{MessageDirection, MessageKind, MessageRole, MessageStatus},
+    message, sender,
+};
+
+use super::{MessagingService, store};
+use crate::error::Result;
+
+/// One inbound message, already authenticated and parsed from the provider's format.
+#[derive(Debug, Clone)]
+pub struct InboundMessage {
+    pub provider_message_id: String,
+    pub from: E164,
+    pub profile_name: Option<String>,
+    pub timestamp: DateTime<Utc>,
+    pub kind: MessageKind,
+    /// The text, a media caption, a button's or list row's title.
+    pub body: Option<String>,
+    /// Media id and MIME type, location, button payload.
+    pub payload: Option<serde_json::Value>,
+}
+
+/// What receiving a message did.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub message: message::Model,
+    pub conversation: conversation::Model,
+    pub contact: contact::Model,
+    /// The message opened a new conversation.
+    pub conversation_started: bool,
+    /// The provider delivered this message before; nothing changed.
+    pub duplicate: bool,
+}
+
+/// A delivery status reported by the provider for a message we sent.
+#[derive(Debug, Clone)]
+pub struct StatusUpdate {
+    pub provider_message_id: String,
+    pub status: MessageStatus,
+    pub timestamp: DateTime<Utc>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+}
+
+/// Keywords that opt a contact out of (or back into) messages, compared trimmed and ignoring
+/// case, as the whole message.
+const OPT_OUT: [&str; 6] = ["STOP", "UNSUBSCRIBE", "STOP ALL", "ALTO", "ARRET", "ARRÊT"];
+const OPT_IN: [&str; 2] = ["START", "UNSTOP"];
+
+fn opt_change(body: Option<&str>) -> Option<bool> {
+    let word = body?.trim().to_uppercase();
+    if OPT_OUT.contains(&word.as_str()) {
+        Some(true)
+    } else if OPT_IN.contains(&word.as_str()) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Statuses only move forward: sent, delivered, read. A failure counts unless the message was
+/// already delivered or read (then the report is stale).
+fn rank(status: MessageStatus) -> u8 {
+    match status {
+        MessageStatus::Received | MessageStatus::Queued => 0,
+        MessageStatus::Sent => 1,
+        MessageStatus::Failed => 1,
+        MessageStatus::Delivered => 2,
+        MessageStatus::Read => 3,
+    }
+}
+
+impl MessagingService<'_> {
+    /// Stores an inbound message: upserts the contact, opens the 24-hour window, finds or starts
+    /// the conversation and applies opt-out keywords, all in one transaction. A message the
+    /// provider delivered before is recognised by its id and changes nothing.
+    pub async fn receive(
+        &self,
+        sender: &sender::Model,
+        inbound: InboundMessage,
+    ) -> Result<Received> {
+        let received = store::retry_on_conflict(|| self.store_inbound(sender, &inbound)).await;
+        match received {
+            Err(crate::Error::Database(e)) if store::is_unique_violation(&e) => {
+                // Lost a race against the same delivery: it is stored now.
+                self.stored_inbound(sender, &inbound)
+                    .await?
+                    .ok_or(crate::Error::Database(e))
+            }
+            other => other,
+        }
+    }
+
+    async fn stored_inbound(
+        &self,
+        sender: &sender::Model,
+        inbound: &InboundMessage,
+    ) -> Result<Option<Received>> {
+        let db = &self.services.db;
+        let Some(message) = message::Entity::find()
+            .filter(message::Column::SenderId.eq(sender.id))
+            .filter(message::Column::ProviderMessageId.eq(&inbound.provider_message_id))
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let conversation = conversation::Entity::find_by_id(message.conversation_id)
+            .one(db)
+            .await?;
+        let contact = match message.contact_id {
+            Some(id) => contact::Entity::find_by_id(id).one(db).await?,
+            None => None,
+        };
+        Ok(conversation
+            .zip(contact)
+            .map(|(conversation, contact)| Received {
+                message,
+                conversation,
+                contact,
+                conversation_started: false,
+                duplicate: true,
+            }))
+    }
+
+    async fn store_inbound(
+        &self,
+        sender: &sender::Model,
+        inbound: &InboundMessage,
+    ) -> Result<Received> {
+        if let Some(already) = self.stored_inbound(sender, inbound).await? {
+            return Ok(already);
+        }
+        let txn = self.services.db.begin().await?;
+        let workspace_id = sender.workspace_id;
+        let at = inbound.timestamp;
+        let mut contact = store::upsert_contact(
+            &txn,
+            workspace_id,
+            &inbound.from,
+            inbound.profile_name.as_deref(),
+            true,
+        )
+        .await?;
+        if let Some(opted_out) =
+            opt_change(inbound.body.as_deref()).filter(|&o| o != contact.opted_out)
+        {
+            let mut model: contact::ActiveModel = contact.into();
+            model.opted_out = Set(opted_out);
+            model.opted_out_at = Set(opted_out.then_some(at));
+            model.updated_at = Set(Utc::now());
+            contact = model.update(&txn).await?;
+        }
+        store::open_window(&txn, workspace_id, contact.id, sender.id, at).await?;
+        let (conversation, started) =
+            store::active_conversation(&txn, workspace_id, sender.id, contact.id, at).await?;
+        let now = Utc::now();
+        let message = message::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            workspace_id: Set(workspace_id),
+            conversation_id: Set(conversation.id),
+            sender_id: Set(Some(sender.id)),
+            contact_id: Set(Some(contact.id)),
+            direction: Set(MessageDirection::Inbound),
+            role: Set(MessageRole::Customer),
+            kind: Set(inbound.kind),
+            body: Set(inbound.body.clone()),
+            template_id: Set(None),
+            template_params: Set(None),
+            provider_message_id: Set(Some(inbound.provider_message_id.clone())),
+            status: Set(MessageStatus::Received),
+            error_code: Set(None),
+            error_message: Set(None),
+            idempotency_key: Set(None),
+            payload: Set(inbound.payload.clone()),
+            created_at: Set(at),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        let conversation = store::count_message(&txn, conversation, at).await?;
+        txn.commit().await?;
+        Ok(Received {
+            message,
+            conversation,
+            contact,
+            conversation_started: started,
+            duplicate: false,
+        })
+    }
+
+    /// Applies a provider's status report to the message it names. Unknown ids are ignored
+    /// (`None`), and a status never moves a message backwards.
+    pub async fn apply_status(
+        &self,
+        sender_id: Uuid,
+        update: StatusUpdate,
+    ) -> Result<Option<message::Model>> {
+        let db = &self.services.db;
+        let Some(found) = message::Entity::find()
+            .filter(message::Column::SenderId.eq(sender_id))
+            .filter(message::Column::ProviderMessageId.eq(&update.provider_message_id))
+            .filter(message::Column::Direction.eq(MessageDirection::Outbound))
+            .one(db)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let moves_forward = match update.status {
+            MessageStatus::Failed => {
+                rank(found.status) < rank(MessageStatus::Delivered)
+                    && found.status != MessageStatus::Failed
+            }
+            status => rank(status) > rank(found.status),
+        };
+        if !moves_forward {
+            return Ok(Some(found));
+        }
+        let mut model: message::ActiveModel = found.into();
+        model.status = Set(update.status);
+        if update.status == MessageStatus::Failed {
+            model.error_code = Set(update.error_code);
+            model.error_message = Set(update.error_message);
+        }
+        model.updated_at = Set(Utc::now());
+        Ok(Some(model.update(db).await?))
+    }
+}
+
+impl MessagingService<'_> {
+    /// The sandbox provider's delivery report for one of its messages.
+    pub async fn advance_sandbox_message(
+        &self,
+        message_id: Uuid,
+        status: MessageStatus,
+    ) -> Result<()> {
+        let message = message::Entity::find_by_id(message_id)
+            .one(&self.services.db)
+            .await?
+            .ok_or(crate::Error::NotFound("message"))?;
+        let (Some(sender_id), Some(provider_message_id)) =
+            (message.sender_id, message.provider_message_id)
+        else {
+            return Ok(());
+        };
+        let update = StatusUpdate {
+            provider_message_id,
+            status,
+            timestamp: Utc::now(),
+            error_code: None,
+            error_message: None,
+        };
+        self.apply_status(sender_id, update).await.map(|_| ())
+    }
+}
+
+impl MessagingService<'_> {
+    /// Feeds an inbound text to a SANDBOX sender through the same path as a real webhook, so
+    /// demos and tests need no Meta account.
+    pub async fn simulate_inbound(
+        &self,
+        workspace_id: Uuid,
+        sender_id: Uuid,
+        from: &str,
+        text: &str,
+        name: Option<String>,
+    ) -> Result<Received> {
+        use waflow_entities::enums::SenderProvider;
+        let sender = crate::services::find_in_workspace!(
+            &self.services.db,
+            sender,
+            workspace_id,
+            sender_id,
+            "sender"
+        )
+        .map_err(|_| crate::Error::SenderNotFound(sender_id.to_string()))?;
+        if sender.provider != SenderProvider::Sandbox {
+            return Err(crate::Error::field(
+                "senderId",
+                "only SANDBOX senders take simulated messages",
+            ));
+        }
+        let from = E164::parse(from).map_err(|e| crate::Error::phone("from", e))?;
+        if text.trim().is_empty() {
+            return Err(crate::Error::field("text", "must not be empty"));
+        }
+        if text.chars().count() > super::MAX_TEXT_CHARS {
+            return Err(crate::Error::MessageTooLong {
+                length: text.chars().count(),
+            });
+        }
+        let inbound = InboundMessage {
+            provider_message_id: format!("wamid.SANDBOX-IN.{}", Uuid::now_v7().simple()),
+            from,
+            profile_name: name,
+            timestamp: Utc::now(),
+            kind: MessageKind::Text,
+            body: Some(text.to_owned()),
+            payload: None,
+        };
+        self.receive(&sender, inbound).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opt_out_keywords_are_whole_messages_in_any_case() {
+        for word in [
+            "STOP",
+            " stop ",
+            "Stop All",
+            "unsubscribe",
+            "alto",
+            "Arret",
+            "arrêt",
+        ] {
+            assert_eq!(opt_change(Some(word)), Some(true), "{word}");
+        }
+        for word in ["start", "UNSTOP "] {
+            assert_eq!(opt_change(Some(word)), Some(false), "{word}");
+        }
+        for word in ["please stop", "stopping", "", "STOP!"] {
+            assert_eq!(opt_change(Some(word)), None, "{word}");
+        }
+    }
+}

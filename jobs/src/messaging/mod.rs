@@ -1,0 +1,470 @@
+//! Sending WhatsApp messages. Every rule WhatsApp enforces is checked here, before anything is
+//! stored or leaves the server, in the order a user would fix them: the sender, the recipient,
+//! the content, the customer's consent and window, then the sender's rate limit. The GraphQL
+//! mutations and the flow steps both call this service.
+
+pub mod ingest;
+pub mod store;
+pub mod window;
+
+use std::collections::BTreeMap;
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use uuid::Uuid;
+use waflow_entities::{
+    E164, contact,
+    enums::{
+        MessageDirection, MessageKind, MessageRole, MessageStatus, QualityRating, SenderStatus,
+        TemplateCategory, TemplateStatus,
+    },
+    message, sender, template,
+};
+
+use crate::{
+    Services,
+    error::{Error, Result, WindowClosed},
+    placeholders::{ParameterFormat, Placeholders, render},
+    providers::{self, Content},
+    services::find_in_workspace,
+};
+pub use window::SessionStatus;
+
+/// WhatsApp's limit for a text message body.
+pub const MAX_TEXT_CHARS: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct SendText {
+    pub sender_id: Uuid,
+    pub to: String,
+    pub text: String,
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TemplateRef {
+    Id(Uuid),
+    Name { name: String, language: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct SendTemplate {
+    pub sender_id: Uuid,
+    pub template: TemplateRef,
+    pub to: String,
+    pub recipient_name: Option<String>,
+    /// Values for `{{1}}`..`{{n}}`.
+    pub variables: Vec<String>,
+    /// Values for named placeholders like `{{customer_name}}`.
+    pub named_variables: BTreeMap<String, String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A message about to be stored and sent.
+struct Outgoing {
+    kind: MessageKind,
+    body: String,
+    template_id: Option<Uuid>,
+    template_params: Option<serde_json::Value>,
+    recipient_name: Option<String>,
+    content: Content,
+}
+
+pub struct MessagingService<'a> {
+    pub(crate) services: &'a Services,
+}
+
+impl Services {
+    pub fn messaging(&self) -> MessagingService<'_> {
+        MessagingService { services: self }
+    }
+}
+
+impl MessagingService<'_> {
+    pub async fn send_text(&self, workspace_id: Uuid, input: SendText) -> Result<message::Model> {
+        if let Some(sent) = self
+            .by_idempotency_key(workspace_id, input.idempotency_key.as_deref())
+            .await?
+        {
+            return Ok(sent);
+        }
+        let sender = self.online_sender(workspace_id, input.sender_id).await?;
+        let to = E164::parse(&input.to).map_err(|e| Error::phone("to", e))?;
+        if input.text.trim().is_empty() {
+            return Err(Error::field("text", "must not be empty"));
+        }
+        let length = input.text.chars().count();
+        if length > MAX_TEXT_CHARS {
+            return Err(Error::MessageTooLong { length });
+        }
+        let status = self.session_of(workspace_id, sender.id, &to).await?;
+        if !status.is_open {
+            return Err(Error::OutsideWindow(WindowClosed {
+                closed_at: status.expires_at,
+            }));
+        }
+        self.services
+            .rate_limiter
+            .acquire(sender.id, sender.messages_per_second)
+            .await?;
+        let outgoing = Outgoing {
+            kind: MessageKind::Text,
+            body: input.text.clone(),
+            template_id: None,
+            template_params: None,
+            recipient_name: None,
+            content: Content::Text(input.text),
+        };
+        self.deliver(workspace_id, &sender, &to, outgoing, input.idempotency_key)
+            .await
+    }
+
+    pub async fn send_template(
+        &self,
+        workspace_id: Uuid,
+        input: SendTemplate,
+    ) -> Result<message::Model> {
+        if let Some(sent) = self
+            .by_idempotency_key(workspace_id, input.idempotency_key.as_deref())
+            .await?
+        {
+            return Ok(sent);
+        }
+        let sender = self.online_sender(workspace_id, input.sender_id).await?;
+        let to = E164::parse(&input.to).map_err(|e| Error::phone("to", e))?;
+        let template = self
+            .approved_template(workspace_id, &sender, &input.template)
+            .await?;
+        let placeholders = Placeholders::parse(&body_of(&template)?)
+            .map_err(|e| Error::Internal(format!("stored template body is invalid: {e}")))?;
+        let values = match_variables(
+            &template,
+            &placeholders,
+            &input.variables,
+            &input.named_variables,
+        )?;
+
+        if template.category == TemplateCategory::Marketing {
+            let contact = self.contact_by_phone(workspace_id, &to).await?;
+            if contact.is_some_and(|c| c.opted_out) {
+                return Err(Error::RecipientOptedOut);
+            }
+            if sender.quality_rating == QualityRating::Red && !sender.allow_marketing_on_low_quality
+            {
+                return Err(Error::SenderQualityLow);
+            }
+        }
+        self.services
+            .rate_limiter
+            .acquire(sender.id, sender.messages_per_second)
+            .await?;
+
+        let map: BTreeMap<String, String> = values.iter().cloned().collect();
+        let outgoing = Outgoing {
+            kind: MessageKind::Template,
+            body: render(&body_of(&template)?, &map),
+            template_id: Some(template.id),
+            template_params: Some(serde_json::json!({
+                "name": template.name,
+                "language": template.language,
+                "format": placeholders.format,
+                "values": map,
+            })),
+            recipient_name: input.recipient_name,
+            content: Content::Template {
+                name: template.name.clone(),
+                language: template.language.clone(),
+                format: placeholders.format,
+                values,
+            },
+        };
+        self.deliver(workspace_id, &sender, &to, outgoing, input.idempotency_key)
+            .await
+    }
+
+    /// Whether the 24-hour window is open between the sender and `phone`.
+    pub async fn session_status(
+        &self,
+        workspace_id: Uuid,
+        sender_id: Uuid,
+        phone: &str,
+    ) -> Result<SessionStatus> {
+        let sender =
+            find_in_workspace!(&self.services.db, sender, workspace_id, sender_id, "sender")
+                .map_err(|_| Error::SenderNotFound(sender_id.to_string()))?;
+        let to = E164::parse(phone).map_err(|e| Error::phone("recipientPhone", e))?;
+        self.session_of(workspace_id, sender.id, &to).await
+    }
+
+    async fn session_of(
+        &self,
+        workspace_id: Uuid,
+        sender_id: Uuid,
+        to: &E164,
+    ) -> Result<SessionStatus> {
+        let last = match self.contact_by_phone(workspace_id, to).await? {
+            Some(contact) => {
+                store::last_inbound_at(&self.services.db, contact.id, sender_id).await?
+            }
+            None => None,
+        };
+        Ok(SessionStatus::at(last, Utc::now()))
+    }
+
+    async fn by_idempotency_key(
+        &self,
+        workspace_id: Uuid,
+        key: Option<&str>,
+    ) -> Result<Option<message::Model>> {
+        let Some(key) = key else { return Ok(None) };
+        if key.trim().is_empty() || key.len() > 200 {
+            return Err(Error::field(
+                "idempotencyKey",
+                "must be 1 to 200 characters",
+            ));
+        }
+        Ok(message::Entity::find()
+            .filter(message::Column::WorkspaceId.eq(workspace_id))
+            .filter(message::Column::IdempotencyKey.eq(key))
+            .one(&self.services.db)
+            .await?)
+    }
+
+    async fn online_sender(&self, workspace_id: Uuid, sender_id: Uuid) -> Result<sender::Model> {
+        let sender =
+            find_in_workspace!(&self.services.db, sender, workspace_id, sender_id, "sender")
+                .map_err(|_| Error::SenderNotFound(sender_id.to_string()))?;
+        if sender.status != SenderStatus::Online {
+            let reason = sender
+                .status_reason
+                .clone()
+                .unwrap_or_else(|| "it is set OFFLINE".into());
+            return Err(Error::SenderOffline { reason });
+        }
+        Ok(sender)
+    }
+
+    async fn contact_by_phone(
+        &self,
+        workspace_id: Uuid,
+        phone: &E164,
+    ) -> Result<Option<contact::Model>> {
+        Ok(contact::Entity::find()
+            .filter(contact::Column::WorkspaceId.eq(workspace_id))
+            .filter(contact::Column::Phone.eq(phone.as_str()))
+            .one(&self.services.db)
+            .await?)
+    }
+
+    async fn approved_template(
+        &self,
+        workspace_id: Uuid,
+        sender: &sender::Model,
+        reference: &TemplateRef,
+    ) -> Result<template::Model> {
+        let query = template::Entity::find()
+            .filter(template::Column::WorkspaceId.eq(workspace_id))
+            .filter(template::Column::SenderId.eq(sender.id));
+        let (found, name, language) = match reference {
+            TemplateRef::Id(id) => {
+                let found = query
+                    .filter(template::Column::Id.eq(*id))
+                    .one(&self.services.db)
+                    .await?;
+                (found, id.to_string(), String::new())
+            }
+            TemplateRef::Name { name, language } => {
+                let found = query
+                    .filter(template::Column::Name.eq(name.as_str()))
+                    .filter(template::Column::Language.eq(language.as_str()))
+                    .one(&self.services.db)
+                    .await?;
+                (found, name.clone(), language.clone())
+            }
+        };
+        let template = found.ok_or(Error::TemplateNotFound { name, language })?;
+        if template.status != TemplateStatus::Approved {
+            return Err(Error::TemplateNotApproved {
+                name: template.name.clone(),
+                status: format!("{:?}", template.status).to_uppercase(),
+            });
+        }
+        Ok(template)
+    }
+
+    /// Stores the message (with its contact and conversation) and hands it to the provider.
+    /// A provider refusal leaves the message FAILED with the provider's code.
+    async fn deliver(
+        &self,
+        workspace_id: Uuid,
+        sender: &sender::Model,
+        to: &E164,
+        outgoing: Outgoing,
+        idempotency_key: Option<String>,
+    ) -> Result<message::Model> {
+        let stored = store::retry_on_conflict(|| {
+            self.store_outbound(workspace_id, sender, to, &outgoing, &idempotency_key)
+        })
+        .await?;
+        let message = match stored {
+            Stored::Existing(message) => return Ok(message),
+            Stored::New(message) => message,
+        };
+        let outcome = providers::send(self.services, sender, to, &outgoing.content).await;
+        let mut model: message::ActiveModel = message.into();
+        model.updated_at = Set(Utc::now());
+        match outcome {
+            Ok(accepted) => {
+                model.provider_message_id = Set(Some(accepted.provider_message_id));
+                let message = model.update(&self.services.db).await?;
+                self.services
+                    .jobs
+                    .message_accepted(sender, &message)
+                    .await?;
+                Ok(message)
+            }
+            Err(refusal) => {
+                model.status = Set(MessageStatus::Failed);
+                model.error_code = Set(Some(
+                    refusal
+                        .code
+                        .unwrap_or_else(|| refusal.error.code().to_owned()),
+                ));
+                model.error_message = Set(Some(refusal.message));
+                let message = model.update(&self.services.db).await?;
+                Err(Error::SendFailed {
+                    message_id: message.id,
+                    cause: Box::new(refusal.error),
+                })
+            }
+        }
+    }
+
+    async fn store_outbound(
+        &self,
+        workspace_id: Uuid,
+        sender: &sender::Model,
+        to: &E164,
+        outgoing: &Outgoing,
+        idempotency_key: &Option<String>,
+    ) -> Result<Stored> {
+        // A concurrent send with the same key may have won the race: answer with its message.
+        if let Some(sent) = self
+            .by_idempotency_key(workspace_id, idempotency_key.as_deref())
+            .await?
+        {
+            return Ok(Stored::Existing(sent));
+        }
+        let txn = self.services.db.begin().await?;
+        let now = Utc::now();
+        let contact = store::upsert_contact(
+            &txn,
+            workspace_id,
+            to,
+            outgoing.recipient_name.as_deref(),
+            false,
+        )
+        .await?;
+        let (conversation, _) =
+            store::active_conversation(&txn, workspace_id, sender.id, contact.id, now).await?;
+        let message = message::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            workspace_id: Set(workspace_id),
+            conversation_id: Set(conversation.id),
+            sender_id: Set(Some(sender.id)),
+            contact_id: Set(Some(contact.id)),
+            direction: Set(MessageDirection::Outbound),
+            role: Set(MessageRole::Agent),
+            kind: Set(outgoing.kind),
+            body: Set(Some(outgoing.body.clone())),
+            template_id: Set(outgoing.template_id),
+            template_params: Set(outgoing.template_params.clone()),
+            provider_message_id: Set(None),
+            status: Set(MessageStatus::Queued),
+            error_code: Set(None),
+            error_message: Set(None),
+            idempotency_key: Set(idempotency_key.clone()),
+            payload: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await?;
+        store::count_message(&txn, conversation, now).await?;
+        txn.commit().await?;
+        Ok(Stored::New(message))
+    }
+}
+
+enum Stored {
+    New(message::Model),
+    Existing(message::Model),
+}
+
+fn body_of(template: &template::Model) -> Result<String> {
+    Ok(crate::services::templates::Components::from_json(&template.components)?.body)
+}
+
+/// Pairs the given values with the template's placeholders; exactly one value each.
+fn match_variables(
+    template: &template::Model,
+    placeholders: &Placeholders,
+    positional: &[String],
+    named: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>> {
+    let mismatch = |given: String| Error::TemplateVariablesMismatch {
+        name: template.name.clone(),
+        expected: placeholders.count(),
+        names: placeholders
+            .names
+            .iter()
+            .map(|n| format!("{{{{{n}}}}}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        given,
+    };
+    let values: Vec<(String, String)> = match placeholders.format {
+        ParameterFormat::Positional => {
+            if !named.is_empty() || positional.len() != placeholders.count() {
+                let given = if named.is_empty() {
+                    positional.len().to_string()
+                } else {
+                    format!("named values {:?}", named.keys().collect::<Vec<_>>())
+                };
+                return Err(mismatch(given));
+            }
+            placeholders
+                .names
+                .iter()
+                .cloned()
+                .zip(positional.iter().cloned())
+                .collect()
+        }
+        ParameterFormat::Named => {
+            let keys: Vec<&String> = named.keys().collect();
+            let expected: std::collections::BTreeSet<&String> = placeholders.names.iter().collect();
+            if !positional.is_empty()
+                || keys.len() != expected.len()
+                || !keys.iter().all(|k| expected.contains(k))
+            {
+                let given = if positional.is_empty() {
+                    format!("{keys:?}")
+                } else {
+                    format!("{} positional value(s)", positional.len())
+                };
+                return Err(mismatch(given));
+            }
+            placeholders
+                .names
+                .iter()
+                .map(|n| (n.clone(), named[n].clone()))
+                .collect()
+        }
+    };
+    for (i, (_, value)) in values.iter().enumerate() {
+        if value.trim().is_empty() {
+            return Err(Error::field(format!("variables[{i}]"), "must not be empty"));
+        }
+    }
+    Ok(values)
+}

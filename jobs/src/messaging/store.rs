@@ -1,0 +1,203 @@
+//! The writes that sending and receiving share: contacts upserted by phone, the 24-hour window,
+//! the active conversation of a (sender, contact) pair, and conversation counters. Everything
+//! here runs inside the caller's transaction.
+//!
+//! Uniqueness (one contact per phone, one ACTIVE conversation per pair, one message per provider
+//! id) is enforced by the database; a transaction that loses a race fails with a unique
+//! violation and is retried whole by [`retry_on_conflict`].
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, Set,
+    sea_query::OnConflict,
+};
+use uuid::Uuid;
+use waflow_entities::{
+    E164, contact, contact_window, conversation,
+    enums::{ConversationStatus, ConversationType},
+};
+
+use crate::error::{Error, Result};
+
+/// Runs `attempt` again (up to three times) when it failed on a unique constraint: another
+/// request created the same contact or conversation at the same moment, and a fresh
+/// transaction will now find it.
+pub async fn retry_on_conflict<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(Error::Database(e)) if tries < 2 && is_unique_violation(&e) => tries += 1,
+            other => return other,
+        }
+    }
+}
+
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// The contact with `phone`, created when new. A name fills an empty one; `overwrite_name`
+/// replaces a stored one (a WhatsApp profile name is the customer's own choice).
+pub async fn upsert_contact(
+    txn: &DatabaseTransaction,
+    workspace_id: Uuid,
+    phone: &E164,
+    name: Option<&str>,
+    overwrite_name: bool,
+) -> Result<contact::Model> {
+    let name = name.map(str::trim).filter(|n| !n.is_empty());
+    let existing = contact::Entity::find()
+        .filter(contact::Column::WorkspaceId.eq(workspace_id))
+        .filter(contact::Column::Phone.eq(phone.as_str()))
+        .one(txn)
+        .await?;
+    let now = Utc::now();
+    match existing {
+        Some(found) => {
+            let rename = name.filter(|n| {
+                (overwrite_name || found.name.is_none()) && found.name.as_deref() != Some(*n)
+            });
+            match rename {
+                Some(new_name) => {
+                    let mut model: contact::ActiveModel = found.into();
+                    model.name = Set(Some(new_name.to_owned()));
+                    model.updated_at = Set(now);
+                    Ok(model.update(txn).await?)
+                }
+                None => Ok(found),
+            }
+        }
+        None => Ok(contact::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            workspace_id: Set(workspace_id),
+            phone: Set(phone.to_string()),
+            name: Set(name.map(str::to_owned)),
+            attributes: Set(serde_json::json!({})),
+            opted_out: Set(false),
+            opted_out_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(txn)
+        .await?),
+    }
+}
+
+/// Records that the contact wrote to the sender at `at`, which opens (or extends) the 24-hour
+/// window. Never moves the window back for a late, out-of-order message.
+pub async fn open_window(
+    txn: &DatabaseTransaction,
+    workspace_id: Uuid,
+    contact_id: Uuid,
+    sender_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<()> {
+    let current = contact_window::Entity::find_by_id((contact_id, sender_id))
+        .one(txn)
+        .await?;
+    match current {
+        Some(window) if window.last_inbound_at >= at => {}
+        Some(window) => {
+            let mut model: contact_window::ActiveModel = window.into();
+            model.last_inbound_at = Set(at);
+            model.update(txn).await?;
+        }
+        None => {
+            contact_window::Entity::insert(contact_window::ActiveModel {
+                contact_id: Set(contact_id),
+                sender_id: Set(sender_id),
+                workspace_id: Set(workspace_id),
+                last_inbound_at: Set(at),
+            })
+            .on_conflict(
+                OnConflict::columns([
+                    contact_window::Column::ContactId,
+                    contact_window::Column::SenderId,
+                ])
+                .update_column(contact_window::Column::LastInboundAt)
+                .to_owned(),
+            )
+            .exec(txn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// When the contact last wrote to the sender, if ever.
+pub async fn last_inbound_at(
+    db: &impl sea_orm::ConnectionTrait,
+    contact_id: Uuid,
+    sender_id: Uuid,
+) -> Result<Option<DateTime<Utc>>> {
+    Ok(contact_window::Entity::find_by_id((contact_id, sender_id))
+        .one(db)
+        .await?
+        .map(|w| w.last_inbound_at))
+}
+
+/// The ACTIVE WhatsApp conversation of (sender, contact), created when there is none; `true`
+/// with a new one.
+pub async fn active_conversation(
+    txn: &DatabaseTransaction,
+    workspace_id: Uuid,
+    sender_id: Uuid,
+    contact_id: Uuid,
+    at: DateTime<Utc>,
+) -> Result<(conversation::Model, bool)> {
+    let found = conversation::Entity::find()
+        .filter(conversation::Column::SenderId.eq(sender_id))
+        .filter(conversation::Column::ContactId.eq(contact_id))
+        .filter(conversation::Column::Type.eq(ConversationType::Whatsapp))
+        .filter(conversation::Column::Status.eq(ConversationStatus::Active))
+        .one(txn)
+        .await?;
+    if let Some(conversation) = found {
+        return Ok((conversation, false));
+    }
+    let created = conversation::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        workspace_id: Set(workspace_id),
+        r#type: Set(ConversationType::Whatsapp),
+        status: Set(ConversationStatus::Active),
+        end_reason: Set(None),
+        sender_id: Set(Some(sender_id)),
+        contact_id: Set(Some(contact_id)),
+        customer_identifier: Set(None),
+        assistant_id: Set(None),
+        ai_enabled: Set(true),
+        input_variables: Set(serde_json::json!({})),
+        extracted_variables: Set(serde_json::json!({})),
+        ended_payload: Set(None),
+        message_count: Set(0),
+        created_at: Set(at),
+        last_message_at: Set(at),
+        ended_at: Set(None),
+    }
+    .insert(txn)
+    .await?;
+    Ok((created, true))
+}
+
+/// Counts one more message in the conversation and moves its last activity forward.
+pub async fn count_message(
+    txn: &DatabaseTransaction,
+    conversation: conversation::Model,
+    at: DateTime<Utc>,
+) -> Result<conversation::Model> {
+    let last = conversation.last_message_at.max(at);
+    let count = conversation.message_count + 1;
+    let mut model: conversation::ActiveModel = conversation.into();
+    model.message_count = Set(count);
+    model.last_message_at = Set(last);
+    Ok(model.update(txn).await?)
+}

@@ -1,0 +1,519 @@
+//! Meta's WhatsApp Cloud API over HTTPS (reqwest). Requests carry the sender's access token as a
+//! bearer token; `apiBaseUrl` (Meta's Graph API by default) is what tests point at a stand-in.
+//! Meta's error codes are mapped to Waflow's here and nowhere else.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use waflow_entities::{
+    E164,
+    enums::{
+        ButtonType, HeaderFormat, ParameterFormat, QualityRating, TemplateCategory, TemplateStatus,
+    },
+    sender,
+};
+
+use super::{Accepted, Content, Refusal};
+use crate::{
+    Services,
+    error::{Error, Result, WindowClosed},
+    services::templates::{Button, Components, Header},
+};
+
+/// How long one request to Meta may take before the send counts as failed.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A sender's Cloud API connection with its decrypted credentials (kept only for the call).
+pub struct CloudApi<'a> {
+    http: &'a reqwest::Client,
+    base_url: String,
+    phone_number_id: String,
+    business_account_id: String,
+    access_token: String,
+}
+
+/// Meta's error body: `{"error": {"message", "type", "code", "error_subcode", "error_data": {"details"}}}`.
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: MetaError,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MetaError {
+    pub message: Option<String>,
+    pub code: Option<i64>,
+    pub error_data: Option<ErrorData>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ErrorData {
+    pub details: Option<String>,
+}
+
+impl MetaError {
+    fn text(&self) -> String {
+        let message = self
+            .message
+            .clone()
+            .unwrap_or_else(|| "unknown error".into());
+        match self.error_data.as_ref().and_then(|d| d.details.as_ref()) {
+            Some(details) if !message.contains(details.as_str()) => format!("{message}: {details}"),
+            _ => message,
+        }
+    }
+}
+
+/// Meta's error code as the error a Waflow user sees by name.
+pub fn map_error_code(code: Option<i64>, message: &str) -> Error {
+    match code {
+        Some(131047) => Error::OutsideWindow(WindowClosed { closed_at: None }),
+        Some(132001) => Error::TemplateNotFound {
+            name: String::new(),
+            language: String::new(),
+        },
+        // Throughput (per number), pair rate (one customer), spam rate, and account-wide limits:
+        // the wait Meta recommends grows with the scope of the limit.
+        Some(130429) => Error::RateLimited {
+            retry_after_seconds: 1,
+        },
+        Some(131056) => Error::RateLimited {
+            retry_after_seconds: 6,
+        },
+        Some(131048) | Some(80007) => Error::RateLimited {
+            retry_after_seconds: 60,
+        },
+        code => Error::Provider {
+            code: code.map(|c| c.to_string()),
+            message: message.to_owned(),
+        },
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct SendResponse {
+    messages: Vec<SentMessage>,
+}
+
+#[derive(Debug, Deserialize)]
+struct SentMessage {
+    id: String,
+}
+
+/// What `GET /{phone-number-id}` tells about a number.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PhoneNumberInfo {
+    pub display_phone_number: Option<String>,
+    pub verified_name: Option<String>,
+    pub quality_rating: Option<String>,
+    pub status: Option<String>,
+    pub messaging_limit_tier: Option<String>,
+    pub name_status: Option<String>,
+}
+
+impl PhoneNumberInfo {
+    pub fn quality(&self) -> QualityRating {
+        parse_quality(self.quality_rating.as_deref())
+    }
+}
+
+pub fn parse_quality(value: Option<&str>) -> QualityRating {
+    match value.map(str::to_uppercase).as_deref() {
+        Some("GREEN") | Some("HIGH") => QualityRating::Green,
+        Some("YELLOW") | Some("MEDIUM") => QualityRating::Yellow,
+        Some("RED") | Some("LOW") => QualityRating::Red,
+        _ => QualityRating::Unknown,
+    }
+}
+
+/// Meta's many template states, folded into Waflow's five.
+pub fn parse_template_status(value: &str) -> TemplateStatus {
+    match value.to_uppercase().as_str() {
+        "APPROVED" => TemplateStatus::Approved,
+        "REJECTED" => TemplateStatus::Rejected,
+        "PAUSED" => TemplateStatus::Paused,
+        "PENDING" | "IN_APPEAL" | "REINSTATED" => TemplateStatus::Pending,
+        _ => TemplateStatus::Disabled,
+    }
+}
+
+/// One template as Meta lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct MetaTemplate {
+    pub id: Option<String>,
+    pub name: String,
+    pub language: String,
+    pub status: String,
+    pub category: Option<String>,
+    #[serde(default)]
+    pub components: Vec<Value>,
+    pub rejected_reason: Option<String>,
+}
+
+impl MetaTemplate {
+    pub fn category(&self) -> TemplateCategory {
+        match self.category.as_deref().map(str::to_uppercase).as_deref() {
+            Some("MARKETING") => TemplateCategory::Marketing,
+            Some("AUTHENTICATION") => TemplateCategory::Authentication,
+            _ => TemplateCategory::Utility,
+        }
+    }
+
+    /// The components in Waflow's shape; button kinds Waflow does not model are left out.
+    pub fn components(&self) -> Components {
+        let mut out = Components {
+            header: None,
+            body: String::new(),
+            footer: None,
+            buttons: vec![],
+            body_examples: vec![],
+        };
+        for component in &self.components {
+            let text = component["text"].as_str().map(str::to_owned);
+            match component["type"].as_str().map(str::to_uppercase).as_deref() {
+                Some("HEADER") => {
+                    let format = match component["format"]
+                        .as_str()
+                        .map(str::to_uppercase)
+                        .as_deref()
+                    {
+                        Some("IMAGE") => HeaderFormat::Image,
+                        Some("VIDEO") => HeaderFormat::Video,
+                        Some("DOCUMENT") => HeaderFormat::Document,
+                        _ => HeaderFormat::Text,
+                    };
+                    out.header = Some(Header { format, text });
+                }
+                Some("BODY") => {
+                    out.body = text.unwrap_or_default();
+                    out.body_examples = body_examples(&component["example"]);
+                }
+                Some("FOOTER") => out.footer = text,
+                Some("BUTTONS") => {
+                    for button in component["buttons"].as_array().into_iter().flatten() {
+                        let kind = match button["type"].as_str().map(str::to_uppercase).as_deref() {
+                            Some("QUICK_REPLY") => ButtonType::QuickReply,
+                            Some("URL") => ButtonType::Url,
+                            Some("PHONE_NUMBER") => ButtonType::PhoneNumber,
+                            _ => continue,
+                        };
+                        out.buttons.push(Button {
+                            r#type: kind,
+                            text: button["text"].as_str().unwrap_or_default().to_owned(),
+                            url: button["url"].as_str().map(str::to_owned),
+                            phone_number: button["phone_number"].as_str().map(str::to_owned),
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+fn body_examples(example: &Value) -> Vec<String> {
+    if let Some(first) = example["body_text"]
+        .as_array()
+        .and_then(|rows| rows.first())
+        .and_then(Value::as_array)
+    {
+        return first
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+    }
+    example["body_text_named_params"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["example"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[derive(Debug, Deserialize)]
+struct TemplatePage {
+    #[serde(default)]
+    data: Vec<MetaTemplate>,
+    paging: Option<Paging>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Paging {
+    cursors: Option<Cursors>,
+    next: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Cursors {
+    after: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreatedTemplate {
+    pub id: String,
+    pub status: Option<String>,
+}
+
+impl<'a> CloudApi<'a> {
+    pub fn for_sender(services: &'a Services, sender: &sender::Model) -> Result<Self> {
+        let secret = |value: &Option<String>, what: &str| -> Result<String> {
+            let stored = value
+                .as_deref()
+                .ok_or_else(|| Error::Internal(format!("sender has no {what}")))?;
+            services.secrets.decrypt(stored)
+        };
+        Ok(Self {
+            http: &services.http,
+            base_url: sender
+                .api_base_url
+                .clone()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned(),
+            phone_number_id: sender.phone_number_id.clone().unwrap_or_default(),
+            business_account_id: sender.business_account_id.clone().unwrap_or_default(),
+            access_token: secret(&sender.access_token_enc, "access token")?,
+        })
+    }
+
+    /// Sends one message; `messages[0].id` of Meta's answer becomes the provider message id.
+    pub async fn send(&self, to: &E164, content: &Content) -> Result<Accepted, Refusal> {
+        let body = message_body(to, content);
+        let url = format!("{}/{}/messages", self.base_url, self.phone_number_id);
+        let response: SendResponse = self.call(self.http.post(url).json(&body)).await?;
+        let id = response
+            .messages
+            .into_iter()
+            .next()
+            .map(|m| m.id)
+            .ok_or_else(|| Refusal {
+                error: Error::Provider {
+                    code: None,
+                    message: "Meta accepted the message but returned no id".into(),
+                },
+                code: None,
+                message: "no message id in Meta's answer".into(),
+            })?;
+        Ok(Accepted {
+            provider_message_id: id,
+        })
+    }
+
+    pub async fn phone_number(&self) -> Result<PhoneNumberInfo, Refusal> {
+        let url = format!(
+            "{}/{}?fields=display_phone_number,verified_name,quality_rating,status,messaging_limit_tier,name_status",
+            self.base_url, self.phone_number_id
+        );
+        self.call(self.http.get(url)).await
+    }
+
+    /// Every template of the business account, following Meta's cursor paging.
+    pub async fn list_templates(&self) -> Result<Vec<MetaTemplate>, Refusal> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        // Bounded: a business account has at most a few thousand templates.
+        for _ in 0..100 {
+            let mut url = format!(
+                "{}/{}/message_templates?limit=100",
+                self.base_url, self.business_account_id
+            );
+            if let Some(cursor) = &after {
+                url.push_str("&after=");
+                url.push_str(&urlencode(cursor));
+            }
+            let page: TemplatePage = self.call(self.http.get(url)).await?;
+            all.extend(page.data);
+            // Only the cursor is used, never `paging.next` itself: the bearer token must not be
+            // sent to an address taken from a response.
+            match page
+                .paging
+                .filter(|p| p.next.is_some())
+                .and_then(|p| p.cursors)
+                .and_then(|c| c.after)
+            {
+                Some(cursor) => after = Some(cursor),
+                None => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// Submits a template for Meta's review.
+    pub async fn create_template(
+        &self,
+        name: &str,
+        language: &str,
+        category: TemplateCategory,
+        components: &Components,
+        format: ParameterFormat,
+        variable_names: &[String],
+    ) -> Result<CreatedTemplate, Refusal> {
+        let body = json!({
+            "name": name,
+            "language": language,
+            "category": category,
+            "parameter_format": format,
+            "components": template_components(components, format, variable_names),
+        });
+        let url = format!(
+            "{}/{}/message_templates",
+            self.base_url, self.business_account_id
+        );
+        self.call(self.http.post(url).json(&body)).await
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, Refusal> {
+        let unreachable = |e: reqwest::Error| {
+            let message = format!("cannot reach the WhatsApp Cloud API: {}", describe(e));
+            Refusal {
+                error: Error::Provider {
+                    code: None,
+                    message: message.clone(),
+                },
+                code: None,
+                message,
+            }
+        };
+        let response = request
+            .bearer_auth(&self.access_token)
+            .timeout(REQUEST_TIMEOUT)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        if status.is_success() {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                let message = format!("unexpected answer from the WhatsApp Cloud API: {e}");
+                Refusal {
+                    error: Error::Provider {
+                        code: None,
+                        message: message.clone(),
+                    },
+                    code: None,
+                    message,
+                }
+            });
+        }
+        let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(body) => (body.error.code, body.error.text()),
+            Err(_) => (None, format!("HTTP {status} from the WhatsApp Cloud API")),
+        };
+        Err(Refusal {
+            error: map_error_code(code, &message),
+            code: code.map(|c| c.to_string()),
+            message,
+        })
+    }
+}
+
+/// A reqwest error in a few words, without the URL (it names the phone number id).
+fn describe(e: reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection failed".into()
+    } else {
+        e.without_url().to_string()
+    }
+}
+
+fn urlencode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The documented JSON of `POST /{phone-number-id}/messages`.
+pub fn message_body(to: &E164, content: &Content) -> Value {
+    match content {
+        Content::Text(text) => json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "to": to.digits(),
+            "type": "text",
+            "text": {"preview_url": false, "body": text},
+        }),
+        Content::Template {
+            name,
+            language,
+            format,
+            values,
+        } => {
+            let parameters: Vec<Value> = values
+                .iter()
+                .map(|(name, text)| match format {
+                    ParameterFormat::Positional => json!({"type": "text", "text": text}),
+                    ParameterFormat::Named => {
+                        json!({"type": "text", "parameter_name": name, "text": text})
+                    }
+                })
+                .collect();
+            let mut template = json!({"name": name, "language": {"code": language}});
+            if !parameters.is_empty() {
+                template["components"] = json!([{"type": "body", "parameters": parameters}]);
+            }
+            json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "to": to.digits(),
+                "type": "template",
+                "template": template,
+            })
+        }
+    }
+}
+
+/// Components as `POST /{waba-id}/message_templates` wants them, with example values.
+fn template_components(c: &Components, format: ParameterFormat, names: &[String]) -> Vec<Value> {
+    let mut out = Vec::new();
+    if let Some(header) = &c.header {
+        let mut h = json!({"type": "HEADER", "format": header.format});
+        if let Some(text) = &header.text {
+            h["text"] = json!(text);
+        }
+        out.push(h);
+    }
+    let mut body = json!({"type": "BODY", "text": c.body});
+    if !c.body_examples.is_empty() {
+        body["example"] = match format {
+            ParameterFormat::Positional => json!({"body_text": [c.body_examples]}),
+            ParameterFormat::Named => {
+                json!({"body_text_named_params": names.iter().zip(&c.body_examples)
+                .map(|(n, e)| json!({"param_name": n, "example": e})).collect::<Vec<_>>()})
+            }
+        };
+    }
+    out.push(body);
+    if let Some(footer) = &c.footer {
+        out.push(json!({"type": "FOOTER", "text": footer}));
+    }
+    if !c.buttons.is_empty() {
+        let buttons: Vec<Value> = c
+            .buttons
+            .iter()
+            .map(|b| {
+                let mut button = json!({"type": b.r#type, "text": b.text});
+                if let Some(url) = &b.url {
+                    button["url"] = json!(url);
+                }
+                if let Some(phone) = &b.phone_number {
+                    button["phone_number"] = json!(phone);
+                }
+                button
+            })
+            .collect();
+        out.push(json!({"type": "BUTTONS", "buttons": buttons}));
+    }
+    out
+}

@@ -1,0 +1,119 @@
+//! Background jobs and the queue they wait in. A job carries ids, never state: the state is in
+//! the database, so a job that runs late, twice or on another process still does the right thing.
+//! The embedded profile keeps the queue in the SQLite database (apalis-sqlite); the production
+//! profile keeps it in Redis (apalis-redis), shared by every process.
+
+use std::time::Duration;
+
+use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+use waflow_entities::{
+    enums::{MessageStatus, SenderProvider},
+    message, sender,
+};
+
+use crate::error::{Error, Result};
+
+/// Work the system does in the background (flow runs get their own queue later).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum SystemJob {
+    /// The sandbox provider reporting a delivery status, as Meta's webhook would.
+    SandboxStatus {
+        message_id: Uuid,
+        status: MessageStatus,
+    },
+    /// Ask the Cloud API how a sender is doing.
+    RefreshSender { sender_id: Uuid },
+}
+
+/// How long the sandbox takes to report SENT and DELIVERED after accepting a message.
+pub const SANDBOX_SENT_AFTER: Duration = Duration::from_secs(1);
+pub const SANDBOX_DELIVERED_AFTER: Duration = Duration::from_secs(2);
+
+#[derive(Clone)]
+pub enum Queue<J> {
+    Sqlite(SqliteStorage<J>),
+    Redis(RedisStorage<J>),
+}
+
+impl<J> std::fmt::Debug for Queue<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Queue::Sqlite(_) => "Queue::Sqlite",
+            Queue::Redis(_) => "Queue::Redis",
+        })
+    }
+}
+
+fn queue_error(e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!("cannot enqueue a job: {e}"))
+}
+
+impl<J> Queue<J>
+where
+    J: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static,
+{
+    /// Enqueues `job` to run now, or after `delay`.
+    pub async fn push(&self, job: J, delay: Option<Duration>) -> Result<()> {
+        let task = match delay {
+            Some(delay) => TaskBuilder::new(job).run_after(delay),
+            None => TaskBuilder::new(job),
+        }
+        .build();
+        match self {
+            Queue::Sqlite(storage) => storage.clone().push_task(task).await.map_err(queue_error),
+            Queue::Redis(storage) => storage.clone().push_task(task).await.map_err(queue_error),
+        }
+    }
+}
+
+/// The queues of this deployment.
+#[derive(Clone, Debug)]
+pub struct JobQueue {
+    pub system: Queue<SystemJob>,
+}
+
+impl JobQueue {
+    /// After a provider accepted a message: the sandbox reports its progress by itself.
+    pub async fn message_accepted(
+        &self,
+        sender: &sender::Model,
+        message: &message::Model,
+    ) -> Result<()> {
+        if sender.provider == SenderProvider::Sandbox {
+            for (status, delay) in [
+                (MessageStatus::Sent, SANDBOX_SENT_AFTER),
+                (MessageStatus::Delivered, SANDBOX_DELIVERED_AFTER),
+            ] {
+                self.system
+                    .push(
+                        SystemJob::SandboxStatus {
+                            message_id: message.id,
+                            status,
+                        },
+                        Some(delay),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A sender's credentials are new or changed: check them with the provider soon.
+    pub async fn refresh_sender(&self, sender: &sender::Model) -> Result<()> {
+        if sender.provider == SenderProvider::CloudApi {
+            self.system
+                .push(
+                    SystemJob::RefreshSender {
+                        sender_id: sender.id,
+                    },
+                    None,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,150 @@
+//! The workers: they take jobs from the queues and run them, and a ticker starts periodic work.
+//! `waflow serve` runs them beside the API (unless `--no-worker`); `waflow worker` runs only them.
+
+use std::{future::Future, time::Duration};
+
+use apalis::prelude::{
+    AbortError, BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt,
+};
+use chrono::Utc;
+use sea_orm::{EntityTrait, Set, sea_query::OnConflict};
+use uuid::Uuid;
+use waflow_entities::schedule_tick;
+
+use crate::{
+    Services,
+    error::Error,
+    queue::{Queue, SystemJob},
+};
+
+/// How often an idle worker looks for due jobs. Delays are in whole seconds, so a shorter
+/// interval would buy nothing.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+/// Jobs one worker process runs at once.
+pub const CONCURRENCY: usize = 16;
+/// Cloud API senders are checked this often.
+pub const SENDER_REFRESH_PERIOD: i64 = 300;
+const TICKER_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Runs one job. Database trouble is transient (the queue tries again); anything else is final.
+async fn run_system_job(job: SystemJob, services: Data<Services>) -> Result<(), BoxDynError> {
+    let outcome = match &job {
+        SystemJob::SandboxStatus { message_id, status } => {
+            services
+                .messaging()
+                .advance_sandbox_message(*message_id, *status)
+                .await
+        }
+        SystemJob::RefreshSender { sender_id } => services
+            .senders()
+            .refresh_status(*sender_id)
+            .await
+            .map(|_| ()),
+    };
+    match outcome {
+        Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+        Err(error @ Error::Database(_)) => {
+            tracing::warn!(?job, %error, "job failed; it will be retried");
+            Err(error.into())
+        }
+        Err(error) => {
+            tracing::error!(?job, %error, "job failed for good");
+            Err(AbortError::new(error).into())
+        }
+    }
+}
+
+/// Runs the workers until `shutdown` completes, then lets running jobs finish (bounded).
+pub async fn run(
+    services: Services,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Names must be unique across restarts too: a queue refuses a name it saw recently.
+    let name = format!(
+        "waflow-system-{}-{}",
+        std::process::id(),
+        Uuid::now_v7().simple()
+    );
+    let monitor = match services.jobs.system.clone() {
+        Queue::Sqlite(storage) => Monitor::new().register({
+            let services = services.clone();
+            move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
+                    .data(services.clone())
+                    .concurrency(CONCURRENCY)
+                    .build(run_system_job)
+            }
+        }),
+        Queue::Redis(storage) => Monitor::new().register({
+            let services = services.clone();
+            move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
+                    .data(services.clone())
+                    .concurrency(CONCURRENCY)
+                    .build(run_system_job)
+            }
+        }),
+    };
+    let (stop_ticker, ticker_stopped) = tokio::sync::watch::channel(false);
+    let ticker = tokio::spawn(ticker(services, ticker_stopped));
+    let result = monitor
+        .shutdown_timeout(Duration::from_secs(20))
+        .run_with_signal(async move {
+            shutdown.await;
+            let _ = stop_ticker.send(true);
+            Ok(())
+        })
+        .await;
+    let _ = ticker.await;
+    result.map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Starts periodic work once per tick across all processes.
+async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let tick = Utc::now().timestamp() / SENDER_REFRESH_PERIOD;
+        match claim_tick(&services, "refresh-senders", tick).await {
+            Ok(true) => {
+                if let Err(error) = enqueue_sender_refreshes(&services).await {
+                    tracing::warn!(%error, "could not schedule the sender status refresh");
+                }
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "could not claim a schedule tick"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICKER_INTERVAL) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+async fn enqueue_sender_refreshes(services: &Services) -> crate::Result<()> {
+    for sender_id in services.senders().cloud_api_sender_ids().await? {
+        services
+            .jobs
+            .system
+            .push(SystemJob::RefreshSender { sender_id }, None)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Claims `tick` of the periodic task `name`: true for exactly one caller across all processes.
+pub async fn claim_tick(services: &Services, name: &str, tick: i64) -> crate::Result<bool> {
+    let inserted = schedule_tick::Entity::insert(schedule_tick::ActiveModel {
+        name: Set(name.to_owned()),
+        tick: Set(tick),
+        claimed_at: Set(Utc::now()),
+    })
+    .on_conflict(
+        OnConflict::columns([schedule_tick::Column::Name, schedule_tick::Column::Tick])
+            .do_nothing()
+            .to_owned(),
+    )
+    .exec_without_returning(&services.db)
+    .await?;
+    Ok(inserted == 1)
+}
