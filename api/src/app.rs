@@ -37,6 +37,7 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphiql).post(graphql_endpoint))
         .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::webhooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .with_state(state);
     if !cors_origins.is_empty() {

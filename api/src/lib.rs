@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod graphql;
+pub mod webhooks;
 
 pub use app::{AppState, router, serve_on};
 pub use config::Config;

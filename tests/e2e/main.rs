@@ -5,6 +5,7 @@ mod assistants;
 mod auth;
 mod contacts;
 mod hardening;
+mod messaging;
 mod migrations;
 mod pagination;
 mod senders;

@@ -334,3 +334,162 @@ macro_rules! on_both_databases {
         )+
     };
 }
+
+/// Credentials of the Cloud API senders tests create.
+pub const ACCESS_TOKEN: &str = "EAAG-test-access-token";
+pub const APP_SECRET: &str = "test-app-secret";
+pub const VERIFY_TOKEN: &str = "test-verify-token";
+pub const BUSINESS_ACCOUNT_ID: &str = "WABA-1";
+
+/// A local stand-in for Meta's Graph API that speaks its wire format.
+pub struct Meta {
+    pub server: wiremock::MockServer,
+}
+
+impl Meta {
+    pub async fn start() -> Self {
+        Self {
+            server: wiremock::MockServer::start().await,
+        }
+    }
+
+    /// The `apiBaseUrl` a sender uses to reach this stand-in.
+    pub fn base_url(&self) -> String {
+        format!("{}/v21.0", self.server.uri())
+    }
+
+    /// Answers `GET /{phone_number_id}` like Meta for a healthy number.
+    pub async fn number_is_connected(&self, phone_number_id: &str, quality: &str) {
+        use wiremock::matchers::{header, method, path};
+        wiremock::Mock::given(method("GET"))
+            .and(path(format!("/v21.0/{phone_number_id}")))
+            .and(header("authorization", format!("Bearer {ACCESS_TOKEN}").as_str()))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(json!({
+                "verified_name": "Acme", "display_phone_number": "+1 415-555-0199", "quality_rating": quality,
+                "status": "CONNECTED", "messaging_limit_tier": "TIER_1K", "name_status": "APPROVED", "id": phone_number_id
+            })))
+            .mount(&self.server)
+            .await;
+    }
+
+    /// The requests the stand-in received with `method` whose path ends with `suffix`.
+    pub async fn requests(&self, method: &str, suffix: &str) -> Vec<wiremock::Request> {
+        self.server
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.method.as_str() == method && r.url.path().ends_with(suffix))
+            .collect()
+    }
+}
+
+/// A Meta error body as the Cloud API sends it.
+pub fn meta_error(code: i64, message: &str) -> Value {
+    json!({"error": {"message": message, "type": "OAuthException", "code": code,
+        "error_data": {"messaging_product": "whatsapp", "details": format!("{message} (details)")},
+        "fbtrace_id": "AbCdEf"}})
+}
+
+/// `X-Hub-Signature-256` of `body` under `secret`.
+pub fn sign(body: &[u8], secret: &str) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// Waits (up to 15 s) until `check` yields a value; panics with `what` otherwise. For effects of
+/// background jobs, which land a moment after the request that caused them.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+impl TestApp {
+    /// Creates a CLOUD_API sender that talks to `meta`, and waits until its status refresh made it
+    /// ONLINE. Returns its id.
+    pub async fn cloud_sender(&self, meta: &Meta, phone: &str, phone_number_id: &str) -> String {
+        meta.number_is_connected(phone_number_id, "GREEN").await;
+        let data = self
+            .ok(
+                "mutation($input: CreateSenderInput!) { createSender(input: $input) { id } }",
+                json!({"input": {"phoneNumber": phone, "displayName": "Acme", "provider": "CLOUD_API",
+                    "cloudApi": {"phoneNumberId": phone_number_id, "businessAccountId": BUSINESS_ACCOUNT_ID,
+                        "accessToken": ACCESS_TOKEN, "appSecret": APP_SECRET, "verifyToken": VERIFY_TOKEN,
+                        "apiBaseUrl": meta.base_url()}}}),
+            )
+            .await;
+        let id = data["createSender"]["id"].as_str().unwrap().to_owned();
+        eventually("the new sender's status refresh", || async {
+            let data = self
+                .ok(
+                    "query($id: ID!) { sender(id: $id) { status } }",
+                    json!({"id": id}),
+                )
+                .await;
+            (data["sender"]["status"] == "ONLINE").then_some(())
+        })
+        .await;
+        id
+    }
+
+    /// Delivers a webhook as Meta would, signed with `secret`; returns the HTTP status.
+    pub async fn webhook(&self, body: &Value, secret: Option<&str>) -> u16 {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let mut request = self
+            .http
+            .post(self.url("/webhooks/whatsapp"))
+            .header("content-type", "application/json");
+        if let Some(secret) = secret {
+            request = request.header("x-hub-signature-256", sign(&bytes, secret));
+        }
+        request.body(bytes).send().await.unwrap().status().as_u16()
+    }
+
+    /// Sends a text to `sender_id` as the customer `from`, through the sandbox.
+    pub async fn customer_writes(&self, sender_id: &str, from: &str, text: &str) -> Value {
+        let data = self
+            .ok(
+                "mutation($input: SimulateInboundMessageInput!) { simulateInboundMessage(input: $input) { \
+                   id body status direction conversation { id messageCount } } }",
+                json!({"input": {"senderId": sender_id, "from": from, "text": text, "name": "Ana"}}),
+            )
+            .await;
+        data["simulateInboundMessage"].clone()
+    }
+
+    /// Reads one message's status.
+    pub async fn message_status(&self, id: &str) -> String {
+        let data = self
+            .ok(
+                "query($id: ID!) { message(id: $id) { status } }",
+                json!({"id": id}),
+            )
+            .await;
+        data["message"]["status"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Meta's webhook envelope around one `messages` change for `phone_number_id`.
+pub fn messages_webhook(phone_number_id: &str, value: Value) -> Value {
+    let mut value = value;
+    value["messaging_product"] = json!("whatsapp");
+    value["metadata"] =
+        json!({"display_phone_number": "14155550199", "phone_number_id": phone_number_id});
+    json!({"object": "whatsapp_business_account",
+           "entry": [{"id": BUSINESS_ACCOUNT_ID, "changes": [{"field": "messages", "value": value}]}]})
+}

@@ -5,6 +5,7 @@
 
 pub mod ingest;
 pub mod store;
+pub mod webhook;
 pub mod window;
 
 use std::collections::BTreeMap;

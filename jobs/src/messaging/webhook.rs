@@ -1,0 +1,383 @@
+//! Meta's WhatsApp webhook: who may call it (the signature), and what its payloads mean for
+//! Waflow (inbound messages, delivery statuses, template reviews, quality updates).
+//!
+//! The signature is checked against the raw body before anything is parsed: Meta signs with the
+//! app secret of the app a number belongs to, and the request does not say which app that is,
+//! so every connected app's secret is tried (in constant time). Afterwards only the senders of
+//! the app that signed are touched: one app cannot speak for another's numbers.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, TimeZone, Utc};
+use hmac::{Hmac, Mac};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use waflow_entities::{
+    E164,
+    enums::{MessageKind, MessageStatus, QualityRating, SenderProvider},
+    sender,
+};
+
+use super::ingest::{InboundMessage, StatusUpdate};
+use crate::{
+    Services,
+    error::{Error, Result},
+    services::templates::TemplateReview,
+};
+
+/// Why a webhook delivery was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("missing or invalid X-Hub-Signature-256")]
+    BadSignature,
+    #[error("malformed payload: {0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Service(#[from] Error),
+}
+
+/// What one delivery did, for the logs and the tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub messages_stored: u32,
+    pub duplicates: u32,
+    pub statuses_applied: u32,
+    pub templates_updated: u32,
+    pub quality_updates: u32,
+    pub ignored: u32,
+}
+
+#[derive(Deserialize)]
+struct Payload {
+    #[serde(default)]
+    entry: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    id: Option<String>,
+    #[serde(default)]
+    changes: Vec<Change>,
+}
+
+#[derive(Deserialize)]
+struct Change {
+    field: Option<String>,
+    #[serde(default)]
+    value: Value,
+}
+
+/// The Cloud API senders, with their decrypted app secrets, grouped by secret.
+async fn apps(services: &Services) -> Result<HashMap<String, Vec<sender::Model>>> {
+    let senders = sender::Entity::find()
+        .filter(sender::Column::Provider.eq(SenderProvider::CloudApi))
+        .all(&services.db)
+        .await?;
+    let mut apps: HashMap<String, Vec<sender::Model>> = HashMap::new();
+    for sender in senders {
+        let Some(stored) = sender.app_secret_enc.as_deref() else {
+            continue;
+        };
+        match services.secrets.decrypt(stored) {
+            Ok(secret) => apps.entry(secret).or_default().push(sender),
+            Err(error) => {
+                tracing::warn!(sender_id = %sender.id, %error, "skipping a sender whose app secret cannot be read")
+            }
+        }
+    }
+    Ok(apps)
+}
+
+/// The senders whose app secret produced `signature` (`sha256=<hex>`) over `body`.
+pub async fn verify_signature(
+    services: &Services,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<Vec<sender::Model>, WebhookError> {
+    let expected = signature
+        .and_then(|s| s.trim().strip_prefix("sha256="))
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or(WebhookError::BadSignature)?;
+    for (secret, senders) in apps(services).await? {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+            .expect("HMAC takes keys of any length");
+        mac.update(body);
+        if mac.verify_slice(&expected).is_ok() {
+            return Ok(senders);
+        }
+    }
+    Err(WebhookError::BadSignature)
+}
+
+/// Meta's subscription handshake: true when `token` is the verify token of a connected sender.
+pub async fn verify_subscription(
+    services: &Services,
+    mode: Option<&str>,
+    token: Option<&str>,
+) -> Result<bool> {
+    let (Some("subscribe"), Some(token)) = (mode, token) else {
+        return Ok(false);
+    };
+    let senders = sender::Entity::find()
+        .filter(sender::Column::Provider.eq(SenderProvider::CloudApi))
+        .all(&services.db)
+        .await?;
+    Ok(senders
+        .iter()
+        .filter_map(|s| s.verify_token_enc.as_deref())
+        .any(|stored| {
+            services
+                .secrets
+                .decrypt(stored)
+                .is_ok_and(|known| constant_time_eq(known.as_bytes(), token.as_bytes()))
+        }))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Handles one signed delivery. `senders` are those of the app that signed it.
+pub async fn process(
+    services: &Services,
+    senders: &[sender::Model],
+    body: &[u8],
+) -> Result<Report, WebhookError> {
+    let payload: Payload =
+        serde_json::from_slice(body).map_err(|e| WebhookError::Malformed(e.to_string()))?;
+    let mut report = Report::default();
+    for entry in payload.entry {
+        for change in entry.changes {
+            match change.field.as_deref() {
+                Some("messages") => messages(services, senders, &change.value, &mut report).await?,
+                Some("message_template_status_update") => {
+                    template_review(
+                        services,
+                        senders,
+                        entry.id.as_deref(),
+                        &change.value,
+                        &mut report,
+                    )
+                    .await?
+                }
+                Some("phone_number_quality_update") => {
+                    quality(services, senders, &change.value, &mut report).await?
+                }
+                other => {
+                    tracing::debug!(field = ?other, "ignoring a webhook field Waflow does not use");
+                    report.ignored += 1;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+async fn messages(
+    services: &Services,
+    senders: &[sender::Model],
+    value: &Value,
+    report: &mut Report,
+) -> Result<()> {
+    let phone_number_id = value["metadata"]["phone_number_id"].as_str();
+    let Some(sender) = senders
+        .iter()
+        .find(|s| s.phone_number_id.as_deref() == phone_number_id && phone_number_id.is_some())
+    else {
+        tracing::warn!(
+            ?phone_number_id,
+            "webhook for a phone number id no sender has; ignored"
+        );
+        report.ignored += 1;
+        return Ok(());
+    };
+    let names: HashMap<&str, &str> = value["contacts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| Some((c["wa_id"].as_str()?, c["profile"]["name"].as_str()?)))
+        .collect();
+    for message in value["messages"].as_array().into_iter().flatten() {
+        let Some(inbound) = inbound_message(message, &names) else {
+            tracing::warn!(?message, "ignoring an inbound message without sender or id");
+            report.ignored += 1;
+            continue;
+        };
+        let received = services.messaging().receive(sender, inbound).await?;
+        if received.duplicate {
+            report.duplicates += 1;
+        } else {
+            report.messages_stored += 1;
+        }
+    }
+    for status in value["statuses"].as_array().into_iter().flatten() {
+        let Some(update) = status_update(status) else {
+            report.ignored += 1;
+            continue;
+        };
+        match services.messaging().apply_status(sender.id, update).await? {
+            Some(_) => report.statuses_applied += 1,
+            None => report.ignored += 1,
+        }
+    }
+    Ok(())
+}
+
+fn timestamp(value: &Value) -> DateTime<Utc> {
+    let seconds = value
+        .as_str()
+        .and_then(|s| s.parse::<i64>().ok())
+        .or_else(|| value.as_i64());
+    let at = seconds
+        .and_then(|s| Utc.timestamp_opt(s, 0).single())
+        .unwrap_or_else(Utc::now);
+    // A clock ahead of ours must not stretch the 24-hour window.
+    at.min(Utc::now())
+}
+
+/// Meta's message as Waflow's: the kind, the text a person would read, and the rest as payload.
+fn inbound_message(m: &Value, names: &HashMap<&str, &str>) -> Option<InboundMessage> {
+    let from_digits = m["from"].as_str()?;
+    let from = E164::parse(&format!("+{from_digits}")).ok()?;
+    let kind_name = m["type"].as_str().unwrap_or("unknown");
+    let detail = &m[kind_name];
+    let (kind, body) = match kind_name {
+        "text" => (MessageKind::Text, detail["body"].as_str()),
+        "image" | "sticker" => (MessageKind::Image, detail["caption"].as_str()),
+        "video" => (MessageKind::Video, detail["caption"].as_str()),
+        "audio" | "voice" => (MessageKind::Audio, None),
+        "document" => (
+            MessageKind::Document,
+            detail["caption"].as_str().or(detail["filename"].as_str()),
+        ),
+        "location" => (
+            MessageKind::Location,
+            detail["name"].as_str().or(detail["address"].as_str()),
+        ),
+        "button" => (MessageKind::Interactive, detail["text"].as_str()),
+        "interactive" => {
+            let reply = &detail[detail["type"].as_str().unwrap_or("button_reply")];
+            (MessageKind::Interactive, reply["title"].as_str())
+        }
+        "reaction" => (MessageKind::Other, detail["emoji"].as_str()),
+        _ => (MessageKind::Other, None),
+    };
+    let payload = match kind_name {
+        "text" => None,
+        _ => {
+            let mut p = json!({"type": kind_name});
+            if !detail.is_null() {
+                p[kind_name] = detail.clone();
+            }
+            if let Some(errors) = m.get("errors") {
+                p["errors"] = errors.clone();
+            }
+            Some(p)
+        }
+    };
+    Some(InboundMessage {
+        provider_message_id: m["id"].as_str()?.to_owned(),
+        profile_name: names.get(from_digits).map(|n| (*n).to_owned()),
+        from,
+        timestamp: timestamp(&m["timestamp"]),
+        kind,
+        body: body.map(str::to_owned),
+        payload,
+    })
+}
+
+fn status_update(s: &Value) -> Option<StatusUpdate> {
+    let status = match s["status"].as_str()? {
+        "sent" => MessageStatus::Sent,
+        "delivered" => MessageStatus::Delivered,
+        "read" | "played" => MessageStatus::Read,
+        "failed" => MessageStatus::Failed,
+        _ => return None,
+    };
+    let error = &s["errors"][0];
+    let error_message = error["message"]
+        .as_str()
+        .or(error["title"].as_str())
+        .map(|m| match error["error_data"]["details"].as_str() {
+            Some(details) => format!("{m}: {details}"),
+            None => m.to_owned(),
+        });
+    Some(StatusUpdate {
+        provider_message_id: s["id"].as_str()?.to_owned(),
+        status,
+        timestamp: timestamp(&s["timestamp"]),
+        error_code: error["code"].as_i64().map(|c| c.to_string()),
+        error_message,
+    })
+}
+
+async fn template_review(
+    services: &Services,
+    senders: &[sender::Model],
+    business_account_id: Option<&str>,
+    value: &Value,
+    report: &mut Report,
+) -> Result<()> {
+    // Only a business account of the app that signed may have its templates changed.
+    let Some(waba) = business_account_id.filter(|id| {
+        senders
+            .iter()
+            .any(|s| s.business_account_id.as_deref() == Some(*id))
+    }) else {
+        report.ignored += 1;
+        return Ok(());
+    };
+    let id = &value["message_template_id"];
+    let review = TemplateReview {
+        provider_template_id: id
+            .as_str()
+            .map(str::to_owned)
+            .or_else(|| id.as_i64().map(|n| n.to_string())),
+        name: value["message_template_name"].as_str().map(str::to_owned),
+        language: value["message_template_language"]
+            .as_str()
+            .map(|l| l.replace('-', "_")),
+        event: value["event"].as_str().unwrap_or_default().to_owned(),
+        reason: value["reason"].as_str().map(str::to_owned),
+    };
+    match services.templates().apply_review(waba, &review).await? {
+        Some(_) => report.templates_updated += 1,
+        None => report.ignored += 1,
+    }
+    Ok(())
+}
+
+/// Meta's quality webhook names the number (digits) and an event, not the rating itself: a
+/// FLAGGED number is treated as RED at once (marketing stops); the rating is then re-read from
+/// the Cloud API either way.
+async fn quality(
+    services: &Services,
+    senders: &[sender::Model],
+    value: &Value,
+    report: &mut Report,
+) -> Result<()> {
+    let digits: String = value["display_phone_number"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let Some(sender) = senders
+        .iter()
+        .find(|s| !digits.is_empty() && s.phone_number.trim_start_matches('+') == digits)
+    else {
+        report.ignored += 1;
+        return Ok(());
+    };
+    if value["event"].as_str() == Some("FLAGGED") {
+        services
+            .senders()
+            .set_quality(sender.clone(), QualityRating::Red)
+            .await?;
+    }
+    services.jobs.refresh_sender(sender).await?;
+    report.quality_updates += 1;
+    Ok(())
+}
