@@ -62,7 +62,7 @@ async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes)
             (StatusCode::BAD_REQUEST, "malformed payload").into_response()
         }
         Err(WebhookError::Service(error)) => {
-            tracing::error!(%error, "WhatsApp webhook failed; Meta will retry");
+            tracing::error!(?error, "WhatsApp webhook failed; Meta will retry");
             (StatusCode::SERVICE_UNAVAILABLE, "try again later").into_response()
         }
     }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{
+    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbErr,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
 use waflow_migration::{Migrator, MigratorTrait};
 
 /// Connects to `url` (`sqlite://…` or `postgres://…`). SQLite gets WAL and a busy timeout through
@@ -28,4 +31,16 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// Whether migrations this binary knows are still to run (for readiness checks and `serve`).
 pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbErr> {
     Ok(Migrator::get_pending_migrations(db).await?.len())
+}
+
+/// Begins a transaction that will write. On SQLite it takes the write lock at once (`BEGIN
+/// IMMEDIATE`), so concurrent writers queue on the busy timeout instead of failing with
+/// "database is locked" when a read turns into a write; PostgreSQL ignores the mode.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        isolation_level: None,
+        access_mode: None,
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+    })
+    .await
 }

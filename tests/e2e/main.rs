@@ -3,6 +3,7 @@
 
 mod assistants;
 mod auth;
+mod cloud_api;
 mod contacts;
 mod hardening;
 mod messaging;
@@ -10,3 +11,4 @@ mod migrations;
 mod pagination;
 mod senders;
 mod templates;
+mod webhooks;

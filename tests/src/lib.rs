@@ -171,6 +171,13 @@ pub async fn test_database(backend: Backend) -> Option<(DatabaseConnection, Test
 /// profile on SQLite, the production profile (PostgreSQL and Redis, under a key prefix of the
 /// test's own) on PostgreSQL. `None` as for [`test_database`].
 pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    // Server logs go to the test's captured output (shown when it fails); RUST_LOG tunes them.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
     let (db, guard) = test_database(backend).await?;
     let (services, redis) = match backend {
         Backend::Sqlite => (

@@ -2,7 +2,7 @@
 //! webhook and `simulateInboundMessage` both end here, so the sandbox behaves like WhatsApp.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 use waflow_entities::{
     E164, contact, conversation,
@@ -138,7 +138,7 @@ impl MessagingService<'_> {
         if let Some(already) = self.stored_inbound(sender, inbound).await? {
             return Ok(already);
         }
-        let txn = self.services.db.begin().await?;
+        let txn = crate::db::begin_write(&self.services.db).await?;
         let workspace_id = sender.workspace_id;
         let at = inbound.timestamp;
         let mut contact = store::upsert_contact(

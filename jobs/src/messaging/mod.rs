@@ -11,7 +11,7 @@ pub mod window;
 use std::collections::BTreeMap;
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 use waflow_entities::{
     E164, contact,
@@ -356,7 +356,7 @@ impl MessagingService<'_> {
         {
             return Ok(Stored::Existing(sent));
         }
-        let txn = self.services.db.begin().await?;
+        let txn = crate::db::begin_write(&self.services.db).await?;
         let now = Utc::now();
         let contact = store::upsert_contact(
             &txn,

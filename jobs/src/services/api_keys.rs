@@ -6,7 +6,7 @@ use chrono::{Duration, Utc};
 use rand::RngCore;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, Set, TransactionTrait,
+    QueryOrder, Set,
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -111,7 +111,7 @@ impl ApiKeyService<'_> {
     /// Revokes a key at once. The last active key cannot be revoked: the workspace would be
     /// locked out for good, since only the API can make new keys for it.
     pub async fn revoke(&self, workspace_id: Uuid, id: Uuid) -> Result<api_key::Model> {
-        let txn = self.services.db.begin().await?;
+        let txn = crate::db::begin_write(&self.services.db).await?;
         let key = find_in_workspace!(&txn, api_key, workspace_id, id, "API key")?;
         if key.revoked_at.is_some() {
             return Ok(key);

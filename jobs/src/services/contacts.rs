@@ -4,7 +4,6 @@
 use chrono::Utc;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, Set,
-    TransactionTrait,
     sea_query::{Expr, ExprTrait, Func},
 };
 use uuid::Uuid;
@@ -145,7 +144,7 @@ impl ContactService<'_> {
 
     /// Erases a contact with every conversation and message it had, in one transaction.
     pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<Erasure> {
-        let txn = self.services.db.begin().await?;
+        let txn = crate::db::begin_write(&self.services.db).await?;
         let contact = find_in_workspace!(&txn, contact, workspace_id, id, "contact")?;
         let conversation_ids: Vec<Uuid> = conversation::Entity::find()
             .filter(conversation::Column::ContactId.eq(contact.id))

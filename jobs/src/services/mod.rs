@@ -39,6 +39,10 @@ pub struct RedisSettings {
     pub prefix: String,
 }
 
+/// apalis-sqlite's worker can miss the wake-up after a fetch under load and then sleeps until
+/// its next heartbeat (seen in our tests with the default 30 s): a short heartbeat bounds that
+/// delay, and re-enqueues a crashed worker's jobs after three missed beats.
+const SQLITE_HEARTBEAT: Duration = Duration::from_secs(2);
 /// A crashed worker's jobs go back to the queue after this many missed heartbeats.
 const REDIS_HEARTBEAT: Duration = Duration::from_secs(5);
 const REDIS_MISSED_HEARTBEATS: usize = 3;
@@ -60,8 +64,12 @@ impl Services {
             .run(&pool)
             .await
             .map_err(|e| Error::Internal(format!("cannot set up the job queue: {e}")))?;
-        let system = apalis_sqlite::SqliteStorage::new(&pool)
-            .with_config(apalis_sqlite::Config::default().queue("waflow-system"));
+        let system = apalis_sqlite::SqliteStorage::new(&pool).with_config(
+            apalis_sqlite::Config::default()
+                .queue("waflow-system")
+                .heartbeat_interval(SQLITE_HEARTBEAT)
+                .missed_heartbeats(3),
+        );
         Ok(Self::assemble(
             db,
             secrets,

@@ -295,6 +295,7 @@ impl TemplateService<'_> {
                 .filter(template::Column::Language.eq(&meta.language))
                 .one(&self.services.db)
                 .await?;
+            let is_new = existing.is_none();
             let mut model = match existing {
                 Some(found) => {
                     report.updated += 1;
@@ -324,7 +325,12 @@ impl TemplateService<'_> {
             model.variable_count = Set(variable_count);
             model.provider_template_id = Set(meta.id.clone());
             model.updated_at = Set(now);
-            model.save(&self.services.db).await?;
+            // `save` would UPDATE a new row too: its primary key is already set.
+            if is_new {
+                model.insert(&self.services.db).await?;
+            } else {
+                model.update(&self.services.db).await?;
+            }
         }
         Ok(report)
     }

@@ -2,7 +2,7 @@
 //! nobody can authenticate to is useless.
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, EntityTrait, Set, TransactionTrait};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use uuid::Uuid;
 use waflow_entities::workspace;
 
@@ -20,7 +20,7 @@ impl WorkspaceService<'_> {
         problems.text("name", name, 200);
         problems.into_result()?;
 
-        let txn = self.services.db.begin().await?;
+        let txn = crate::db::begin_write(&self.services.db).await?;
         let workspace = workspace::ActiveModel {
             id: Set(Uuid::now_v7()),
             name: Set(name.trim().to_owned()),
