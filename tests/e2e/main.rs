@@ -9,6 +9,7 @@ mod hardening;
 mod messaging;
 mod migrations;
 mod pagination;
+mod scaling;
 mod senders;
 mod templates;
 mod webhooks;

@@ -392,3 +392,32 @@ waflow_tests::on_both_databases!(
     quality_updates_pause_marketing,
     a_database_outage_asks_meta_to_retry,
 );
+
+/// A customer whose last message is older than 24 hours gets templates only; the error says when
+/// the window closed.
+async fn a_window_closes_24_hours_after_the_last_message(app: TestApp) {
+    let meta = Meta::start().await;
+    let sender_id = app.cloud_sender(&meta, "+14155550199", PN).await;
+    let written = chrono::Utc::now() - chrono::Duration::hours(25);
+    let mut old = text_from("16505551234", "wamid.OLD", "hello yesterday");
+    old["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = json!(written.timestamp().to_string());
+    assert_eq!(app.webhook(&old, Some(APP_SECRET)).await, 200);
+    let body = app
+        .gql("mutation($input: SendTextMessageInput!) { sendTextMessage(input: $input) { id } }",
+            json!({"input": {"senderId": sender_id, "to": "+16505551234", "text": "Sorry for the wait"}}))
+        .await;
+    assert_eq!(error_code(&body), Some("OUTSIDE_24H_WINDOW"));
+    let closed_at = chrono::DateTime::parse_from_rfc3339(body["errors"][0]["extensions"]["windowClosedAt"].as_str().unwrap()).unwrap();
+    assert_eq!(closed_at.timestamp(), written.timestamp() + 24 * 3600);
+    assert!(body["errors"][0]["message"].as_str().unwrap().contains("closed at"));
+    let session = app
+        .ok("query($s: ID!) { sessionStatus(senderId: $s, recipientPhone: \"+16505551234\") { isOpen requiresTemplate minutesRemaining lastCustomerMessageAt } }",
+            json!({"s": sender_id}))
+        .await;
+    assert_eq!(session["sessionStatus"]["isOpen"], false);
+    assert_eq!(session["sessionStatus"]["requiresTemplate"], true);
+    assert_eq!(session["sessionStatus"]["minutesRemaining"], 0);
+    assert!(meta.requests("POST", "/messages").await.is_empty(), "nothing left for Meta");
+}
+
+waflow_tests::on_both_databases!(a_window_closes_24_hours_after_the_last_message);
