@@ -36,6 +36,7 @@ impl AppState {
 pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphiql).post(graphql_endpoint))
+        .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::webhooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod graphql;
 pub mod webhooks;
+pub mod ws;
 
 pub use app::{AppState, router, serve_on};
 pub use config::Config;

@@ -5,6 +5,7 @@
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod events;
 pub mod messaging;
 pub mod pagination;
 pub mod placeholders;

@@ -11,5 +11,6 @@ mod migrations;
 mod pagination;
 mod scaling;
 mod senders;
+mod subscriptions;
 mod templates;
 mod webhooks;

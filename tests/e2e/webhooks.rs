@@ -355,7 +355,23 @@ async fn quality_updates_pause_marketing(app: TestApp) {
     let update = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA-1", "time": 1748454394, "changes": [{
         "field": "phone_number_quality_update",
         "value": {"display_phone_number": "14155550199", "event": "FLAGGED", "current_limit": "TIER_250"}}]}]});
+    let mut subscriber = app.subscriber(&app.key).await.unwrap();
+    subscriber
+        .subscribe(
+            "q",
+            "subscription { senderQualityChanged { sender { id phoneNumber } previous current } }",
+        )
+        .await;
     assert_eq!(app.webhook(&update, Some(APP_SECRET)).await, 200);
+    let event = subscriber
+        .next_event(std::time::Duration::from_secs(10))
+        .await
+        .expect("senderQualityChanged");
+    assert_eq!(
+        event["senderQualityChanged"],
+        json!({"sender": {"id": sender_id, "phoneNumber": "+14155550199"},
+        "previous": "GREEN", "current": "RED"})
+    );
     let quality = "query($id: ID!) { sender(id: $id) { qualityRating messagingLimitTier } }";
     assert_eq!(
         app.ok(quality, json!({"id": sender_id})).await["sender"]["qualityRating"],
@@ -400,16 +416,27 @@ async fn a_window_closes_24_hours_after_the_last_message(app: TestApp) {
     let sender_id = app.cloud_sender(&meta, "+14155550199", PN).await;
     let written = chrono::Utc::now() - chrono::Duration::hours(25);
     let mut old = text_from("16505551234", "wamid.OLD", "hello yesterday");
-    old["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] = json!(written.timestamp().to_string());
+    old["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] =
+        json!(written.timestamp().to_string());
     assert_eq!(app.webhook(&old, Some(APP_SECRET)).await, 200);
     let body = app
         .gql("mutation($input: SendTextMessageInput!) { sendTextMessage(input: $input) { id } }",
             json!({"input": {"senderId": sender_id, "to": "+16505551234", "text": "Sorry for the wait"}}))
         .await;
     assert_eq!(error_code(&body), Some("OUTSIDE_24H_WINDOW"));
-    let closed_at = chrono::DateTime::parse_from_rfc3339(body["errors"][0]["extensions"]["windowClosedAt"].as_str().unwrap()).unwrap();
+    let closed_at = chrono::DateTime::parse_from_rfc3339(
+        body["errors"][0]["extensions"]["windowClosedAt"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(closed_at.timestamp(), written.timestamp() + 24 * 3600);
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("closed at"));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("closed at")
+    );
     let session = app
         .ok("query($s: ID!) { sessionStatus(senderId: $s, recipientPhone: \"+16505551234\") { isOpen requiresTemplate minutesRemaining lastCustomerMessageAt } }",
             json!({"s": sender_id}))
@@ -417,7 +444,10 @@ async fn a_window_closes_24_hours_after_the_last_message(app: TestApp) {
     assert_eq!(session["sessionStatus"]["isOpen"], false);
     assert_eq!(session["sessionStatus"]["requiresTemplate"], true);
     assert_eq!(session["sessionStatus"]["minutesRemaining"], 0);
-    assert!(meta.requests("POST", "/messages").await.is_empty(), "nothing left for Meta");
+    assert!(
+        meta.requests("POST", "/messages").await.is_empty(),
+        "nothing left for Meta"
+    );
 }
 
 waflow_tests::on_both_databases!(a_window_closes_24_hours_after_the_last_message);

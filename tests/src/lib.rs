@@ -500,3 +500,112 @@ pub fn messages_webhook(phone_number_id: &str, value: Value) -> Value {
     json!({"object": "whatsapp_business_account",
            "entry": [{"id": BUSINESS_ACCOUNT_ID, "changes": [{"field": "messages", "value": value}]}]})
 }
+
+/// A GraphQL subscription client speaking graphql-transport-ws, as the `graphql-ws` library does.
+pub struct Subscriber {
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+}
+
+/// How a subscription connection ended when it was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub code: u16,
+}
+
+impl TestApp {
+    /// Connects to `/graphql/ws` and sends `connection_init` with `key`; `Err` with the close
+    /// code when the server refuses.
+    pub async fn subscriber(&self, key: &str) -> Result<Subscriber, Closed> {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+        let mut request = format!("ws://{}/graphql/ws", self.addr)
+            .into_client_request()
+            .unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            "graphql-transport-ws".parse().unwrap(),
+        );
+        let (mut socket, response) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("WebSocket upgrade");
+        assert_eq!(
+            response.headers()["sec-websocket-protocol"],
+            "graphql-transport-ws"
+        );
+        let init = json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {key}")}});
+        socket
+            .send(Message::Text(init.to_string().into()))
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("an answer to connection_init")
+        {
+            Some(Ok(Message::Text(text))) => {
+                let ack: Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(ack["type"], "connection_ack", "{ack}");
+                Ok(Subscriber { socket })
+            }
+            Some(Ok(Message::Close(frame))) => Err(Closed {
+                code: frame.map_or(0, |f| u16::from(f.code)),
+            }),
+            other => panic!("unexpected answer to connection_init: {other:?}"),
+        }
+    }
+}
+
+impl Subscriber {
+    pub async fn subscribe(&mut self, id: &str, query: &str) {
+        use futures::SinkExt;
+        let message = json!({"id": id, "type": "subscribe", "payload": {"query": query}});
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                message.to_string().into(),
+            ))
+            .await
+            .unwrap();
+        // The subscription is registered once the server has read the message; give it a beat
+        // by round-tripping a ping.
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                json!({"type": "ping"}).to_string().into(),
+            ))
+            .await
+            .unwrap();
+        loop {
+            let message = self.next_message().await.expect("pong");
+            if message["type"] == "pong" {
+                return;
+            }
+        }
+    }
+
+    async fn next_message(&mut self) -> Option<Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match self.socket.next().await? {
+                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).unwrap()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// The next `next` payload's data, within `wait`; `None` when nothing arrives.
+    pub async fn next_event(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.next_message())
+                .await
+                .ok()??;
+            match message["type"].as_str() {
+                Some("next") => return Some(message["payload"]["data"].clone()),
+                Some("error") => panic!("subscription error: {message}"),
+                _ => {}
+            }
+        }
+    }
+}

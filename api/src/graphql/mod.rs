@@ -6,17 +6,20 @@ mod contacts;
 mod conversations;
 mod messages;
 mod senders;
+mod subscriptions;
 mod templates;
 mod workspace;
 
 use async_graphql::{
-    Context, EmptySubscription, ErrorExtensions, ID, MergedObject, Schema, SchemaBuilder,
+    Context, ErrorExtensions, ID, MergedObject, Schema, SchemaBuilder,
     connection::{Connection, Edge},
 };
 use uuid::Uuid;
 use waflow_jobs::{Page, PageRequest, Services, services::api_keys::Principal};
 
-pub type ApiSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub use subscriptions::SubscriptionRoot;
+
+pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 #[derive(MergedObject, Default)]
 pub struct QueryRoot(
@@ -43,11 +46,11 @@ pub struct MutationRoot(
 const MAX_DEPTH: usize = 10;
 const MAX_COMPLEXITY: usize = 1000;
 
-fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, EmptySubscription> {
+fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        EmptySubscription,
+        SubscriptionRoot,
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)

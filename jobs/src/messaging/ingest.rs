@@ -12,6 +12,9 @@ use waflow_entities::{
 
 use super::{MessagingService, store};
 use crate::error::Result;
+use crate::events::{
+    ConversationStarted, Event, EventPayload, MessageReceived, MessageStatusUpdated,
+};
 
 /// One inbound message, already authenticated and parsed from the provider's format.
 #[derive(Debug, Clone)]
@@ -86,16 +89,54 @@ impl MessagingService<'_> {
         sender: &sender::Model,
         inbound: InboundMessage,
     ) -> Result<Received> {
-        let received = store::retry_on_conflict(|| self.store_inbound(sender, &inbound)).await;
-        match received {
+        let received = match store::retry_on_conflict(|| self.store_inbound(sender, &inbound)).await
+        {
             Err(crate::Error::Database(e)) if store::is_unique_violation(&e) => {
                 // Lost a race against the same delivery: it is stored now.
                 self.stored_inbound(sender, &inbound)
                     .await?
-                    .ok_or(crate::Error::Database(e))
+                    .ok_or(crate::Error::Database(e))?
             }
-            other => other,
+            other => other?,
+        };
+        if !received.duplicate {
+            self.publish_received(sender, &received).await;
         }
+        Ok(received)
+    }
+
+    async fn publish_received(&self, sender: &sender::Model, r: &Received) {
+        let events = &self.services.events;
+        if r.conversation_started {
+            let started = ConversationStarted {
+                conversation_id: r.conversation.id,
+                customer_phone: r.contact.phone.clone(),
+                customer_name: r.contact.name.clone(),
+                first_message: r.message.body.clone(),
+                sender: sender.into(),
+            };
+            events
+                .publish(Event::new(
+                    sender.workspace_id,
+                    EventPayload::ConversationStarted(started),
+                ))
+                .await;
+        }
+        let message = MessageReceived {
+            message_id: r.message.id,
+            conversation_id: r.conversation.id,
+            sender_id: sender.id,
+            customer_phone: r.contact.phone.clone(),
+            customer_name: r.contact.name.clone(),
+            message: r.message.body.clone(),
+            timestamp: r.message.created_at,
+        };
+        events
+            .publish(Event::new(
+                sender.workspace_id,
+                EventPayload::MessageReceived(message),
+            ))
+            .await;
     }
 
     async fn stored_inbound(
@@ -230,7 +271,24 @@ impl MessagingService<'_> {
             model.error_message = Set(update.error_message);
         }
         model.updated_at = Set(Utc::now());
-        Ok(Some(model.update(db).await?))
+        let message = model.update(db).await?;
+        self.publish_status(&message).await;
+        Ok(Some(message))
+    }
+
+    pub(crate) async fn publish_status(&self, message: &message::Model) {
+        let update = MessageStatusUpdated {
+            message_id: message.id,
+            conversation_id: message.conversation_id,
+            sender_id: message.sender_id,
+            status: message.status,
+            error_code: message.error_code.clone(),
+        };
+        let event = Event::new(
+            message.workspace_id,
+            EventPayload::MessageStatusUpdated(update),
+        );
+        self.services.events.publish(event).await;
     }
 }
 

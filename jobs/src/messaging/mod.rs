@@ -333,6 +333,7 @@ impl MessagingService<'_> {
                 ));
                 model.error_message = Set(Some(refusal.message));
                 let message = model.update(&self.services.db).await?;
+                self.publish_status(&message).await;
                 Err(Error::SendFailed {
                     message_id: message.id,
                     cause: Box::new(refusal.error),

@@ -16,6 +16,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use crate::{
     crypto::SecretBox,
     error::{Error, Result},
+    events::EventBus,
     queue::{JobQueue, Queue},
     rate_limit::RateLimiter,
 };
@@ -29,6 +30,7 @@ pub struct Services {
     pub http: reqwest::Client,
     pub rate_limiter: RateLimiter,
     pub jobs: JobQueue,
+    pub events: EventBus,
 }
 
 /// Where the production profile keeps its queue and shared state.
@@ -70,13 +72,16 @@ impl Services {
                 .heartbeat_interval(SQLITE_HEARTBEAT)
                 .missed_heartbeats(3),
         );
+        let jobs = JobQueue {
+            system: Queue::Sqlite(system),
+        };
+        let events = EventBus::in_process();
         Ok(Self::assemble(
             db,
             secrets,
             RateLimiter::in_process(),
-            JobQueue {
-                system: Queue::Sqlite(system),
-            },
+            jobs,
+            events,
         ))
     }
 
@@ -89,7 +94,7 @@ impl Services {
         let unreachable =
             |e: redis::RedisError| Error::Internal(format!("cannot reach Redis at REDIS_URL: {e}"));
         let client = redis::Client::open(redis.url.as_str()).map_err(unreachable)?;
-        let manager = redis::aio::ConnectionManager::new(client)
+        let manager = redis::aio::ConnectionManager::new(client.clone())
             .await
             .map_err(unreachable)?;
         let queue_connection = apalis_redis::connect(redis.url.as_str())
@@ -101,15 +106,14 @@ impl Services {
                 .heartbeat_interval(REDIS_HEARTBEAT)
                 .missed_heartbeats(REDIS_MISSED_HEARTBEATS),
         );
+        let events = EventBus::redis(client, manager.clone(), format!("{}events", redis.prefix))
+            .await
+            .map_err(unreachable)?;
         let limiter = RateLimiter::redis(manager, redis.prefix.clone());
-        Ok(Self::assemble(
-            db,
-            secrets,
-            limiter,
-            JobQueue {
-                system: Queue::Redis(system),
-            },
-        ))
+        let jobs = JobQueue {
+            system: Queue::Redis(system),
+        };
+        Ok(Self::assemble(db, secrets, limiter, jobs, events))
     }
 
     fn assemble(
@@ -117,6 +121,7 @@ impl Services {
         secrets: SecretBox,
         rate_limiter: RateLimiter,
         jobs: JobQueue,
+        events: EventBus,
     ) -> Self {
         let http = reqwest::Client::builder()
             .user_agent(concat!("waflow/", env!("CARGO_PKG_VERSION")))
@@ -129,6 +134,7 @@ impl Services {
             http,
             rate_limiter,
             jobs,
+            events,
         }
     }
 

@@ -13,6 +13,7 @@ use waflow_entities::{
 use super::{Services, find_in_workspace};
 use crate::{
     error::{Error, Result},
+    events::{Event, EventPayload, SenderQualityChanged},
     pagination::{Page, PageRequest, paginate},
     validation::Problems,
 };
@@ -395,13 +396,34 @@ impl SenderService<'_> {
                 messaging_limit_tier: sender.messaging_limit_tier.clone(),
             },
         };
+        let previous = sender.quality_rating;
         let mut model: sender::ActiveModel = sender.into();
         model.status = Set(health.status);
         model.status_reason = Set(health.reason);
         model.quality_rating = Set(health.quality_rating);
         model.messaging_limit_tier = Set(health.messaging_limit_tier);
         model.updated_at = Set(Utc::now());
-        Ok(model.update(&self.services.db).await?)
+        let sender = model.update(&self.services.db).await?;
+        self.publish_quality(&sender, previous).await;
+        Ok(sender)
+    }
+
+    /// Tells subscribers (and the log) when a sender's quality rating changed.
+    async fn publish_quality(&self, sender: &sender::Model, previous: QualityRating) {
+        if sender.quality_rating == previous {
+            return;
+        }
+        tracing::info!(sender_id = %sender.id, ?previous, current = ?sender.quality_rating, "sender quality changed");
+        let change = SenderQualityChanged {
+            sender: sender.into(),
+            previous,
+            current: sender.quality_rating,
+        };
+        let event = Event::new(
+            sender.workspace_id,
+            EventPayload::SenderQualityChanged(change),
+        );
+        self.services.events.publish(event).await;
     }
 
     /// Stores a quality rating Meta reported; `Some(previous)` when it changed.
@@ -418,7 +440,7 @@ impl SenderService<'_> {
         model.quality_rating = Set(rating);
         model.updated_at = Set(Utc::now());
         let sender = model.update(&self.services.db).await?;
-        tracing::info!(sender_id = %sender.id, ?previous, ?rating, "sender quality changed");
+        self.publish_quality(&sender, previous).await;
         Ok(Some(previous))
     }
 

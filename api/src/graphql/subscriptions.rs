@@ -1,0 +1,224 @@
+//! Subscriptions: what happens, as it happens, to the caller's workspace only.
+
+use async_graphql::{Context, ID, SimpleObject, Subscription, futures_util::Stream};
+use chrono::{DateTime, Utc};
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+use waflow_entities::enums::{MessageStatus, QualityRating};
+use waflow_jobs::{
+    Error, Services,
+    events::{self, EventPayload},
+};
+
+use super::{parse_id, scope, to_gql};
+
+#[derive(SimpleObject)]
+pub struct SenderSummary {
+    id: ID,
+    phone_number: String,
+    display_name: String,
+}
+
+impl From<&events::SenderRef> for SenderSummary {
+    fn from(s: &events::SenderRef) -> Self {
+        Self {
+            id: s.id.into(),
+            phone_number: s.phone_number.clone(),
+            display_name: s.display_name.clone(),
+        }
+    }
+}
+
+/// A customer's message arrived.
+#[derive(SimpleObject)]
+pub struct MessageReceivedEvent {
+    customer_phone: String,
+    customer_name: Option<String>,
+    /// The message's text (or caption, or button title).
+    message: Option<String>,
+    message_id: ID,
+    sender_id: ID,
+    conversation_id: ID,
+    timestamp: DateTime<Utc>,
+}
+
+/// A customer's first message opened a new conversation.
+#[derive(SimpleObject)]
+pub struct ConversationStartedEvent {
+    customer_phone: String,
+    customer_name: Option<String>,
+    first_message: Option<String>,
+    sender: SenderSummary,
+    conversation_id: ID,
+}
+
+/// An outbound message moved on (SENT, DELIVERED, READ) or FAILED.
+#[derive(SimpleObject)]
+pub struct MessageStatusUpdatedEvent {
+    message_id: ID,
+    conversation_id: ID,
+    sender_id: Option<ID>,
+    status: MessageStatus,
+    error_code: Option<String>,
+}
+
+/// A sender's quality rating changed.
+#[derive(SimpleObject)]
+pub struct SenderQualityChangedEvent {
+    sender: SenderSummary,
+    previous: QualityRating,
+    current: QualityRating,
+}
+
+/// The workspace's events that `pick` maps to `T`. A subscriber that falls too far behind gets
+/// an error and the stream ends (the client resubscribes); it never slows the publisher.
+fn workspace_events<T: Send + 'static>(
+    services: &Services,
+    workspace_id: Uuid,
+    pick: impl Fn(&EventPayload) -> Option<T> + Send + Sync + 'static,
+) -> impl Stream<Item = async_graphql::Result<T>> + Send + 'static {
+    let receiver = services.events.subscribe();
+    let pick = std::sync::Arc::new(pick);
+    async_graphql::futures_util::stream::unfold(Some(receiver), move |state| {
+        let pick = pick.clone();
+        async move {
+            let mut receiver = state?;
+            loop {
+                match receiver.recv().await {
+                    Ok(event) if event.workspace_id == workspace_id => {
+                        if let Some(item) = pick(&event.payload) {
+                            return Some((Ok(item), Some(receiver)));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(missed)) => {
+                        let error = to_gql(Error::Internal(format!(
+                            "this subscription fell {missed} events behind and was stopped; subscribe again"
+                        )));
+                        return Some((Err(error), None));
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        }
+    })
+}
+
+fn optional_id(
+    id: Option<ID>,
+    missing: impl Fn(String) -> Error,
+) -> async_graphql::Result<Option<Uuid>> {
+    id.map(|id| parse_id(&id, || missing(id.to_string())))
+        .transpose()
+}
+
+pub struct SubscriptionRoot;
+
+#[Subscription]
+impl SubscriptionRoot {
+    /// Inbound messages, of one sender or all.
+    async fn message_received(
+        &self,
+        ctx: &Context<'_>,
+        sender_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<MessageReceivedEvent>>>
+    {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender = optional_id(sender_id, Error::SenderNotFound)?;
+        Ok(workspace_events(
+            services,
+            workspace_id,
+            move |payload| match payload {
+                EventPayload::MessageReceived(m) if sender.is_none_or(|s| s == m.sender_id) => {
+                    Some(MessageReceivedEvent {
+                        customer_phone: m.customer_phone.clone(),
+                        customer_name: m.customer_name.clone(),
+                        message: m.message.clone(),
+                        message_id: m.message_id.into(),
+                        sender_id: m.sender_id.into(),
+                        conversation_id: m.conversation_id.into(),
+                        timestamp: m.timestamp,
+                    })
+                }
+                _ => None,
+            },
+        ))
+    }
+
+    /// New conversations, of one sender or all.
+    async fn conversation_started(
+        &self,
+        ctx: &Context<'_>,
+        sender_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ConversationStartedEvent>>>
+    {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender = optional_id(sender_id, Error::SenderNotFound)?;
+        Ok(workspace_events(
+            services,
+            workspace_id,
+            move |payload| match payload {
+                EventPayload::ConversationStarted(c) if sender.is_none_or(|s| s == c.sender.id) => {
+                    Some(ConversationStartedEvent {
+                        customer_phone: c.customer_phone.clone(),
+                        customer_name: c.customer_name.clone(),
+                        first_message: c.first_message.clone(),
+                        sender: (&c.sender).into(),
+                        conversation_id: c.conversation_id.into(),
+                    })
+                }
+                _ => None,
+            },
+        ))
+    }
+
+    /// Delivery statuses of outbound messages, of one conversation or all.
+    async fn message_status_updated(
+        &self,
+        ctx: &Context<'_>,
+        conversation_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<MessageStatusUpdatedEvent>>>
+    {
+        let (services, workspace_id) = scope(ctx)?;
+        let conversation = optional_id(conversation_id, |_| Error::NotFound("conversation"))?;
+        Ok(workspace_events(
+            services,
+            workspace_id,
+            move |payload| match payload {
+                EventPayload::MessageStatusUpdated(m)
+                    if conversation.is_none_or(|c| c == m.conversation_id) =>
+                {
+                    Some(MessageStatusUpdatedEvent {
+                        message_id: m.message_id.into(),
+                        conversation_id: m.conversation_id.into(),
+                        sender_id: m.sender_id.map(Into::into),
+                        status: m.status,
+                        error_code: m.error_code.clone(),
+                    })
+                }
+                _ => None,
+            },
+        ))
+    }
+
+    /// Quality rating changes of the workspace's senders.
+    async fn sender_quality_changed(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<SenderQualityChangedEvent>>>
+    {
+        let (services, workspace_id) = scope(ctx)?;
+        Ok(workspace_events(
+            services,
+            workspace_id,
+            |payload| match payload {
+                EventPayload::SenderQualityChanged(q) => Some(SenderQualityChangedEvent {
+                    sender: (&q.sender).into(),
+                    previous: q.previous,
+                    current: q.current,
+                }),
+                _ => None,
+            },
+        ))
+    }
+}

@@ -1,0 +1,123 @@
+//! `/graphql/ws`: GraphQL subscriptions over WebSocket (graphql-transport-ws, the protocol of
+//! the `graphql-ws` library, and the older subscriptions-transport-ws).
+//!
+//! Browsers cannot set headers on a WebSocket, so the API key comes in `connection_init`'s
+//! payload (`{"authorization": "Bearer KEY"}`). The key is checked here, before the protocol
+//! engine sees the connection: a refused key closes the socket with 4403 (Forbidden), which
+//! `graphql-ws` clients take as final instead of reconnecting in a loop.
+
+use async_graphql::{
+    Data,
+    http::{WebSocketProtocols, WsMessage},
+};
+use axum::{
+    extract::{
+        State, WebSocketUpgrade,
+        ws::{CloseFrame, Message, WebSocket},
+    },
+    http::{HeaderMap, header},
+    response::Response,
+};
+use futures::{SinkExt, StreamExt};
+
+use crate::AppState;
+
+/// How long a client may take to send `connection_init`.
+const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+pub async fn graphql_ws(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    // The first sub-protocol the client offers that we speak; graphql-transport-ws when none.
+    let protocol = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|offered| {
+            offered
+                .split(',')
+                .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+        })
+        .unwrap_or(WebSocketProtocols::GraphQLWS);
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| serve(state, socket, protocol))
+}
+
+async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols) {
+    let (mut sink, mut source) = socket.split();
+    let first = match tokio::time::timeout(INIT_TIMEOUT, source.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
+        _ => {
+            let _ = sink
+                .send(close(4408, "connection initialisation timeout"))
+                .await;
+            return;
+        }
+    };
+    let init: serde_json::Value = serde_json::from_str(&first).unwrap_or_default();
+    if init["type"] != "connection_init" {
+        let _ = sink.send(close(4400, "expected connection_init")).await;
+        return;
+    }
+    let payload = &init["payload"];
+    let bearer = ["authorization", "Authorization"]
+        .iter()
+        .find_map(|k| payload[*k].as_str())
+        .map(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .unwrap_or(v)
+                .to_owned()
+        });
+    let principal = match state
+        .services
+        .api_keys()
+        .authenticate(bearer.as_deref())
+        .await
+    {
+        Ok(principal) => principal,
+        Err(_) => {
+            let _ = sink.send(close(4403, "Forbidden")).await;
+            return;
+        }
+    };
+
+    // Replay connection_init into the protocol engine, which acknowledges it.
+    let input = Box::pin(
+        futures::stream::once(async move { first.into_bytes() }).chain(source.filter_map(
+            |message| async move {
+                match message {
+                    Ok(Message::Text(text)) => Some(text.as_bytes().to_vec()),
+                    Ok(Message::Binary(bytes)) => Some(bytes.to_vec()),
+                    _ => None,
+                }
+            },
+        )),
+    );
+    let mut output = Box::pin(
+        async_graphql::http::WebSocket::new(state.schema.clone(), input, protocol)
+            .on_connection_init(move |_| async move {
+                let mut data = Data::default();
+                data.insert(principal);
+                Ok(data)
+            }),
+    );
+    while let Some(message) = output.next().await {
+        let message = match message {
+            WsMessage::Text(text) => Message::Text(text.into()),
+            WsMessage::Close(code, reason) => close(code, &reason),
+        };
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+fn close(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: reason.to_owned().into(),
+    }))
+}

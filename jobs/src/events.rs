@@ -1,0 +1,216 @@
+//! Events: one per thing that happens, published after the transaction that caused it commits,
+//! to GraphQL subscribers now and to outgoing webhooks and flow triggers later.
+//!
+//! One bus, two implementations. Embedded: an in-process broadcast channel. Production: every
+//! process publishes to one Redis channel and keeps one subscription to it that feeds its local
+//! broadcast channel, so a subscriber connected to any process sees events caused on any other.
+//! The local channel is bounded: a subscriber that falls behind loses its place and is told
+//! (`Lagged`), and a publisher never waits for subscribers.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+use uuid::Uuid;
+use waflow_entities::enums::{MessageStatus, QualityRating};
+
+/// Events a slow subscriber may fall behind by before it is told it lagged.
+pub const BUFFER: usize = 1024;
+const RECONNECT_DELAY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: Uuid,
+    pub workspace_id: Uuid,
+    pub at: DateTime<Utc>,
+    pub payload: EventPayload,
+}
+
+impl Event {
+    pub fn new(workspace_id: Uuid, payload: EventPayload) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            workspace_id,
+            at: Utc::now(),
+            payload,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EventPayload {
+    MessageReceived(MessageReceived),
+    ConversationStarted(ConversationStarted),
+    MessageStatusUpdated(MessageStatusUpdated),
+    SenderQualityChanged(SenderQualityChanged),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SenderRef {
+    pub id: Uuid,
+    pub phone_number: String,
+    pub display_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageReceived {
+    pub message_id: Uuid,
+    pub conversation_id: Uuid,
+    pub sender_id: Uuid,
+    pub customer_phone: String,
+    pub customer_name: Option<String>,
+    /// The message's text (or caption, or button title).
+    pub message: Option<String>,
+    pub timestamp: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationStarted {
+    pub conversation_id: Uuid,
+    pub customer_phone: String,
+    pub customer_name: Option<String>,
+    pub first_message: Option<String>,
+    pub sender: SenderRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageStatusUpdated {
+    pub message_id: Uuid,
+    pub conversation_id: Uuid,
+    pub sender_id: Option<Uuid>,
+    pub status: MessageStatus,
+    pub error_code: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SenderQualityChanged {
+    pub sender: SenderRef,
+    pub previous: QualityRating,
+    pub current: QualityRating,
+}
+
+impl From<&waflow_entities::sender::Model> for SenderRef {
+    fn from(s: &waflow_entities::sender::Model) -> Self {
+        Self {
+            id: s.id,
+            phone_number: s.phone_number.clone(),
+            display_name: s.display_name.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct EventBus {
+    local: broadcast::Sender<Arc<Event>>,
+    redis: Option<RedisFanOut>,
+}
+
+#[derive(Clone)]
+struct RedisFanOut {
+    publisher: redis::aio::ConnectionManager,
+    channel: String,
+}
+
+impl std::fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.redis {
+            None => f.write_str("EventBus::InProcess"),
+            Some(r) => write!(f, "EventBus::Redis({})", r.channel),
+        }
+    }
+}
+
+impl EventBus {
+    pub fn in_process() -> Self {
+        Self {
+            local: broadcast::channel(BUFFER).0,
+            redis: None,
+        }
+    }
+
+    /// Fans events out over the Redis channel `channel`. Returns once this process's one
+    /// subscription is live (so nothing published afterwards is missed); the listener then
+    /// reconnects by itself whenever Redis goes away.
+    pub async fn redis(
+        client: redis::Client,
+        publisher: redis::aio::ConnectionManager,
+        channel: String,
+    ) -> redis::RedisResult<Self> {
+        let local = broadcast::channel(BUFFER).0;
+        let mut first = client.get_async_pubsub().await?;
+        first.subscribe(&channel).await?;
+        tokio::spawn(listen(client, channel.clone(), local.clone(), first));
+        Ok(Self {
+            local,
+            redis: Some(RedisFanOut { publisher, channel }),
+        })
+    }
+
+    /// Publishes after the fact: a failure to publish is logged, never undoes what happened.
+    pub async fn publish(&self, event: Event) {
+        match &self.redis {
+            None => {
+                let _ = self.local.send(Arc::new(event));
+            }
+            Some(fan_out) => {
+                let json = serde_json::to_string(&event).expect("events serialize");
+                let published: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                    .arg(&fan_out.channel)
+                    .arg(json)
+                    .query_async(&mut fan_out.publisher.clone())
+                    .await;
+                if let Err(error) = published {
+                    tracing::warn!(%error, event_id = %event.id, "could not publish an event to Redis");
+                }
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.local.subscribe()
+    }
+}
+
+async fn listen(
+    client: redis::Client,
+    channel: String,
+    local: broadcast::Sender<Arc<Event>>,
+    first: redis::aio::PubSub,
+) {
+    let mut subscribed = Some(first);
+    loop {
+        if let Some(mut pubsub) = subscribed.take() {
+            let mut messages = pubsub.on_message();
+            while let Some(message) = messages.next().await {
+                let Ok(payload) = message.get_payload::<String>() else {
+                    continue;
+                };
+                match serde_json::from_str::<Event>(&payload) {
+                    Ok(event) => {
+                        let _ = local.send(Arc::new(event));
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "ignoring an event this version cannot read")
+                    }
+                }
+            }
+            tracing::warn!("lost the Redis event subscription; reconnecting");
+        }
+        tokio::time::sleep(RECONNECT_DELAY).await;
+        match client.get_async_pubsub().await {
+            Ok(mut pubsub) => match pubsub.subscribe(&channel).await {
+                Ok(()) => subscribed = Some(pubsub),
+                Err(error) => tracing::warn!(%error, "cannot subscribe to Redis events; retrying"),
+            },
+            Err(error) => tracing::warn!(%error, "cannot reach Redis for events; retrying"),
+        }
+    }
+}

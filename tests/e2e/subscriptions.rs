@@ -1,0 +1,105 @@
+//! Subscriptions over `/graphql/ws` (graphql-transport-ws): authentication in connection_init,
+//! events as they happen, filtered to the caller's workspace and arguments.
+
+use std::time::Duration;
+
+use serde_json::json;
+use waflow_tests::{Closed, TestApp};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// How long to watch for an event that must not come.
+const QUIET: Duration = Duration::from_millis(700);
+
+async fn connection_init_needs_a_valid_key(app: TestApp) {
+    assert_eq!(
+        app.subscriber("wf_wrong").await.err(),
+        Some(Closed { code: 4403 })
+    );
+    assert_eq!(app.subscriber("").await.err(), Some(Closed { code: 4403 }));
+    assert!(app.subscriber(&app.key).await.is_ok());
+}
+
+async fn inbound_messages_and_new_conversations_stream_to_their_workspace(app: TestApp) {
+    let sender_id = app.sandbox_sender("+14155550100").await;
+    let other_sender = app.sandbox_sender("+14155550101").await;
+    let mut all = app.subscriber(&app.key).await.unwrap();
+    all.subscribe("1", "subscription { messageReceived { customerPhone customerName message messageId senderId conversationId timestamp } }").await;
+    let mut started = app.subscriber(&app.key).await.unwrap();
+    started.subscribe("1", &format!("subscription {{ conversationStarted(senderId: \"{sender_id}\") {{ customerPhone firstMessage conversationId sender {{ id phoneNumber displayName }} }} }}")).await;
+    let other_workspace = app.other_workspace().await;
+    let mut stranger = app.subscriber(&other_workspace).await.unwrap();
+    stranger
+        .subscribe("1", "subscription { messageReceived { message } }")
+        .await;
+
+    let inbound = app
+        .customer_writes(&sender_id, "+14155550123", "Is it in stock?")
+        .await;
+    let event = all.next_event(WAIT).await.expect("messageReceived")["messageReceived"].clone();
+    assert_eq!(event["customerPhone"], "+14155550123");
+    assert_eq!(event["customerName"], "Ana");
+    assert_eq!(event["message"], "Is it in stock?");
+    assert_eq!(event["messageId"], inbound["id"]);
+    assert_eq!(event["senderId"], sender_id.as_str());
+    assert_eq!(event["conversationId"], inbound["conversation"]["id"]);
+    let first =
+        started.next_event(WAIT).await.expect("conversationStarted")["conversationStarted"].clone();
+    assert_eq!(first["firstMessage"], "Is it in stock?");
+    assert_eq!(first["conversationId"], inbound["conversation"]["id"]);
+    assert_eq!(
+        first["sender"],
+        json!({"id": sender_id, "phoneNumber": "+14155550100", "displayName": "Acme"})
+    );
+
+    // The second message continues the conversation; another sender's is filtered out.
+    app.customer_writes(&sender_id, "+14155550123", "Size M")
+        .await;
+    app.customer_writes(&other_sender, "+14155550123", "Hello other")
+        .await;
+    assert_eq!(
+        all.next_event(WAIT).await.unwrap()["messageReceived"]["message"],
+        "Size M"
+    );
+    assert_eq!(
+        all.next_event(WAIT).await.unwrap()["messageReceived"]["message"],
+        "Hello other"
+    );
+    assert!(
+        started.next_event(QUIET).await.is_none(),
+        "no new conversation on this sender"
+    );
+    assert!(
+        stranger.next_event(QUIET).await.is_none(),
+        "another workspace sees nothing"
+    );
+}
+
+async fn delivery_statuses_stream_per_conversation(app: TestApp) {
+    let sender_id = app.sandbox_sender("+14155550100").await;
+    let inbound = app.customer_writes(&sender_id, "+14155550123", "hi").await;
+    let conversation_id = inbound["conversation"]["id"].as_str().unwrap().to_owned();
+    let mut statuses = app.subscriber(&app.key).await.unwrap();
+    statuses.subscribe("1", &format!("subscription {{ messageStatusUpdated(conversationId: \"{conversation_id}\") {{ messageId status conversationId }} }}")).await;
+    let sent = app
+        .ok(
+            "mutation($input: SendTextMessageInput!) { sendTextMessage(input: $input) { id } }",
+            json!({"input": {"senderId": sender_id, "to": "+14155550123", "text": "hello"}}),
+        )
+        .await;
+    let id = sent["sendTextMessage"]["id"].clone();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event =
+            statuses.next_event(WAIT).await.expect("a status")["messageStatusUpdated"].clone();
+        assert_eq!(event["messageId"], id);
+        assert_eq!(event["conversationId"], conversation_id.as_str());
+        seen.push(event["status"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(seen, ["SENT", "DELIVERED"]);
+}
+
+waflow_tests::on_both_databases!(
+    connection_init_needs_a_valid_key,
+    inbound_messages_and_new_conversations_stream_to_their_workspace,
+    delivery_statuses_stream_per_conversation,
+);
