@@ -14,7 +14,10 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
-use waflow_entities::enums::{MessageStatus, QualityRating};
+use waflow_entities::enums::{
+    ConversationStatus, ConversationType, EndReason, MessageDirection, MessageKind, MessageRole,
+    MessageStatus, QualityRating,
+};
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 pub const BUFFER: usize = 1024;
@@ -40,12 +43,14 @@ impl Event {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "SCREAMING_SNAKE_CASE")]
+// Adjacently tagged: a payload may have a `type` field of its own (the conversation's).
+#[serde(tag = "type", content = "data", rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum EventPayload {
     MessageReceived(MessageReceived),
     ConversationStarted(ConversationStarted),
     MessageStatusUpdated(MessageStatusUpdated),
     SenderQualityChanged(SenderQualityChanged),
+    ConversationEnded(Box<ConversationEnded>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -89,12 +94,100 @@ pub struct MessageStatusUpdated {
     pub error_code: Option<String>,
 }
 
+/// One message of a transcript, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TranscriptEntry {
+    pub role: MessageRole,
+    pub direction: MessageDirection,
+    pub content: Option<String>,
+    pub kind: MessageKind,
+    pub timestamp: DateTime<Utc>,
+    pub status: MessageStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Customer {
+    pub phone: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The conversation-ended payload: built once when the conversation ends, stored with it, and
+/// sent to subscribers (and later to webhooks and flow triggers) as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationEnded {
+    pub conversation_id: Uuid,
+    pub r#type: ConversationType,
+    pub status: ConversationStatus,
+    pub end_reason: EndReason,
+    pub transcript: Vec<TranscriptEntry>,
+    /// One line per message, `Customer: …` or `AI: …`.
+    pub transcript_text: String,
+    pub extracted_variables: serde_json::Value,
+    pub input_variables: serde_json::Value,
+    pub customer: Customer,
+    pub customer_identifier: Option<String>,
+    pub sender: Option<SenderRef>,
+    pub message_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub ended_at: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SenderQualityChanged {
     pub sender: SenderRef,
     pub previous: QualityRating,
     pub current: QualityRating,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Events cross processes as JSON: every kind must come back as it went.
+    #[test]
+    fn every_event_round_trips_through_json() {
+        let sender = SenderRef {
+            id: Uuid::now_v7(),
+            phone_number: "+14155550100".into(),
+            display_name: "Acme".into(),
+        };
+        let ended = ConversationEnded {
+            conversation_id: Uuid::now_v7(),
+            r#type: ConversationType::Whatsapp,
+            status: ConversationStatus::Ended,
+            end_reason: EndReason::Manual,
+            transcript: vec![],
+            transcript_text: String::new(),
+            extracted_variables: serde_json::json!({}),
+            input_variables: serde_json::json!({"a": 1}),
+            customer: Customer {
+                phone: Some("+14155550123".into()),
+                name: None,
+            },
+            customer_identifier: None,
+            sender: Some(sender.clone()),
+            message_count: 0,
+            created_at: Utc::now(),
+            ended_at: Utc::now(),
+        };
+        let quality = SenderQualityChanged {
+            sender,
+            previous: QualityRating::Green,
+            current: QualityRating::Red,
+        };
+        for payload in [
+            EventPayload::ConversationEnded(Box::new(ended)),
+            EventPayload::SenderQualityChanged(quality),
+        ] {
+            let event = Event::new(Uuid::now_v7(), payload);
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
+        }
+    }
 }
 
 impl From<&waflow_entities::sender::Model> for SenderRef {

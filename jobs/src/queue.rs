@@ -27,6 +27,8 @@ pub enum SystemJob {
     },
     /// Ask the Cloud API how a sender is doing.
     RefreshSender { sender_id: Uuid },
+    /// End a conversation that has been silent for its sender's timeout.
+    EndIfInactive { conversation_id: Uuid },
 }
 
 /// How long the sandbox takes to report SENT and DELIVERED after accepting a message.
@@ -100,6 +102,16 @@ impl JobQueue {
             }
         }
         Ok(())
+    }
+
+    /// A message was added to a conversation: check for silence once the timeout has passed
+    /// (a second late, so the deadline is surely behind). Jobs armed by earlier messages find the
+    /// conversation still active and do nothing.
+    pub async fn arm_inactivity(&self, conversation_id: Uuid, timeout_seconds: i32) -> Result<()> {
+        let delay = Duration::from_secs(u64::try_from(timeout_seconds).unwrap_or(0) + 1);
+        self.system
+            .push(SystemJob::EndIfInactive { conversation_id }, Some(delay))
+            .await
     }
 
     /// A sender's credentials are new or changed: check them with the provider soon.

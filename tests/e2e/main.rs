@@ -5,6 +5,7 @@ mod assistants;
 mod auth;
 mod cloud_api;
 mod contacts;
+mod conversations;
 mod hardening;
 mod messaging;
 mod migrations;

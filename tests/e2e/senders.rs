@@ -106,7 +106,7 @@ async fn bad_sender_input_is_refused_with_the_field_named(app: TestApp) {
     }
     let body = app
         .gql(CREATE, json!({"input": {"phoneNumber": "+14155551234", "displayName": "", "provider": "CLOUD_API",
-              "messagesPerSecond": 0, "inactivityTimeoutSeconds": 5}}))
+              "messagesPerSecond": 0, "inactivityTimeoutSeconds": 2}}))
         .await;
     assert_eq!(error_code(&body), Some("VALIDATION_FAILED"));
     assert_eq!(

@@ -1,15 +1,84 @@
 //! Conversations between a sender and a customer, with their messages.
 
-use async_graphql::{Context, ID, Object, connection::Connection};
+use async_graphql::{Context, ID, Json, Object, SimpleObject, connection::Connection};
 use chrono::{DateTime, Utc};
 use waflow_entities::{
     conversation,
-    enums::{ConversationStatus, ConversationType, EndReason},
+    enums::{
+        ConversationStatus, ConversationType, EndReason, MessageDirection, MessageKind,
+        MessageRole, MessageStatus,
+    },
+};
+use waflow_jobs::{Error, events};
+
+use super::{
+    GqlResult, connection, messages::Message, page_request, parse_id, scope, senders::Sender,
 };
 
-use super::{GqlResult, connection, messages::Message, page_request, scope, senders::Sender};
-
 pub struct Conversation(pub conversation::Model);
+
+/// One message of a transcript.
+#[derive(SimpleObject)]
+pub struct TranscriptEntry {
+    role: MessageRole,
+    direction: MessageDirection,
+    content: Option<String>,
+    kind: MessageKind,
+    timestamp: DateTime<Utc>,
+    status: MessageStatus,
+}
+
+impl From<&events::TranscriptEntry> for TranscriptEntry {
+    fn from(e: &events::TranscriptEntry) -> Self {
+        Self {
+            role: e.role,
+            direction: e.direction,
+            content: e.content.clone(),
+            kind: e.kind,
+            timestamp: e.timestamp,
+            status: e.status,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct ConversationQuery;
+
+#[Object]
+impl ConversationQuery {
+    async fn conversation(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Conversation> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("conversation"))?;
+        services
+            .conversations()
+            .get(workspace_id, id)
+            .await
+            .gql()
+            .map(Conversation)
+    }
+}
+
+#[derive(Default)]
+pub struct ConversationMutation;
+
+#[Object]
+impl ConversationMutation {
+    /// Ends an active conversation now (end reason MANUAL); the next message starts a new one.
+    async fn end_conversation(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Conversation> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("conversation"))?;
+        services
+            .messaging()
+            .end_conversation(workspace_id, id)
+            .await
+            .gql()
+            .map(Conversation)
+    }
+}
 
 #[Object]
 impl Conversation {
@@ -51,6 +120,32 @@ impl Conversation {
             .await
             .gql()?
             .map(Sender))
+    }
+    /// The customer identifier of an API conversation (phone, email, CRM id).
+    async fn customer_identifier(&self) -> Option<&str> {
+        self.0.customer_identifier.as_deref()
+    }
+    async fn ai_enabled(&self) -> bool {
+        self.0.ai_enabled
+    }
+    async fn input_variables(&self) -> Json<serde_json::Value> {
+        Json(self.0.input_variables.clone())
+    }
+    /// Filled by the assistant's evaluation when the conversation ends; `{}` until then.
+    async fn extracted_variables(&self) -> Json<serde_json::Value> {
+        Json(self.0.extracted_variables.clone())
+    }
+    /// Every message, oldest first.
+    async fn transcript(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TranscriptEntry>> {
+        let (services, _) = scope(ctx)?;
+        let entries = services.conversations().transcript(&self.0).await.gql()?;
+        Ok(entries.iter().map(TranscriptEntry::from).collect())
+    }
+    /// One line per message: `Customer: …` or `AI: …`.
+    async fn transcript_text(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {
+        let (services, _) = scope(ctx)?;
+        let entries = services.conversations().transcript(&self.0).await.gql()?;
+        Ok(waflow_jobs::messaging::lifecycle::transcript_text(&entries))
     }
     async fn message_count(&self) -> i32 {
         self.0.message_count

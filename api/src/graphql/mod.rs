@@ -29,6 +29,7 @@ pub struct QueryRoot(
     contacts::ContactQuery,
     assistants::AssistantQuery,
     messages::MessageQuery,
+    conversations::ConversationQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -39,6 +40,7 @@ pub struct MutationRoot(
     contacts::ContactMutation,
     assistants::AssistantMutation,
     messages::MessageMutation,
+    conversations::ConversationMutation,
 );
 
 /// Deeper or costlier documents are refused before they run: a connection nests at most a few

@@ -1,16 +1,18 @@
 //! Subscriptions: what happens, as it happens, to the caller's workspace only.
 
-use async_graphql::{Context, ID, SimpleObject, Subscription, futures_util::Stream};
+use async_graphql::{Context, ID, Json, SimpleObject, Subscription, futures_util::Stream};
 use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
-use waflow_entities::enums::{MessageStatus, QualityRating};
+use waflow_entities::enums::{
+    ConversationStatus, ConversationType, EndReason, MessageStatus, QualityRating,
+};
 use waflow_jobs::{
     Error, Services,
     events::{self, EventPayload},
 };
 
-use super::{parse_id, scope, to_gql};
+use super::{conversations::TranscriptEntry, parse_id, scope, to_gql};
 
 #[derive(SimpleObject)]
 pub struct SenderSummary {
@@ -60,6 +62,56 @@ pub struct MessageStatusUpdatedEvent {
     sender_id: Option<ID>,
     status: MessageStatus,
     error_code: Option<String>,
+}
+
+#[derive(SimpleObject)]
+pub struct CustomerSummary {
+    phone: Option<String>,
+    name: Option<String>,
+}
+
+/// A conversation ended, with everything said in it.
+#[derive(SimpleObject)]
+pub struct ConversationEndedEvent {
+    conversation_id: ID,
+    r#type: ConversationType,
+    status: ConversationStatus,
+    end_reason: EndReason,
+    transcript: Vec<TranscriptEntry>,
+    /// One line per message: `Customer: …` or `AI: …`.
+    transcript_text: String,
+    extracted_variables: Json<serde_json::Value>,
+    input_variables: Json<serde_json::Value>,
+    customer: CustomerSummary,
+    customer_identifier: Option<String>,
+    sender: Option<SenderSummary>,
+    message_count: i32,
+    created_at: DateTime<Utc>,
+    ended_at: DateTime<Utc>,
+}
+
+impl From<&events::ConversationEnded> for ConversationEndedEvent {
+    fn from(e: &events::ConversationEnded) -> Self {
+        Self {
+            conversation_id: e.conversation_id.into(),
+            r#type: e.r#type,
+            status: e.status,
+            end_reason: e.end_reason,
+            transcript: e.transcript.iter().map(Into::into).collect(),
+            transcript_text: e.transcript_text.clone(),
+            extracted_variables: Json(e.extracted_variables.clone()),
+            input_variables: Json(e.input_variables.clone()),
+            customer: CustomerSummary {
+                phone: e.customer.phone.clone(),
+                name: e.customer.name.clone(),
+            },
+            customer_identifier: e.customer_identifier.clone(),
+            sender: e.sender.as_ref().map(Into::into),
+            message_count: e.message_count,
+            created_at: e.created_at,
+            ended_at: e.ended_at,
+        }
+    }
 }
 
 /// A sender's quality rating changed.
@@ -195,6 +247,29 @@ impl SubscriptionRoot {
                         status: m.status,
                         error_code: m.error_code.clone(),
                     })
+                }
+                _ => None,
+            },
+        ))
+    }
+
+    /// Conversations that ended (by inactivity or by hand), of one sender or all.
+    async fn conversation_ended(
+        &self,
+        ctx: &Context<'_>,
+        sender_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ConversationEndedEvent>>>
+    {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender = optional_id(sender_id, Error::SenderNotFound)?;
+        Ok(workspace_events(
+            services,
+            workspace_id,
+            move |payload| match payload {
+                EventPayload::ConversationEnded(e)
+                    if sender.is_none_or(|s| e.sender.as_ref().is_some_and(|x| x.id == s)) =>
+                {
+                    Some(ConversationEndedEvent::from(e.as_ref()))
                 }
                 _ => None,
             },

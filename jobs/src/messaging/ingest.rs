@@ -40,6 +40,8 @@ pub struct Received {
     pub conversation_started: bool,
     /// The provider delivered this message before; nothing changed.
     pub duplicate: bool,
+    /// The contact's previous conversation, ended by inactivity when this message came.
+    pub ended: Option<Box<crate::events::ConversationEnded>>,
 }
 
 /// A delivery status reported by the provider for a message we sent.
@@ -100,7 +102,15 @@ impl MessagingService<'_> {
             other => other?,
         };
         if !received.duplicate {
+            if let Some(ended) = &received.ended {
+                self.publish_ended(sender.workspace_id, (**ended).clone())
+                    .await;
+            }
             self.publish_received(sender, &received).await;
+            self.services
+                .jobs
+                .arm_inactivity(received.conversation.id, sender.inactivity_timeout_seconds)
+                .await?;
         }
         Ok(received)
     }
@@ -168,6 +178,7 @@ impl MessagingService<'_> {
                 contact,
                 conversation_started: false,
                 duplicate: true,
+                ended: None,
             }))
     }
 
@@ -200,8 +211,19 @@ impl MessagingService<'_> {
             contact = model.update(&txn).await?;
         }
         store::open_window(&txn, workspace_id, contact.id, sender.id, at).await?;
-        let (conversation, started) =
-            store::active_conversation(&txn, workspace_id, sender.id, contact.id, at).await?;
+        let store::ActiveConversation {
+            conversation,
+            started,
+            ended,
+        } = store::active_conversation(
+            &txn,
+            workspace_id,
+            sender.id,
+            contact.id,
+            sender.inactivity_timeout_seconds,
+            at,
+        )
+        .await?;
         let now = Utc::now();
         let message = message::ActiveModel {
             id: Set(Uuid::now_v7()),
@@ -234,6 +256,7 @@ impl MessagingService<'_> {
             contact,
             conversation_started: started,
             duplicate: false,
+            ended: ended.map(Box::new),
         })
     }
 

@@ -4,6 +4,7 @@
 //! mutations and the flow steps both call this service.
 
 pub mod ingest;
+pub mod lifecycle;
 pub mod store;
 pub mod webhook;
 pub mod window;
@@ -367,8 +368,19 @@ impl MessagingService<'_> {
             false,
         )
         .await?;
-        let (conversation, _) =
-            store::active_conversation(&txn, workspace_id, sender.id, contact.id, now).await?;
+        let store::ActiveConversation {
+            conversation,
+            ended,
+            ..
+        } = store::active_conversation(
+            &txn,
+            workspace_id,
+            sender.id,
+            contact.id,
+            sender.inactivity_timeout_seconds,
+            now,
+        )
+        .await?;
         let message = message::ActiveModel {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),
@@ -394,6 +406,13 @@ impl MessagingService<'_> {
         .await?;
         store::count_message(&txn, conversation, now).await?;
         txn.commit().await?;
+        if let Some(ended) = ended {
+            self.publish_ended(workspace_id, ended).await;
+        }
+        self.services
+            .jobs
+            .arm_inactivity(message.conversation_id, sender.inactivity_timeout_seconds)
+            .await?;
         Ok(Stored::New(message))
     }
 }

@@ -16,10 +16,13 @@ use sea_orm::{
 use uuid::Uuid;
 use waflow_entities::{
     E164, contact, contact_window, conversation,
-    enums::{ConversationStatus, ConversationType},
+    enums::{ConversationStatus, ConversationType, EndReason},
 };
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    events::ConversationEnded,
+};
 
 /// Runs `attempt` again (up to three times) when it failed on a unique constraint: another
 /// request created the same contact or conversation at the same moment, and a fresh
@@ -145,15 +148,27 @@ pub async fn last_inbound_at(
         .map(|w| w.last_inbound_at))
 }
 
-/// The ACTIVE WhatsApp conversation of (sender, contact), created when there is none; `true`
-/// with a new one.
+/// The conversation a message between a sender and a contact belongs to.
+pub struct ActiveConversation {
+    pub conversation: conversation::Model,
+    /// The message opens a new conversation.
+    pub started: bool,
+    /// The previous conversation had fallen silent past the sender's timeout without its
+    /// inactivity job having run yet; it was ended here and this is its payload, to publish.
+    pub ended: Option<ConversationEnded>,
+}
+
+/// The ACTIVE WhatsApp conversation of (sender, contact), created when there is none. One that
+/// has been silent longer than `timeout_seconds` is ended first: the next message after the
+/// timeout starts a new conversation even if no worker has run the inactivity job.
 pub async fn active_conversation(
     txn: &DatabaseTransaction,
     workspace_id: Uuid,
     sender_id: Uuid,
     contact_id: Uuid,
+    timeout_seconds: i32,
     at: DateTime<Utc>,
-) -> Result<(conversation::Model, bool)> {
+) -> Result<ActiveConversation> {
     let found = conversation::Entity::find()
         .filter(conversation::Column::SenderId.eq(sender_id))
         .filter(conversation::Column::ContactId.eq(contact_id))
@@ -161,8 +176,20 @@ pub async fn active_conversation(
         .filter(conversation::Column::Status.eq(ConversationStatus::Active))
         .one(txn)
         .await?;
+    let mut ended = None;
     if let Some(conversation) = found {
-        return Ok((conversation, false));
+        let deadline =
+            conversation.last_message_at + chrono::Duration::seconds(timeout_seconds.into());
+        if deadline > at {
+            return Ok(ActiveConversation {
+                conversation,
+                started: false,
+                ended: None,
+            });
+        }
+        let (_, payload) =
+            super::lifecycle::end_in(txn, conversation, EndReason::Inactivity, deadline).await?;
+        ended = Some(payload);
     }
     let created = conversation::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -185,7 +212,11 @@ pub async fn active_conversation(
     }
     .insert(txn)
     .await?;
-    Ok((created, true))
+    Ok(ActiveConversation {
+        conversation: created,
+        started: true,
+        ended,
+    })
 }
 
 /// Counts one more message in the conversation and moves its last activity forward.

@@ -8,6 +8,7 @@ use waflow_entities::{contact, conversation, message, sender};
 use super::{Services, find_in_workspace};
 use crate::{
     error::Result,
+    events::{ConversationEnded, TranscriptEntry},
     pagination::{Page, PageRequest, paginate},
 };
 
@@ -39,6 +40,21 @@ impl ConversationService<'_> {
         let select =
             message::Entity::find().filter(message::Column::ConversationId.eq(conversation.id));
         paginate(&self.services.db, select, message::Column::Id, page).await
+    }
+
+    /// The transcript: as stored when the conversation ended, else as it stands.
+    pub async fn transcript(
+        &self,
+        conversation: &conversation::Model,
+    ) -> Result<Vec<TranscriptEntry>> {
+        if let Some(Ok(payload)) = conversation
+            .ended_payload
+            .as_ref()
+            .map(|ended| serde_json::from_value::<ConversationEnded>(ended.clone()))
+        {
+            return Ok(payload.transcript);
+        }
+        crate::messaging::lifecycle::transcript(&self.services.db, conversation.id).await
     }
 
     pub async fn contact(

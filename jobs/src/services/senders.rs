@@ -74,8 +74,8 @@ fn check_limits(problems: &mut Problems, mps: Option<i32>, timeout: Option<i32>)
         problems.range("messagesPerSecond", mps.into(), 1, 1000);
     }
     if let Some(timeout) = timeout {
-        // Up to WhatsApp's own 24-hour window; below a minute a typing customer would be cut off.
-        problems.range("inactivityTimeoutSeconds", timeout.into(), 60, 86_400);
+        // Up to WhatsApp's own 24-hour window.
+        problems.range("inactivityTimeoutSeconds", timeout.into(), 5, 86_400);
     }
 }
 

@@ -1,0 +1,201 @@
+//! How conversations end: by inactivity (a job armed on every message, which does nothing if a
+//! later message came) or by hand. Ending builds the conversation-ended payload once, stores it
+//! with the conversation and publishes it after the commit.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, Set,
+};
+use uuid::Uuid;
+use waflow_entities::{
+    contact, conversation,
+    enums::{ConversationStatus, EndReason, MessageRole},
+    message, sender,
+};
+
+use super::MessagingService;
+use crate::{
+    error::{Error, Result},
+    events::{ConversationEnded, Customer, Event, EventPayload, TranscriptEntry},
+};
+
+/// The transcript as text, one line per message: the customer's prefixed `Customer:`, every
+/// other (assistant, agent, system) `AI:`, as integrators of AI platforms parse it.
+pub fn transcript_text(transcript: &[TranscriptEntry]) -> String {
+    transcript
+        .iter()
+        .filter_map(|entry| {
+            let content = entry.content.as_deref()?.trim();
+            let who = if entry.role == MessageRole::Customer {
+                "Customer"
+            } else {
+                "AI"
+            };
+            Some(format!("{who}: {content}"))
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A conversation's messages as transcript entries, oldest first.
+pub async fn transcript(
+    db: &impl ConnectionTrait,
+    conversation_id: Uuid,
+) -> Result<Vec<TranscriptEntry>> {
+    let messages = message::Entity::find()
+        .filter(message::Column::ConversationId.eq(conversation_id))
+        .order_by_asc(message::Column::CreatedAt)
+        .order_by_asc(message::Column::Id)
+        .all(db)
+        .await?;
+    Ok(messages
+        .into_iter()
+        .map(|m| TranscriptEntry {
+            role: m.role,
+            direction: m.direction,
+            content: m.body,
+            kind: m.kind,
+            timestamp: m.created_at,
+            status: m.status,
+        })
+        .collect())
+}
+
+/// Builds the ended payload and marks the conversation ENDED, inside `txn`.
+pub(crate) async fn end_in(
+    txn: &DatabaseTransaction,
+    conversation: conversation::Model,
+    reason: EndReason,
+    at: DateTime<Utc>,
+) -> Result<(conversation::Model, ConversationEnded)> {
+    let transcript = transcript(txn, conversation.id).await?;
+    let contact = match conversation.contact_id {
+        Some(id) => contact::Entity::find_by_id(id).one(txn).await?,
+        None => None,
+    };
+    let sender = match conversation.sender_id {
+        Some(id) => sender::Entity::find_by_id(id).one(txn).await?,
+        None => None,
+    };
+    let payload = ConversationEnded {
+        conversation_id: conversation.id,
+        r#type: conversation.r#type,
+        status: ConversationStatus::Ended,
+        end_reason: reason,
+        transcript_text: transcript_text(&transcript),
+        transcript,
+        extracted_variables: conversation.extracted_variables.clone(),
+        input_variables: conversation.input_variables.clone(),
+        customer: Customer {
+            phone: contact.as_ref().map(|c| c.phone.clone()),
+            name: contact.and_then(|c| c.name),
+        },
+        customer_identifier: conversation.customer_identifier.clone(),
+        sender: sender.as_ref().map(Into::into),
+        message_count: conversation.message_count,
+        created_at: conversation.created_at,
+        ended_at: at,
+    };
+    let mut model: conversation::ActiveModel = conversation.into();
+    model.status = Set(ConversationStatus::Ended);
+    model.end_reason = Set(Some(reason));
+    model.ended_at = Set(Some(at));
+    model.ended_payload = Set(Some(
+        serde_json::to_value(&payload).expect("payload serializes"),
+    ));
+    Ok((model.update(txn).await?, payload))
+}
+
+impl MessagingService<'_> {
+    pub(crate) async fn publish_ended(&self, workspace_id: Uuid, payload: ConversationEnded) {
+        let event = Event::new(
+            workspace_id,
+            EventPayload::ConversationEnded(Box::new(payload)),
+        );
+        self.services.events.publish(event).await;
+    }
+
+    /// Ends an ACTIVE conversation by hand; the next message starts a new one.
+    pub async fn end_conversation(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+    ) -> Result<conversation::Model> {
+        let txn = crate::db::begin_write(&self.services.db).await?;
+        let conversation = conversation::Entity::find_by_id(id)
+            .filter(conversation::Column::WorkspaceId.eq(workspace_id))
+            .one(&txn)
+            .await?
+            .ok_or(Error::NotFound("conversation"))?;
+        if conversation.status != ConversationStatus::Active {
+            return Err(Error::field("id", "the conversation has already ended"));
+        }
+        let (ended, payload) = end_in(&txn, conversation, EndReason::Manual, Utc::now()).await?;
+        txn.commit().await?;
+        self.publish_ended(workspace_id, payload).await;
+        Ok(ended)
+    }
+
+    /// The inactivity job: ends the conversation if nothing was said for the sender's timeout.
+    /// A message since the job was armed re-armed a later one, so this one does nothing.
+    pub async fn end_if_inactive(&self, conversation_id: Uuid) -> Result<()> {
+        let txn = crate::db::begin_write(&self.services.db).await?;
+        let Some(conversation) = conversation::Entity::find_by_id(conversation_id)
+            .one(&txn)
+            .await?
+        else {
+            return Ok(());
+        };
+        if conversation.status != ConversationStatus::Active {
+            return Ok(());
+        }
+        let timeout = match conversation.sender_id {
+            Some(id) => sender::Entity::find_by_id(id)
+                .one(&txn)
+                .await?
+                .map(|s| s.inactivity_timeout_seconds),
+            None => None,
+        }
+        .unwrap_or(crate::services::senders::DEFAULT_INACTIVITY_TIMEOUT_SECONDS);
+        let deadline = conversation.last_message_at + Duration::seconds(timeout.into());
+        let now = Utc::now();
+        if deadline > now {
+            return Ok(());
+        }
+        let workspace_id = conversation.workspace_id;
+        // The conversation ended when its silence reached the timeout, not when a worker noticed.
+        let (_, payload) = end_in(&txn, conversation, EndReason::Inactivity, deadline).await?;
+        txn.commit().await?;
+        self.publish_ended(workspace_id, payload).await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use waflow_entities::enums::{MessageDirection, MessageKind, MessageStatus};
+
+    #[test]
+    fn transcript_text_prefixes_customer_and_ai() {
+        let entry = |role, content: Option<&str>| TranscriptEntry {
+            role,
+            direction: MessageDirection::Inbound,
+            content: content.map(str::to_owned),
+            kind: MessageKind::Text,
+            timestamp: Utc::now(),
+            status: MessageStatus::Received,
+        };
+        let transcript = [
+            entry(MessageRole::Customer, Some("Hi, is it in stock?")),
+            entry(MessageRole::Assistant, Some("Yes, size M too.")),
+            entry(MessageRole::Customer, None),
+            entry(MessageRole::Agent, Some(" Shipped today. ")),
+        ];
+        assert_eq!(
+            transcript_text(&transcript),
+            "Customer: Hi, is it in stock?\nAI: Yes, size M too.\nAI: Shipped today."
+        );
+    }
+}
