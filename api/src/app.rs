@@ -37,6 +37,7 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphiql).post(graphql_endpoint))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
+        .route("/api/conversations/export", get(crate::export::export))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::webhooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -68,13 +69,7 @@ async fn graphql_endpoint(
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        });
+    let bearer = bearer(&headers);
     match state.services.api_keys().authenticate(bearer).await {
         Ok(principal) => {
             let request = request.into_inner().data(principal);
@@ -97,6 +92,14 @@ async fn graphql_endpoint(
             (status, Json(body)).into_response()
         }
     }
+}
+
+/// The key of an `Authorization: Bearer KEY` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
 }
 
 /// Serves `router` on an already bound listener until Ctrl-C or SIGTERM.

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod config;
+pub mod export;
 pub mod graphql;
 pub mod webhooks;
 pub mod ws;

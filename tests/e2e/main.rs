@@ -14,4 +14,5 @@ mod scaling;
 mod senders;
 mod subscriptions;
 mod templates;
+mod transcripts;
 mod webhooks;

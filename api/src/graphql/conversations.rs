@@ -1,6 +1,6 @@
 //! Conversations between a sender and a customer, with their messages.
 
-use async_graphql::{Context, ID, Json, Object, SimpleObject, connection::Connection};
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, connection::Connection};
 use chrono::{DateTime, Utc};
 use waflow_entities::{
     conversation,
@@ -9,7 +9,7 @@ use waflow_entities::{
         MessageRole, MessageStatus,
     },
 };
-use waflow_jobs::{Error, events};
+use waflow_jobs::{Error, events, services::conversations as svc};
 
 use super::{
     GqlResult, connection, messages::Message, page_request, parse_id, scope, senders::Sender,
@@ -41,11 +41,53 @@ impl From<&events::TranscriptEntry> for TranscriptEntry {
     }
 }
 
+/// Narrows `conversations`; every field given must match.
+#[derive(InputObject, Default)]
+pub struct ConversationFilter {
+    status: Option<ConversationStatus>,
+    sender_id: Option<ID>,
+    /// E.164.
+    customer_phone: Option<String>,
+    ended_after: Option<DateTime<Utc>>,
+    /// A message or the end came after this moment.
+    updated_after: Option<DateTime<Utc>>,
+}
+
 #[derive(Default)]
 pub struct ConversationQuery;
 
 #[Object]
 impl ConversationQuery {
+    /// Conversations oldest first. The cursor order is stable: pages never skip or repeat a
+    /// conversation while new ones arrive, so an integrator can pull everything ended since its
+    /// last pull with `filter: {status: ENDED, endedAfter}`.
+    async fn conversations(
+        &self,
+        ctx: &Context<'_>,
+        filter: Option<ConversationFilter>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, Conversation>> {
+        let (services, workspace_id) = scope(ctx)?;
+        let filter = filter.unwrap_or_default();
+        let filter = svc::ConversationFilter {
+            status: filter.status,
+            sender_id: filter
+                .sender_id
+                .map(|id| parse_id(&id, || Error::SenderNotFound(id.to_string())))
+                .transpose()?,
+            customer_phone: filter.customer_phone,
+            ended_after: filter.ended_after,
+            updated_after: filter.updated_after,
+        };
+        let page = services
+            .conversations()
+            .list(workspace_id, filter, page_request(first, after)?)
+            .await
+            .gql()?;
+        Ok(connection(page, |c| c.id, Conversation))
+    }
+
     async fn conversation(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Conversation> {
         let (services, workspace_id) = scope(ctx)?;
         let id = parse_id(&id, || Error::NotFound("conversation"))?;
