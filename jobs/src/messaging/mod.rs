@@ -84,14 +84,14 @@ impl Services {
 
 impl MessagingService<'_> {
     pub async fn send_text(&self, workspace_id: Uuid, input: SendText) -> Result<message::Model> {
-        if let Some(sent) = self
-            .by_idempotency_key(workspace_id, input.idempotency_key.as_deref())
+        let key = input.idempotency_key.as_deref();
+        let (sender, to) = match self
+            .begin_send(workspace_id, input.sender_id, &input.to, key)
             .await?
         {
-            return Ok(sent);
-        }
-        let sender = self.online_sender(workspace_id, input.sender_id).await?;
-        let to = E164::parse(&input.to).map_err(|e| Error::phone("to", e))?;
+            Begin::AlreadySent(message) => return Ok(message),
+            Begin::Go(sender, to) => (sender, to),
+        };
         if input.text.trim().is_empty() {
             return Err(Error::field("text", "must not be empty"));
         }
@@ -126,14 +126,14 @@ impl MessagingService<'_> {
         workspace_id: Uuid,
         input: SendTemplate,
     ) -> Result<message::Model> {
-        if let Some(sent) = self
-            .by_idempotency_key(workspace_id, input.idempotency_key.as_deref())
+        let key = input.idempotency_key.as_deref();
+        let (sender, to) = match self
+            .begin_send(workspace_id, input.sender_id, &input.to, key)
             .await?
         {
-            return Ok(sent);
-        }
-        let sender = self.online_sender(workspace_id, input.sender_id).await?;
-        let to = E164::parse(&input.to).map_err(|e| Error::phone("to", e))?;
+            Begin::AlreadySent(message) => return Ok(message),
+            Begin::Go(sender, to) => (sender, to),
+        };
         let template = self
             .approved_template(workspace_id, &sender, &input.template)
             .await?;
@@ -182,6 +182,23 @@ impl MessagingService<'_> {
         };
         self.deliver(workspace_id, &sender, &to, outgoing, input.idempotency_key)
             .await
+    }
+
+    /// The checks every send starts with: a used idempotency key answers with its message;
+    /// otherwise the sender must be online and the recipient a valid number.
+    async fn begin_send(
+        &self,
+        workspace_id: Uuid,
+        sender_id: Uuid,
+        to: &str,
+        key: Option<&str>,
+    ) -> Result<Begin> {
+        if let Some(sent) = self.by_idempotency_key(workspace_id, key).await? {
+            return Ok(Begin::AlreadySent(sent));
+        }
+        let sender = self.online_sender(workspace_id, sender_id).await?;
+        let to = E164::parse(to).map_err(|e| Error::phone("to", e))?;
+        Ok(Begin::Go(sender, to))
     }
 
     /// Whether the 24-hour window is open between the sender and `phone`.
@@ -415,6 +432,11 @@ impl MessagingService<'_> {
             .await?;
         Ok(Stored::New(message))
     }
+}
+
+enum Begin {
+    AlreadySent(message::Model),
+    Go(sender::Model, E164),
 }
 
 enum Stored {
