@@ -103,3 +103,60 @@ waflow_tests::on_both_databases!(
     inbound_messages_and_new_conversations_stream_to_their_workspace,
     delivery_statuses_stream_per_conversation,
 );
+
+/// Two server processes on one PostgreSQL and one Redis: a subscriber connected to one receives
+/// what the other caused.
+#[tokio::test]
+async fn events_cross_between_server_processes() {
+    use waflow_jobs::{RedisSettings, SecretBox, Services};
+    let Some(first) = waflow_tests::spawn_app(waflow_tests::Backend::Postgres).await else {
+        return;
+    };
+    // A second process: its own Services (connections, listener, limiter) on the same database
+    // and Redis prefix, its own HTTP server.
+    let prefix = first
+        .redis_prefix()
+        .expect("the PostgreSQL profile uses Redis")
+        .to_owned();
+    let settings = RedisSettings {
+        url: "redis://127.0.0.1:6379".into(),
+        prefix,
+    };
+    let second_services = Services::production(
+        first.services.db.clone(),
+        first.services.secrets.clone(),
+        &settings,
+    )
+    .await
+    .expect("second process");
+    let second_addr = waflow_tests::spawn_server(second_services, &[]).await;
+
+    let sender_id = first.sandbox_sender("+14155550100").await;
+    let mut subscriber = first.subscriber(&first.key).await.unwrap();
+    subscriber
+        .subscribe("1", "subscription { messageReceived { message senderId } }")
+        .await;
+
+    // The customer's message reaches the second process.
+    let body: serde_json::Value = first
+        .http
+        .post(format!("http://{second_addr}/graphql"))
+        .bearer_auth(&first.key)
+        .json(&json!({"query": "mutation($input: SimulateInboundMessageInput!) { simulateInboundMessage(input: $input) { id } }",
+            "variables": {"input": {"senderId": sender_id, "from": "+14155550123", "text": "via the other process"}}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(body.get("errors").is_none(), "{body}");
+    let event = subscriber
+        .next_event(WAIT)
+        .await
+        .expect("an event from the other process");
+    assert_eq!(
+        event["messageReceived"],
+        json!({"message": "via the other process", "senderId": sender_id})
+    );
+}

@@ -244,6 +244,11 @@ pub async fn spawn_server(services: Services, cors_origins: &[&str]) -> SocketAd
 }
 
 impl TestApp {
+    /// The Redis key prefix of this test (production profile only).
+    pub fn redis_prefix(&self) -> Option<&str> {
+        self._redis.as_ref().map(|r| r.prefix.as_str())
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
