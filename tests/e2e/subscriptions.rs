@@ -108,7 +108,7 @@ waflow_tests::on_both_databases!(
 /// what the other caused.
 #[tokio::test]
 async fn events_cross_between_server_processes() {
-    use waflow_jobs::{RedisSettings, SecretBox, Services};
+    use waflow_jobs::{RedisSettings, Services};
     let Some(first) = waflow_tests::spawn_app(waflow_tests::Backend::Postgres).await else {
         return;
     };
