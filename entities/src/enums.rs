@@ -118,3 +118,7 @@ json_enum!(
     /// How a template's placeholders are written: `{{1}}`..`{{n}}` or `{{customer_name}}`.
     ParameterFormat { Positional, Named }
 );
+json_enum!(
+    /// What an outgoing webhook endpoint subscribes to.
+    WebhookEvent { MessageReceived, ConversationStarted, ConversationEnded, MessageStatusUpdated, SenderQualityChanged }
+);

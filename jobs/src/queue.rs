@@ -29,6 +29,8 @@ pub enum SystemJob {
     RefreshSender { sender_id: Uuid },
     /// End a conversation that has been silent for its sender's timeout.
     EndIfInactive { conversation_id: Uuid },
+    /// POST one outgoing webhook delivery.
+    DeliverWebhook { delivery_id: Uuid },
 }
 
 /// How long the sandbox takes to report SENT and DELIVERED after accepting a message.

@@ -35,6 +35,9 @@ async fn run_system_job(job: SystemJob, services: Data<Services>) -> Result<(), 
                 .advance_sandbox_message(*message_id, *status)
                 .await
         }
+        SystemJob::DeliverWebhook { delivery_id } => {
+            services.webhooks().attempt(*delivery_id).await
+        }
         SystemJob::EndIfInactive { conversation_id } => {
             services.messaging().end_if_inactive(*conversation_id).await
         }

@@ -9,6 +9,7 @@ mod conversations;
 mod hardening;
 mod messaging;
 mod migrations;
+mod outgoing_webhooks;
 mod pagination;
 mod scaling;
 mod senders;

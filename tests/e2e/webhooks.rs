@@ -102,6 +102,13 @@ async fn unsigned_or_missigned_deliveries_store_nothing(app: TestApp) {
 async fn inbound_messages_are_stored_once(app: TestApp) {
     let meta = Meta::start().await;
     let sender_id = app.cloud_sender(&meta, "+14155550199", PN).await;
+    let mut subscriber = app.subscriber(&app.key).await.unwrap();
+    subscriber
+        .subscribe(
+            "1",
+            "subscription { messageReceived { customerPhone customerName message senderId } }",
+        )
+        .await;
     let body = text_from(
         "16505551234",
         "wamid.ONCE",
@@ -112,6 +119,22 @@ async fn inbound_messages_are_stored_once(app: TestApp) {
         assert_eq!(status, 200);
     }
     assert_eq!(stored(&app).await, 1);
+    let event = subscriber
+        .next_event(std::time::Duration::from_secs(10))
+        .await
+        .expect("messageReceived from the webhook");
+    assert_eq!(
+        event["messageReceived"],
+        json!({"customerPhone": "+16505551234", "customerName": "Sheena Nelson",
+        "message": "Does it come in another color?", "senderId": sender_id})
+    );
+    assert!(
+        subscriber
+            .next_event(std::time::Duration::from_millis(700))
+            .await
+            .is_none(),
+        "one event for five deliveries"
+    );
     let data = app
         .ok("{ contacts { edges { node { phone name } } } }", json!({}))
         .await;

@@ -209,6 +209,10 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
             (services, Some(namespace))
         }
     };
+    let mut services = services;
+    // Webhook retries a second apart, so tests see a whole retry series (production waits
+    // minutes to an hour).
+    services.webhook_backoff = vec![Duration::from_secs(1); 5];
     let (_, key) = services
         .workspaces()
         .create("Test workspace")

@@ -13,7 +13,7 @@ use waflow_jobs::{
 
 use super::{GqlResult, connection, page_request, parse_id, scope};
 
-pub struct Assistant(assistant::Model);
+pub struct Assistant(pub assistant::Model);
 
 #[derive(SimpleObject, InputObject)]
 #[graphql(input_name = "ExtractionFieldInput")]

@@ -167,6 +167,21 @@ impl Conversation {
     async fn customer_identifier(&self) -> Option<&str> {
         self.0.customer_identifier.as_deref()
     }
+    /// The assistant answering in this conversation, if any.
+    async fn assistant(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::assistants::Assistant>> {
+        let (services, workspace_id) = scope(ctx)?;
+        match self.0.assistant_id {
+            Some(id) => match services.assistants().get(workspace_id, id).await {
+                Ok(found) => Ok(Some(super::assistants::Assistant(found))),
+                Err(Error::NotFound(_)) => Ok(None),
+                Err(e) => Err(e).gql(),
+            },
+            None => Ok(None),
+        }
+    }
     async fn ai_enabled(&self) -> bool {
         self.0.ai_enabled
     }

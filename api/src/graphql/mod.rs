@@ -1,13 +1,14 @@
 //! The GraphQL schema: `QueryRoot` and `MutationRoot` merged from one object per domain area, with
 //! the shared plumbing every resolver uses (who is asking, error codes, ids, connections).
 
-mod assistants;
+pub(crate) mod assistants;
 mod contacts;
 mod conversations;
 mod messages;
 mod senders;
 mod subscriptions;
 mod templates;
+mod webhooks;
 mod workspace;
 
 use async_graphql::{
@@ -30,6 +31,7 @@ pub struct QueryRoot(
     assistants::AssistantQuery,
     messages::MessageQuery,
     conversations::ConversationQuery,
+    webhooks::WebhookQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -41,6 +43,7 @@ pub struct MutationRoot(
     assistants::AssistantMutation,
     messages::MessageMutation,
     conversations::ConversationMutation,
+    webhooks::WebhookMutation,
 );
 
 /// Deeper or costlier documents are refused before they run: a connection nests at most a few

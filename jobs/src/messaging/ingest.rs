@@ -116,7 +116,6 @@ impl MessagingService<'_> {
     }
 
     async fn publish_received(&self, sender: &sender::Model, r: &Received) {
-        let events = &self.services.events;
         if r.conversation_started {
             let started = ConversationStarted {
                 conversation_id: r.conversation.id,
@@ -125,12 +124,11 @@ impl MessagingService<'_> {
                 first_message: r.message.body.clone(),
                 sender: sender.into(),
             };
-            events
-                .publish(Event::new(
-                    sender.workspace_id,
-                    EventPayload::ConversationStarted(started),
-                ))
-                .await;
+            let event = Event::new(
+                sender.workspace_id,
+                EventPayload::ConversationStarted(started),
+            );
+            self.services.emit(event).await;
         }
         let message = MessageReceived {
             message_id: r.message.id,
@@ -141,12 +139,8 @@ impl MessagingService<'_> {
             message: r.message.body.clone(),
             timestamp: r.message.created_at,
         };
-        events
-            .publish(Event::new(
-                sender.workspace_id,
-                EventPayload::MessageReceived(message),
-            ))
-            .await;
+        let event = Event::new(sender.workspace_id, EventPayload::MessageReceived(message));
+        self.services.emit(event).await;
     }
 
     async fn stored_inbound(
@@ -311,7 +305,7 @@ impl MessagingService<'_> {
             message.workspace_id,
             EventPayload::MessageStatusUpdated(update),
         );
-        self.services.events.publish(event).await;
+        self.services.emit(event).await;
     }
 }
 

@@ -113,7 +113,7 @@ impl MessagingService<'_> {
             workspace_id,
             EventPayload::ConversationEnded(Box::new(payload)),
         );
-        self.services.events.publish(event).await;
+        self.services.emit(event).await;
     }
 
     /// Ends an ACTIVE conversation by hand; the next message starts a new one.

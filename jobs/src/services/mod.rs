@@ -7,6 +7,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod senders;
 pub mod templates;
+pub mod webhooks;
 pub mod workspaces;
 
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub struct Services {
     pub rate_limiter: RateLimiter,
     pub jobs: JobQueue,
     pub events: EventBus,
+    /// Waits between the attempts of a failed webhook delivery.
+    pub webhook_backoff: Vec<Duration>,
 }
 
 /// Where the production profile keeps its queue and shared state.
@@ -135,7 +138,25 @@ impl Services {
             rate_limiter,
             jobs,
             events,
+            webhook_backoff: webhooks::DEFAULT_BACKOFF
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
         }
+    }
+
+    /// Tells everyone who listens that something happened: subscribers now, webhook endpoints
+    /// by delivery jobs. Called after the change is committed; a failure to record deliveries is
+    /// logged, never undoes the change.
+    pub async fn emit(&self, event: crate::events::Event) {
+        if let Err(error) = self.webhooks().fan_out(&event).await {
+            tracing::error!(%error, event_id = %event.id, "could not record webhook deliveries");
+        }
+        self.events.publish(event).await;
+    }
+
+    pub fn webhooks(&self) -> webhooks::WebhookService<'_> {
+        webhooks::WebhookService { services: self }
     }
 
     pub fn workspaces(&self) -> workspaces::WorkspaceService<'_> {

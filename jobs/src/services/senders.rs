@@ -423,7 +423,7 @@ impl SenderService<'_> {
             sender.workspace_id,
             EventPayload::SenderQualityChanged(change),
         );
-        self.services.events.publish(event).await;
+        self.services.emit(event).await;
     }
 
     /// Stores a quality rating Meta reported; `Some(previous)` when it changed.
