@@ -96,7 +96,11 @@ async fn graphql_endpoint(
 
 /// The key of an `Authorization: Bearer KEY` header.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    strip_bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// `KEY` from `Bearer KEY` (either case of the scheme), wherever the value came from.
+pub fn strip_bearer(value: &str) -> Option<&str> {
     value
         .strip_prefix("Bearer ")
         .or_else(|| value.strip_prefix("bearer "))

@@ -65,12 +65,7 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
     let bearer = ["authorization", "Authorization"]
         .iter()
         .find_map(|k| payload[*k].as_str())
-        .map(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-                .unwrap_or(v)
-                .to_owned()
-        });
+        .map(|v| crate::app::strip_bearer(v).unwrap_or(v).to_owned());
     let principal = match state
         .services
         .api_keys()

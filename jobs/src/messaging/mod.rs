@@ -137,7 +137,8 @@ impl MessagingService<'_> {
         let template = self
             .approved_template(workspace_id, &sender, &input.template)
             .await?;
-        let placeholders = Placeholders::parse(&body_of(&template)?)
+        let body = body_of(&template)?;
+        let placeholders = Placeholders::parse(&body)
             .map_err(|e| Error::Internal(format!("stored template body is invalid: {e}")))?;
         let values = match_variables(
             &template,
@@ -164,7 +165,7 @@ impl MessagingService<'_> {
         let map: BTreeMap<String, String> = values.iter().cloned().collect();
         let outgoing = Outgoing {
             kind: MessageKind::Template,
-            body: render(&body_of(&template)?, &map),
+            body: render(&body, &map),
             template_id: Some(template.id),
             template_params: Some(serde_json::json!({
                 "name": template.name,
