@@ -27,6 +27,14 @@ pub struct Model {
     pub scripted_rules: Json,
     #[sea_orm(column_type = "Text", nullable)]
     pub fallback_reply: Option<String>,
+    /// Extract `status`, `summary` and the extraction fields when a conversation ends.
+    pub evaluation_enabled: bool,
+    /// How much history goes to the model, in estimated tokens; `None` is the default budget.
+    pub history_token_budget: Option<i32>,
+    /// How long auto-reply waits for more messages of a burst; `None` is the default.
+    pub reply_debounce_ms: Option<i32>,
+    /// How long one model request may take; `None` is the default.
+    pub request_timeout_seconds: Option<i32>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

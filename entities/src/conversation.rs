@@ -3,7 +3,7 @@
 
 use sea_orm::entity::prelude::*;
 
-use crate::enums::{ConversationStatus, ConversationType, EndReason};
+use crate::enums::{ConversationStatus, ConversationType, EndReason, ExtractionStatus};
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "conversation")]
@@ -29,6 +29,14 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub last_message_at: DateTimeUtc,
     pub ended_at: Option<DateTimeUtc>,
+    /// The post-conversation evaluation's state; `None` when the assistant evaluates nothing.
+    pub extraction_status: Option<ExtractionStatus>,
+    /// Auto-reply: the newest customer message already answered.
+    pub ai_replied_through: Option<Uuid>,
+    /// Auto-reply: when the burst is over and the reply is due.
+    pub ai_reply_due_at: Option<DateTimeUtc>,
+    /// Auto-reply: a worker producing a reply holds this lease, so replies come one at a time.
+    pub ai_locked_until: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -70,6 +70,15 @@ string_enum!(
     /// Which model answers for an assistant.
     AssistantProvider { OpenaiCompatible, Scripted }
 );
+string_enum!(
+    /// The post-conversation evaluation: running, done, failed, or not done in time.
+    ExtractionStatus {
+        Pending,
+        Completed,
+        Failed,
+        TimedOut
+    }
+);
 string_enum!(RunStatus {
     Queued,
     Running,

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 use waflow_entities::enums::{
-    ConversationStatus, ConversationType, EndReason, MessageDirection, MessageKind, MessageRole,
-    MessageStatus, QualityRating,
+    ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageDirection,
+    MessageKind, MessageRole, MessageStatus, QualityRating,
 };
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
@@ -133,6 +133,13 @@ pub struct ConversationEnded {
     pub message_count: i32,
     pub created_at: DateTime<Utc>,
     pub ended_at: DateTime<Utc>,
+    /// The assistant that answered in the conversation, if one did.
+    #[serde(default)]
+    pub assistant_id: Option<Uuid>,
+    /// The evaluation that fills `extracted_variables`: COMPLETED, FAILED or TIMED_OUT when the
+    /// event goes out; `None` when the assistant evaluates nothing.
+    #[serde(default)]
+    pub extraction_status: Option<ExtractionStatus>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -173,6 +180,8 @@ mod tests {
             message_count: 0,
             created_at: Utc::now(),
             ended_at: Utc::now(),
+            assistant_id: Some(Uuid::now_v7()),
+            extraction_status: Some(ExtractionStatus::TimedOut),
         };
         let quality = SenderQualityChanged {
             sender,

@@ -2,6 +2,7 @@
 //! each rule lives in one place. Later issues add provider clients, the event bus and the apalis
 //! jobs here.
 
+pub mod ai;
 pub mod crypto;
 pub mod db;
 pub mod error;

@@ -31,6 +31,12 @@ pub enum SystemJob {
     EndIfInactive { conversation_id: Uuid },
     /// POST one outgoing webhook delivery.
     DeliverWebhook { delivery_id: Uuid },
+    /// Answer a conversation's unanswered customer messages with the sender's assistant.
+    AutoReply { conversation_id: Uuid },
+    /// Extract an ended conversation's variables with its assistant, then announce the end.
+    EvaluateConversation { conversation_id: Uuid },
+    /// The evaluation took too long: announce the end with what is known.
+    EvaluationDeadline { conversation_id: Uuid },
 }
 
 /// How long the sandbox takes to report SENT and DELIVERED after accepting a message.
@@ -114,6 +120,13 @@ impl JobQueue {
         self.system
             .push(SystemJob::EndIfInactive { conversation_id }, Some(delay))
             .await
+    }
+
+    /// Runs `job` after `delay`, rounded up to whole seconds (the queues' resolution), or now.
+    pub async fn system_after(&self, job: SystemJob, delay: Duration) -> Result<()> {
+        let delay = (!delay.is_zero())
+            .then(|| Duration::from_secs(delay.as_millis().div_ceil(1000) as u64));
+        self.system.push(job, delay).await
     }
 
     /// A sender's credentials are new or changed: check them with the provider soon.

@@ -41,6 +41,15 @@ async fn run_system_job(job: SystemJob, services: Data<Services>) -> Result<(), 
         SystemJob::EndIfInactive { conversation_id } => {
             services.messaging().end_if_inactive(*conversation_id).await
         }
+        SystemJob::AutoReply { conversation_id } => {
+            services.ai_replies().auto_reply(*conversation_id).await
+        }
+        SystemJob::EvaluateConversation { conversation_id } => {
+            services.evaluation().evaluate(*conversation_id).await
+        }
+        SystemJob::EvaluationDeadline { conversation_id } => {
+            services.evaluation().deadline(*conversation_id).await
+        }
         SystemJob::RefreshSender { sender_id } => services
             .senders()
             .refresh_status(*sender_id)

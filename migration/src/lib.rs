@@ -14,6 +14,7 @@ mod m0007_webhooks;
 mod m0008_sender_quality_override;
 mod m0009_message_payload;
 mod m0010_schedule_ticks;
+mod m0011_ai_replies;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_sender_quality_override::Migration),
             Box::new(m0009_message_payload::Migration),
             Box::new(m0010_schedule_ticks::Migration),
+            Box::new(m0011_ai_replies::Migration),
         ]
     }
 }

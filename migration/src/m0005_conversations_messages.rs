@@ -14,7 +14,7 @@ use crate::m0004_contacts::Contact;
 pub struct Migration;
 
 #[derive(DeriveIden, Clone)]
-enum Conversation {
+pub enum Conversation {
     Table,
     Id,
     WorkspaceId,

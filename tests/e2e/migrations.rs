@@ -94,6 +94,7 @@ pub(crate) fn active_conversation(
         created_at: Set(now),
         last_message_at: Set(now),
         ended_at: Set(None),
+        ..Default::default()
     }
 }
 

@@ -146,6 +146,7 @@ async fn ended_conversations(app: &TestApp, n: usize) -> (Vec<Uuid>, chrono::Dat
                 created_at: Set(ended_at),
                 last_message_at: Set(ended_at),
                 ended_at: Set(Some(ended_at)),
+                ..Default::default()
             }
         })
         .collect();

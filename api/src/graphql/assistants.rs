@@ -1,19 +1,36 @@
 //! AI assistants' configuration. The API key is write-only.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject, connection::Connection};
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, connection::Connection};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 use waflow_entities::{
     assistant,
     enums::{AssistantProvider, ExtractionType},
 };
 use waflow_jobs::{
-    Error,
-    services::assistants::{self as svc, AssistantSettings},
+    Error, ai,
+    services::{
+        ai_replies::{AiReply as Answer, GenerateAiReply},
+        assistants::{self as svc, AssistantSettings},
+    },
 };
 
-use super::{GqlResult, connection, page_request, parse_id, scope};
+use super::{GqlResult, connection, conversations::Conversation, page_request, parse_id, scope};
 
 pub struct Assistant(pub assistant::Model);
+
+impl Assistant {
+    /// The assistant an object names, if it (still) exists.
+    pub async fn load(ctx: &Context<'_>, id: Option<Uuid>) -> async_graphql::Result<Option<Self>> {
+        let Some(id) = id else { return Ok(None) };
+        let (services, workspace_id) = scope(ctx)?;
+        match services.assistants().get(workspace_id, id).await {
+            Ok(found) => Ok(Some(Assistant(found))),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e).gql(),
+        }
+    }
+}
 
 #[derive(SimpleObject, InputObject)]
 #[graphql(input_name = "ExtractionFieldInput")]
@@ -90,6 +107,28 @@ impl Assistant {
     async fn fallback_reply(&self) -> Option<&str> {
         self.0.fallback_reply.as_deref()
     }
+    /// Whether ended conversations are evaluated (status, summary and the extraction fields).
+    async fn evaluation_enabled(&self) -> bool {
+        self.0.evaluation_enabled
+    }
+    /// History sent to the model, in estimated tokens (4 characters each).
+    async fn history_token_budget(&self) -> i32 {
+        self.0
+            .history_token_budget
+            .unwrap_or(ai::DEFAULT_HISTORY_TOKEN_BUDGET)
+    }
+    /// How long auto-reply waits for more messages of a burst before answering them at once.
+    async fn reply_debounce_ms(&self) -> i32 {
+        self.0
+            .reply_debounce_ms
+            .unwrap_or(ai::DEFAULT_REPLY_DEBOUNCE_MS)
+    }
+    /// How long one model request may take.
+    async fn request_timeout_seconds(&self) -> i32 {
+        self.0
+            .request_timeout_seconds
+            .unwrap_or(ai::DEFAULT_REQUEST_TIMEOUT_SECONDS)
+    }
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -111,7 +150,17 @@ pub struct AssistantSettingsFields {
     system_prompt: Option<String>,
     extraction_fields: Option<Vec<ExtractionField>>,
     scripted_rules: Option<Vec<ScriptedRule>>,
+    /// SCRIPTED: the reply when no rule matches. OPENAI_COMPATIBLE: what auto-reply sends when
+    /// the model fails.
     fallback_reply: Option<String>,
+    /// Evaluate ended conversations: `status`, `summary` and the extraction fields.
+    evaluation_enabled: Option<bool>,
+    /// History sent to the model, in estimated tokens (4 characters each). Default 3000.
+    history_token_budget: Option<i32>,
+    /// How long auto-reply waits for more messages of a burst. Default 2000.
+    reply_debounce_ms: Option<i32>,
+    /// How long one model request may take. Default 30.
+    request_timeout_seconds: Option<i32>,
 }
 
 impl AssistantSettingsFields {
@@ -149,6 +198,10 @@ impl AssistantSettingsFields {
                     .collect()
             }),
             fallback_reply: self.fallback_reply,
+            evaluation_enabled: self.evaluation_enabled,
+            history_token_budget: self.history_token_budget,
+            reply_debounce_ms: self.reply_debounce_ms,
+            request_timeout_seconds: self.request_timeout_seconds,
         }
     }
 }
@@ -167,6 +220,48 @@ pub struct UpdateAssistantInput {
     provider: Option<AssistantProvider>,
     #[graphql(flatten)]
     settings: AssistantSettingsFields,
+}
+
+#[derive(InputObject)]
+pub struct GenerateAiReplyInput {
+    assistant_id: ID,
+    /// Anything that identifies the customer: a phone number, an email, a CRM id.
+    customer_identifier: String,
+    /// The customer's message.
+    message: String,
+    /// Input variables for the conversation (the system prompt can use them); merged into those
+    /// of an ongoing conversation.
+    variables: Option<Json<serde_json::Value>>,
+}
+
+/// What `generateAiReply` answered.
+pub struct AiReply(Answer);
+
+#[Object]
+impl AiReply {
+    /// The assistant's reply; null when AI is disabled on the conversation or a SCRIPTED
+    /// assistant has no rule that matches and no fallback reply.
+    async fn reply(&self) -> Option<&str> {
+        self.0.reply.as_deref()
+    }
+    async fn conversation_id(&self) -> ID {
+        self.0.conversation.id.into()
+    }
+    /// The stored reply message; null when there is no reply.
+    async fn message_id(&self) -> Option<ID> {
+        self.0.reply_message.as_ref().map(|m| m.id.into())
+    }
+    /// The stored customer message.
+    async fn customer_message_id(&self) -> ID {
+        self.0.customer_message.id.into()
+    }
+    /// True when a human took over the conversation: the message is stored, the model not asked.
+    async fn ai_disabled(&self) -> bool {
+        self.0.ai_disabled
+    }
+    async fn conversation(&self) -> Conversation {
+        Conversation(self.0.conversation.clone())
+    }
 }
 
 #[derive(Default)]
@@ -238,6 +333,29 @@ impl AssistantMutation {
             .await
             .gql()
             .map(Assistant)
+    }
+
+    /// Answers a customer's message with an assistant, in the customer's ongoing API
+    /// conversation (started when there is none). The message is stored even if the model fails.
+    async fn generate_ai_reply(
+        &self,
+        ctx: &Context<'_>,
+        input: GenerateAiReplyInput,
+    ) -> async_graphql::Result<AiReply> {
+        let (services, workspace_id) = scope(ctx)?;
+        let assistant_id = parse_id(&input.assistant_id, || Error::NotFound("assistant"))?;
+        let request = GenerateAiReply {
+            assistant_id,
+            customer_identifier: input.customer_identifier,
+            message: input.message,
+            variables: input.variables.map(|v| v.0),
+        };
+        services
+            .ai_replies()
+            .generate(workspace_id, request)
+            .await
+            .gql()
+            .map(AiReply)
     }
 
     async fn delete_assistant(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<ID> {

@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use waflow_entities::{
     conversation,
     enums::{
-        ConversationStatus, ConversationType, EndReason, MessageDirection, MessageKind,
-        MessageRole, MessageStatus,
+        ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageDirection,
+        MessageKind, MessageRole, MessageStatus,
     },
 };
 use waflow_jobs::{Error, events, services::conversations as svc};
@@ -120,6 +120,24 @@ impl ConversationMutation {
             .gql()
             .map(Conversation)
     }
+
+    /// Stops (false) or resumes (true) the assistant's replies in one conversation, so a human
+    /// can take over. Resuming does not answer what the customer said meanwhile.
+    async fn set_conversation_ai_enabled(
+        &self,
+        ctx: &Context<'_>,
+        id: ID,
+        enabled: bool,
+    ) -> async_graphql::Result<Conversation> {
+        let (services, workspace_id) = scope(ctx)?;
+        let id = parse_id(&id, || Error::NotFound("conversation"))?;
+        services
+            .ai_replies()
+            .set_ai_enabled(workspace_id, id, enabled)
+            .await
+            .gql()
+            .map(Conversation)
+    }
 }
 
 #[Object]
@@ -172,16 +190,9 @@ impl Conversation {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<super::assistants::Assistant>> {
-        let (services, workspace_id) = scope(ctx)?;
-        match self.0.assistant_id {
-            Some(id) => match services.assistants().get(workspace_id, id).await {
-                Ok(found) => Ok(Some(super::assistants::Assistant(found))),
-                Err(Error::NotFound(_)) => Ok(None),
-                Err(e) => Err(e).gql(),
-            },
-            None => Ok(None),
-        }
+        super::assistants::Assistant::load(ctx, self.0.assistant_id).await
     }
+    /// Whether the assistant answers in this conversation (false: a human took over).
     async fn ai_enabled(&self) -> bool {
         self.0.ai_enabled
     }
@@ -191,6 +202,10 @@ impl Conversation {
     /// Filled by the assistant's evaluation when the conversation ends; `{}` until then.
     async fn extracted_variables(&self) -> Json<serde_json::Value> {
         Json(self.0.extracted_variables.clone())
+    }
+    /// The evaluation's state; null when the conversation's assistant evaluates nothing.
+    async fn extraction_status(&self) -> Option<ExtractionStatus> {
+        self.0.extraction_status
     }
     /// Every message, oldest first.
     async fn transcript(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TranscriptEntry>> {

@@ -1,7 +1,10 @@
 //! Senders: WhatsApp numbers. Their provider secrets are accepted here and never returned.
 
-use async_graphql::{Context, ID, InputObject, Object, SimpleObject, connection::Connection};
+use async_graphql::{
+    Context, ID, InputObject, MaybeUndefined, Object, SimpleObject, connection::Connection,
+};
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 use waflow_entities::{
     enums::{QualityRating, SenderProvider, SenderStatus},
     sender,
@@ -66,6 +69,13 @@ impl Sender {
     async fn allow_marketing_on_low_quality(&self) -> bool {
         self.0.allow_marketing_on_low_quality
     }
+    /// The assistant that answers inbound messages automatically, if any.
+    async fn assistant(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::assistants::Assistant>> {
+        super::assistants::Assistant::load(ctx, self.0.assistant_id).await
+    }
     async fn cloud_api(&self) -> Option<CloudApiSettings> {
         (self.0.provider == SenderProvider::CloudApi).then(|| CloudApiSettings {
             phone_number_id: self.0.phone_number_id.clone(),
@@ -108,6 +118,8 @@ pub struct CreateSenderInput {
     messages_per_second: Option<i32>,
     /// Default 1800 (30 minutes).
     inactivity_timeout_seconds: Option<i32>,
+    /// An assistant that answers every inbound message automatically.
+    assistant_id: Option<ID>,
 }
 
 /// Only the credentials given are replaced.
@@ -131,6 +143,13 @@ pub struct UpdateSenderInput {
     cloud_api: Option<UpdateCloudApiInput>,
     messages_per_second: Option<i32>,
     inactivity_timeout_seconds: Option<i32>,
+    /// An assistant that answers every inbound message automatically; null stops auto-reply.
+    assistant_id: MaybeUndefined<ID>,
+}
+
+/// An assistant id from an input: one that cannot be parsed names no assistant.
+fn assistant_id(id: &ID) -> async_graphql::Result<Uuid> {
+    parse_id(id, || Error::field("assistantId", "no such assistant"))
 }
 
 #[derive(Default)]
@@ -190,6 +209,7 @@ impl SenderMutation {
             }),
             messages_per_second: input.messages_per_second,
             inactivity_timeout_seconds: input.inactivity_timeout_seconds,
+            assistant_id: input.assistant_id.as_ref().map(assistant_id).transpose()?,
         };
         services
             .senders()
@@ -221,6 +241,11 @@ impl SenderMutation {
             }),
             messages_per_second: input.messages_per_second,
             inactivity_timeout_seconds: input.inactivity_timeout_seconds,
+            assistant_id: match &input.assistant_id {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(id) => Some(Some(assistant_id(id)?)),
+            },
         };
         services
             .senders()

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 use waflow_entities::enums::{
-    ConversationStatus, ConversationType, EndReason, MessageStatus, QualityRating,
+    ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageStatus, QualityRating,
 };
 use waflow_jobs::{
     Error, Services,
@@ -88,6 +88,10 @@ pub struct ConversationEndedEvent {
     message_count: i32,
     created_at: DateTime<Utc>,
     ended_at: DateTime<Utc>,
+    /// The assistant that answered in the conversation, if one did.
+    assistant_id: Option<ID>,
+    /// COMPLETED, FAILED or TIMED_OUT when the assistant evaluates conversations, else null.
+    extraction_status: Option<ExtractionStatus>,
 }
 
 impl From<&events::ConversationEnded> for ConversationEndedEvent {
@@ -110,6 +114,8 @@ impl From<&events::ConversationEnded> for ConversationEndedEvent {
             message_count: e.message_count,
             created_at: e.created_at,
             ended_at: e.ended_at,
+            assistant_id: e.assistant_id.map(Into::into),
+            extraction_status: e.extraction_status,
         }
     }
 }

@@ -111,6 +111,10 @@ impl MessagingService<'_> {
                 .jobs
                 .arm_inactivity(received.conversation.id, sender.inactivity_timeout_seconds)
                 .await?;
+            self.services
+                .ai_replies()
+                .schedule(sender, &received.conversation)
+                .await?;
         }
         Ok(received)
     }
@@ -209,15 +213,7 @@ impl MessagingService<'_> {
             conversation,
             started,
             ended,
-        } = store::active_conversation(
-            &txn,
-            workspace_id,
-            sender.id,
-            contact.id,
-            sender.inactivity_timeout_seconds,
-            at,
-        )
-        .await?;
+        } = store::active_conversation(&txn, sender, contact.id, at).await?;
         let now = Utc::now();
         let message = message::ActiveModel {
             id: Set(Uuid::now_v7()),

@@ -9,8 +9,8 @@ use sea_orm::{
 };
 use uuid::Uuid;
 use waflow_entities::{
-    contact, conversation,
-    enums::{ConversationStatus, EndReason, MessageRole},
+    assistant, contact, conversation,
+    enums::{ConversationStatus, EndReason, ExtractionStatus, MessageRole},
     message, sender,
 };
 
@@ -18,6 +18,7 @@ use super::MessagingService;
 use crate::{
     error::{Error, Result},
     events::{ConversationEnded, Customer, Event, EventPayload, TranscriptEntry},
+    queue::SystemJob,
 };
 
 /// The transcript as text, one line per message: the customer's prefixed `Customer:`, every
@@ -78,6 +79,14 @@ pub(crate) async fn end_in(
         Some(id) => sender::Entity::find_by_id(id).one(txn).await?,
         None => None,
     };
+    let evaluates = match conversation.assistant_id {
+        Some(id) => assistant::Entity::find_by_id(id)
+            .one(txn)
+            .await?
+            .is_some_and(|a| a.evaluation_enabled),
+        None => false,
+    };
+    let extraction_status = evaluates.then_some(ExtractionStatus::Pending);
     let payload = ConversationEnded {
         conversation_id: conversation.id,
         r#type: conversation.r#type,
@@ -96,11 +105,14 @@ pub(crate) async fn end_in(
         message_count: conversation.message_count,
         created_at: conversation.created_at,
         ended_at: at,
+        assistant_id: conversation.assistant_id,
+        extraction_status,
     };
     let mut model: conversation::ActiveModel = conversation.into();
     model.status = Set(ConversationStatus::Ended);
     model.end_reason = Set(Some(reason));
     model.ended_at = Set(Some(at));
+    model.extraction_status = Set(extraction_status);
     model.ended_payload = Set(Some(
         serde_json::to_value(&payload).expect("payload serializes"),
     ));
@@ -108,7 +120,32 @@ pub(crate) async fn end_in(
 }
 
 impl MessagingService<'_> {
+    /// Announces an end: now, or, when the assistant evaluates the conversation, once the
+    /// evaluation is done or its deadline has passed, whichever comes first.
     pub(crate) async fn publish_ended(&self, workspace_id: Uuid, payload: ConversationEnded) {
+        if payload.extraction_status == Some(ExtractionStatus::Pending) {
+            let conversation_id = payload.conversation_id;
+            let jobs = &self.services.jobs;
+            let scheduled = async {
+                jobs.system_after(
+                    SystemJob::EvaluateConversation { conversation_id },
+                    std::time::Duration::ZERO,
+                )
+                .await?;
+                jobs.system_after(
+                    SystemJob::EvaluationDeadline { conversation_id },
+                    self.services.evaluation_timeout,
+                )
+                .await
+            };
+            match scheduled.await {
+                Ok(()) => return,
+                // Without its jobs the end would never be announced: announce it as it is.
+                Err(error) => {
+                    tracing::error!(%error, %conversation_id, "cannot schedule the evaluation")
+                }
+            }
+        }
         let event = Event::new(
             workspace_id,
             EventPayload::ConversationEnded(Box::new(payload)),

@@ -64,6 +64,7 @@ pub struct SendTemplate {
 
 /// A message about to be stored and sent.
 struct Outgoing {
+    role: MessageRole,
     kind: MessageKind,
     body: String,
     template_id: Option<Uuid>,
@@ -84,6 +85,17 @@ impl Services {
 
 impl MessagingService<'_> {
     pub async fn send_text(&self, workspace_id: Uuid, input: SendText) -> Result<message::Model> {
+        self.send_text_as(workspace_id, input, MessageRole::Agent)
+            .await
+    }
+
+    /// A text written by `role`: an agent (the API, a flow) or the assistant (auto-reply).
+    pub async fn send_text_as(
+        &self,
+        workspace_id: Uuid,
+        input: SendText,
+        role: MessageRole,
+    ) -> Result<message::Model> {
         let key = input.idempotency_key.as_deref();
         let (sender, to) = match self
             .begin_send(workspace_id, input.sender_id, &input.to, key)
@@ -110,6 +122,7 @@ impl MessagingService<'_> {
             .acquire(sender.id, sender.messages_per_second)
             .await?;
         let outgoing = Outgoing {
+            role,
             kind: MessageKind::Text,
             body: input.text.clone(),
             template_id: None,
@@ -164,6 +177,7 @@ impl MessagingService<'_> {
 
         let map: BTreeMap<String, String> = values.iter().cloned().collect();
         let outgoing = Outgoing {
+            role: MessageRole::Agent,
             kind: MessageKind::Template,
             body: render(&body, &map),
             template_id: Some(template.id),
@@ -390,15 +404,7 @@ impl MessagingService<'_> {
             conversation,
             ended,
             ..
-        } = store::active_conversation(
-            &txn,
-            workspace_id,
-            sender.id,
-            contact.id,
-            sender.inactivity_timeout_seconds,
-            now,
-        )
-        .await?;
+        } = store::active_conversation(&txn, sender, contact.id, now).await?;
         let message = message::ActiveModel {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),
@@ -406,7 +412,7 @@ impl MessagingService<'_> {
             sender_id: Set(Some(sender.id)),
             contact_id: Set(Some(contact.id)),
             direction: Set(MessageDirection::Outbound),
-            role: Set(MessageRole::Agent),
+            role: Set(outgoing.role),
             kind: Set(outgoing.kind),
             body: Set(Some(outgoing.body.clone())),
             template_id: Set(outgoing.template_id),

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use waflow_entities::{
     E164, contact, contact_window, conversation,
     enums::{ConversationStatus, ConversationType, EndReason},
+    sender,
 };
 
 use crate::{
@@ -163,14 +164,14 @@ pub struct ActiveConversation {
 /// timeout starts a new conversation even if no worker has run the inactivity job.
 pub async fn active_conversation(
     txn: &DatabaseTransaction,
-    workspace_id: Uuid,
-    sender_id: Uuid,
+    sender: &sender::Model,
     contact_id: Uuid,
-    timeout_seconds: i32,
     at: DateTime<Utc>,
 ) -> Result<ActiveConversation> {
+    let workspace_id = sender.workspace_id;
+    let timeout_seconds = sender.inactivity_timeout_seconds;
     let found = conversation::Entity::find()
-        .filter(conversation::Column::SenderId.eq(sender_id))
+        .filter(conversation::Column::SenderId.eq(sender.id))
         .filter(conversation::Column::ContactId.eq(contact_id))
         .filter(conversation::Column::Type.eq(ConversationType::Whatsapp))
         .filter(conversation::Column::Status.eq(ConversationStatus::Active))
@@ -191,14 +192,32 @@ pub async fn active_conversation(
             super::lifecycle::end_in(txn, conversation, EndReason::Inactivity, deadline).await?;
         ended = Some(payload);
     }
-    let created = conversation::ActiveModel {
+    let mut created = new_conversation(workspace_id, ConversationType::Whatsapp, at);
+    created.sender_id = Set(Some(sender.id));
+    created.contact_id = Set(Some(contact_id));
+    created.assistant_id = Set(sender.assistant_id);
+    let created = created.insert(txn).await?;
+    Ok(ActiveConversation {
+        conversation: created,
+        started: true,
+        ended,
+    })
+}
+
+/// A new ACTIVE conversation with nothing said yet; the caller sets who it is between.
+pub fn new_conversation(
+    workspace_id: Uuid,
+    r#type: ConversationType,
+    at: DateTime<Utc>,
+) -> conversation::ActiveModel {
+    conversation::ActiveModel {
         id: Set(Uuid::now_v7()),
         workspace_id: Set(workspace_id),
-        r#type: Set(ConversationType::Whatsapp),
+        r#type: Set(r#type),
         status: Set(ConversationStatus::Active),
         end_reason: Set(None),
-        sender_id: Set(Some(sender_id)),
-        contact_id: Set(Some(contact_id)),
+        sender_id: Set(None),
+        contact_id: Set(None),
         customer_identifier: Set(None),
         assistant_id: Set(None),
         ai_enabled: Set(true),
@@ -209,14 +228,11 @@ pub async fn active_conversation(
         created_at: Set(at),
         last_message_at: Set(at),
         ended_at: Set(None),
+        extraction_status: Set(None),
+        ai_replied_through: Set(None),
+        ai_reply_due_at: Set(None),
+        ai_locked_until: Set(None),
     }
-    .insert(txn)
-    .await?;
-    Ok(ActiveConversation {
-        conversation: created,
-        started: true,
-        ended,
-    })
 }
 
 /// Counts one more message in the conversation and moves its last activity forward.

@@ -1,5 +1,6 @@
 //! Assistants: the AI that answers customers, either any OpenAI-compatible chat model or
-//! offline scripted rules. This module owns their configuration; answering comes later.
+//! offline scripted rules. This module owns their configuration; `ai_replies` answers with them
+//! and `evaluation` extracts variables when their conversations end.
 
 use std::collections::HashSet;
 
@@ -53,6 +54,10 @@ pub struct AssistantSettings {
     pub extraction_fields: Option<Vec<ExtractionField>>,
     pub scripted_rules: Option<Vec<ScriptedRule>>,
     pub fallback_reply: Option<String>,
+    pub evaluation_enabled: Option<bool>,
+    pub history_token_budget: Option<i32>,
+    pub reply_debounce_ms: Option<i32>,
+    pub request_timeout_seconds: Option<i32>,
 }
 
 pub struct AssistantService<'a> {
@@ -105,6 +110,15 @@ fn validate(
     }
     if let Some(m) = a.max_tokens {
         problems.range("maxTokens", m.into(), 1, 1_000_000);
+    }
+    if let Some(v) = a.history_token_budget {
+        problems.range("historyTokenBudget", v.into(), 100, 1_000_000);
+    }
+    if let Some(v) = a.reply_debounce_ms {
+        problems.range("replyDebounceMs", v.into(), 0, 60_000);
+    }
+    if let Some(v) = a.request_timeout_seconds {
+        problems.range("requestTimeoutSeconds", v.into(), 1, 600);
     }
     check_template(&mut problems, "systemPrompt", &a.system_prompt);
     let mut names = HashSet::new();
@@ -194,6 +208,10 @@ impl AssistantService<'_> {
             extraction_fields: serde_json::json!([]),
             scripted_rules: serde_json::json!([]),
             fallback_reply: None,
+            evaluation_enabled: false,
+            history_token_budget: None,
+            reply_debounce_ms: None,
+            request_timeout_seconds: None,
             created_at: now,
             updated_at: now,
         };
@@ -248,6 +266,18 @@ impl AssistantService<'_> {
         }
         if let Some(v) = s.fallback_reply {
             a.fallback_reply = non_empty(v);
+        }
+        if let Some(v) = s.evaluation_enabled {
+            a.evaluation_enabled = v;
+        }
+        if let Some(v) = s.history_token_budget {
+            a.history_token_budget = Some(v);
+        }
+        if let Some(v) = s.reply_debounce_ms {
+            a.reply_debounce_ms = Some(v);
+        }
+        if let Some(v) = s.request_timeout_seconds {
+            a.request_timeout_seconds = Some(v);
         }
         let fields = s.extraction_fields.unwrap_or_else(|| extraction_fields(&a));
         let rules = s.scripted_rules.unwrap_or_else(|| scripted_rules(&a));

@@ -1,10 +1,12 @@
 //! Domain services, one per area. Each takes the caller's workspace id and never reads or
 //! writes another workspace's rows: a foreign id is indistinguishable from a missing one.
 
+pub mod ai_replies;
 pub mod api_keys;
 pub mod assistants;
 pub mod contacts;
 pub mod conversations;
+pub mod evaluation;
 pub mod senders;
 pub mod templates;
 pub mod webhooks;
@@ -34,6 +36,8 @@ pub struct Services {
     pub events: EventBus,
     /// Waits between the attempts of a failed webhook delivery.
     pub webhook_backoff: Vec<Duration>,
+    /// How long a conversation's end waits for its evaluation before it is announced anyway.
+    pub evaluation_timeout: Duration,
 }
 
 /// Where the production profile keeps its queue and shared state.
@@ -142,6 +146,7 @@ impl Services {
                 .iter()
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
+            evaluation_timeout: evaluation::DEFAULT_TIMEOUT,
         }
     }
 
@@ -185,6 +190,14 @@ impl Services {
 
     pub fn assistants(&self) -> assistants::AssistantService<'_> {
         assistants::AssistantService { services: self }
+    }
+
+    pub fn ai_replies(&self) -> ai_replies::AiReplyService<'_> {
+        ai_replies::AiReplyService { services: self }
+    }
+
+    pub fn evaluation(&self) -> evaluation::EvaluationService<'_> {
+        evaluation::EvaluationService { services: self }
     }
 }
 

@@ -53,6 +53,8 @@ pub struct NewSender {
     pub cloud_api: Option<CloudApiCredentials>,
     pub messages_per_second: Option<i32>,
     pub inactivity_timeout_seconds: Option<i32>,
+    /// The assistant that answers inbound messages automatically.
+    pub assistant_id: Option<Uuid>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -63,6 +65,8 @@ pub struct SenderChanges {
     pub cloud_api: Option<CloudApiChanges>,
     pub messages_per_second: Option<i32>,
     pub inactivity_timeout_seconds: Option<i32>,
+    /// `Some(None)` stops auto-reply.
+    pub assistant_id: Option<Option<Uuid>>,
 }
 
 pub struct SenderService<'a> {
@@ -91,6 +95,20 @@ fn check_credentials(problems: &mut Problems, creds: &CloudApiCredentials) {
 }
 
 impl SenderService<'_> {
+    /// An assistant a sender names must be one of the workspace's.
+    async fn ensure_assistant(&self, workspace_id: Uuid, id: Option<Uuid>) -> Result<()> {
+        let Some(id) = id else { return Ok(()) };
+        self.services
+            .assistants()
+            .get(workspace_id, id)
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => Error::field("assistantId", "no such assistant"),
+                other => other,
+            })
+            .map(|_| ())
+    }
+
     pub async fn create(&self, workspace_id: Uuid, input: NewSender) -> Result<sender::Model> {
         let phone = E164::parse(&input.phone_number).map_err(|e| Error::phone("phoneNumber", e))?;
         let mut problems = Problems::new();
@@ -111,6 +129,8 @@ impl SenderService<'_> {
             (SenderProvider::Sandbox, None) => {}
         }
         problems.into_result()?;
+        self.ensure_assistant(workspace_id, input.assistant_id)
+            .await?;
         self.ensure_unique(
             workspace_id,
             &phone,
@@ -160,7 +180,7 @@ impl SenderService<'_> {
             inactivity_timeout_seconds: Set(input
                 .inactivity_timeout_seconds
                 .unwrap_or(DEFAULT_INACTIVITY_TIMEOUT_SECONDS)),
-            assistant_id: Set(None),
+            assistant_id: Set(input.assistant_id),
             allow_marketing_on_low_quality: Set(false),
             created_at: Set(now),
             updated_at: Set(now),
@@ -285,6 +305,10 @@ impl SenderService<'_> {
         }
         if let Some(timeout) = changes.inactivity_timeout_seconds {
             model.inactivity_timeout_seconds = Set(timeout);
+        }
+        if let Some(assistant_id) = changes.assistant_id {
+            self.ensure_assistant(workspace_id, assistant_id).await?;
+            model.assistant_id = Set(assistant_id);
         }
         let credentials_changed = changes.cloud_api.is_some();
         if let Some(cloud) = changes.cloud_api {

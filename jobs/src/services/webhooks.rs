@@ -98,7 +98,8 @@ fn conversation_ended_body(e: &ConversationEnded) -> Value {
         .collect();
     json!({
         "conversation_id": e.conversation_id,
-        "assistant_id": Value::Null,
+        "assistant_id": e.assistant_id,
+        "extraction_status": e.extraction_status,
         "type": format!("{:?}", e.r#type).to_lowercase(),
         "status": "ended",
         "end_reason": format!("{:?}", e.end_reason).to_lowercase(),
