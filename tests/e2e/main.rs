@@ -1,8 +1,10 @@
 //! End-to-end tests: a real server on a loopback port, real SQLite and PostgreSQL databases, and
 //! HTTP requests as a frontend would send them. One binary, so it links once.
 
+mod ai_replies;
 mod assistants;
 mod auth;
+mod auto_reply;
 mod cloud_api;
 mod contacts;
 mod conversations;

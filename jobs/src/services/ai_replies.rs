@@ -455,9 +455,18 @@ impl AiReplyService<'_> {
             .collect();
         let text = text.join("\n");
         let variables = prompt::variables(&conversation, Some(&contact));
+        // What the customer wrote while an earlier reply was being made comes after that reply:
+        // the prompt ends with the messages to answer.
+        let unanswered_ids: Vec<Uuid> = unanswered.iter().map(|m| m.id).collect();
+        let (pending, answered): (Vec<message::Model>, Vec<message::Model>) = messages
+            .iter()
+            .cloned()
+            .partition(|m| unanswered_ids.contains(&m.id));
+        let mut history = prompt::history(&answered);
+        history.extend(prompt::history(&pending));
         let request = ReplyRequest {
             variables: &variables,
-            history: prompt::history(&messages),
+            history,
             unanswered: &text,
         };
         let reply = match ai::reply(self.services, assistant, request).await {
