@@ -19,6 +19,8 @@ pub struct Config {
     pub public_url: String,
     secret_key: Option<String>,
     pub cors_origins: Vec<HeaderValue>,
+    /// How long a conversation's end waits for its assistant's evaluation.
+    pub evaluation_timeout: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,18 @@ impl Config {
             })
             .transpose()?
             .unwrap_or_default();
+        let evaluation_timeout = match var("WAFLOW_EVALUATION_TIMEOUT_SECONDS") {
+            Some(text) => match text.parse::<u64>() {
+                Ok(seconds @ 1..=3600) => std::time::Duration::from_secs(seconds),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "WAFLOW_EVALUATION_TIMEOUT_SECONDS",
+                        reason: format!("{text:?} is not a number of seconds from 1 to 3600"),
+                    });
+                }
+            },
+            None => waflow_jobs::services::evaluation::DEFAULT_TIMEOUT,
+        };
         Ok(Self {
             database_url,
             redis_url: var("REDIS_URL"),
@@ -93,6 +107,7 @@ impl Config {
             public_url,
             secret_key: var("WAFLOW_SECRET_KEY"),
             cors_origins,
+            evaluation_timeout,
         })
     }
 

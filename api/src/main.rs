@@ -133,8 +133,10 @@ async fn open(config: &Config) -> Result<Services, AnyError> {
         .await
         .map_err(|e| format!("cannot open the database (DATABASE_URL): {e}"))?;
     db::migrate(&db).await?;
-    Ok(match config.redis() {
+    let mut services = match config.redis() {
         Some(redis) => Services::production(db, secrets, &redis).await?,
         None => Services::embedded(db, secrets).await?,
-    })
+    };
+    services.evaluation_timeout = config.evaluation_timeout;
+    Ok(services)
 }

@@ -31,26 +31,6 @@ async fn generate(app: &TestApp, assistant: &str, message: &str, variables: Valu
     .await
 }
 
-async fn messages_of(app: &TestApp, conversation: &str) -> Vec<(String, String)> {
-    let data = app
-        .ok(
-            "query($id: ID!) { conversation(id: $id) { messages(first: 50) { edges { node { role body } } } } }",
-            json!({"id": conversation}),
-        )
-        .await;
-    data["conversation"]["messages"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["node"]["role"].as_str().unwrap().to_owned(),
-                e["node"]["body"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 async fn replies_keep_one_conversation_per_customer(app: TestApp) {
     let llm = Llm::start().await;
     llm.replies("Happy to help, Ada.").await;
@@ -110,7 +90,7 @@ async fn replies_keep_one_conversation_per_customer(app: TestApp) {
 
     let conversation = first["conversationId"].as_str().unwrap();
     assert_eq!(
-        messages_of(&app, conversation).await,
+        app.conversation_messages(conversation).await,
         [
             ("CUSTOMER", "Hi, can I add a seat?"),
             ("ASSISTANT", "Happy to help, Ada."),
@@ -231,7 +211,8 @@ async fn model_failures_are_retried_then_reported(app: TestApp) {
     let conversation = answer["data"]["generateAiReply"]["conversationId"]
         .as_str()
         .unwrap();
-    let customer: Vec<String> = messages_of(&app, conversation)
+    let customer: Vec<String> = app
+        .conversation_messages(conversation)
         .await
         .into_iter()
         .filter(|(role, _)| role == "CUSTOMER")

@@ -31,29 +31,8 @@ fn openai(llm: &Llm, debounce_ms: i64) -> Value {
         "systemPrompt": "You are Acme's assistant. The customer is {{ customer_name }}."})
 }
 
-/// The conversation's messages as (role, body), oldest first.
-async fn messages(app: &TestApp, conversation: &str) -> Vec<(String, String)> {
-    let data = app
-        .ok(
-            "query($id: ID!) { conversation(id: $id) { messages(first: 50) { edges { node { role body } } } } }",
-            json!({"id": conversation}),
-        )
-        .await;
-    data["conversation"]["messages"]["edges"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            (
-                e["node"]["role"].as_str().unwrap().to_owned(),
-                e["node"]["body"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
-
 async fn replies(app: &TestApp, conversation: &str) -> Vec<String> {
-    messages(app, conversation)
+    app.conversation_messages(conversation)
         .await
         .into_iter()
         .filter(|(role, _)| role == "ASSISTANT")
@@ -67,6 +46,19 @@ async fn waits_for_replies(app: &TestApp, conversation: &str, n: usize) -> Vec<S
         (found.len() >= n).then_some(found)
     })
     .await
+}
+
+/// A sandbox sender whose scripted assistant answers at once with "You said: <message>".
+async fn echoing_sender(app: &TestApp) -> String {
+    let sender = app.sandbox_sender("+14155550199").await;
+    let assistant = app
+        .assistant(
+            json!({"name": "Echo", "provider": "SCRIPTED", "replyDebounceMs": 0,
+            "fallbackReply": "You said: {{ message }}"}),
+        )
+        .await;
+    use_assistant(app, &sender, &assistant).await;
+    sender
 }
 
 /// Answers each chat request with "Re: <the customer's last message>", slowly.
@@ -221,7 +213,7 @@ async fn replies_come_one_at_a_time_in_order(app: TestApp) {
         ]
     );
     assert_eq!(
-        messages(&app, conversation).await,
+        app.conversation_messages(conversation).await,
         [
             ("CUSTOMER", "first"),
             ("CUSTOMER", "second"),
@@ -233,14 +225,7 @@ async fn replies_come_one_at_a_time_in_order(app: TestApp) {
 }
 
 async fn a_human_takeover_stops_auto_reply(app: TestApp) {
-    let sender = app.sandbox_sender("+14155550199").await;
-    let assistant = app
-        .assistant(
-            json!({"name": "Echo", "provider": "SCRIPTED", "replyDebounceMs": 0,
-            "fallbackReply": "You said: {{ message }}"}),
-        )
-        .await;
-    use_assistant(&app, &sender, &assistant).await;
+    let sender = echoing_sender(&app).await;
     let first = app.customer_writes(&sender, CUSTOMER, "hello").await;
     let conversation = first["conversation"]["id"].as_str().unwrap();
     assert_eq!(
@@ -274,18 +259,31 @@ async fn a_human_takeover_stops_auto_reply(app: TestApp) {
 }
 
 async fn opted_out_customers_get_no_reply(app: TestApp) {
-    let sender = app.sandbox_sender("+14155550199").await;
-    let assistant = app
-        .assistant(
-            json!({"name": "Echo", "provider": "SCRIPTED", "replyDebounceMs": 0,
-            "fallbackReply": "You said: {{ message }}"}),
-        )
-        .await;
-    use_assistant(&app, &sender, &assistant).await;
+    let sender = echoing_sender(&app).await;
     let stop = app.customer_writes(&sender, CUSTOMER, "STOP").await;
     let conversation = stop["conversation"]["id"].as_str().unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(replies(&app, conversation).await.is_empty());
+}
+
+async fn a_failing_model_sends_the_fallback_reply(app: TestApp) {
+    let llm = Llm::start().await;
+    llm.replies_with(
+        ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "Invalid key"}})),
+    )
+    .await;
+    let sender = app.sandbox_sender("+14155550199").await;
+    let mut input = openai(&llm, 0);
+    input["fallbackReply"] = json!("Sorry, a colleague will get back to you.");
+    let assistant = app.assistant(input).await;
+    use_assistant(&app, &sender, &assistant).await;
+    let written = app.customer_writes(&sender, CUSTOMER, "Hello?").await;
+    let conversation = written["conversation"]["id"].as_str().unwrap();
+    assert_eq!(
+        waits_for_replies(&app, conversation, 1).await,
+        ["Sorry, a colleague will get back to you."]
+    );
+    assert_eq!(llm.bodies(false).await.len(), 1, "a 401 is not retried");
 }
 
 async fn senders_name_assistants_of_their_workspace(app: TestApp) {
@@ -346,5 +344,6 @@ waflow_tests::on_both_databases!(
     replies_come_one_at_a_time_in_order,
     a_human_takeover_stops_auto_reply,
     opted_out_customers_get_no_reply,
+    a_failing_model_sends_the_fallback_reply,
     senders_name_assistants_of_their_workspace,
 );

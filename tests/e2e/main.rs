@@ -8,6 +8,7 @@ mod auto_reply;
 mod cloud_api;
 mod contacts;
 mod conversations;
+mod evaluation;
 mod hardening;
 mod messaging;
 mod migrations;

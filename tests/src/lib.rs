@@ -620,6 +620,27 @@ impl TestApp {
         data["createAssistant"]["id"].as_str().unwrap().to_owned()
     }
 
+    /// A conversation's messages as (role, body), oldest first.
+    pub async fn conversation_messages(&self, conversation_id: &str) -> Vec<(String, String)> {
+        let data = self
+            .ok(
+                "query($id: ID!) { conversation(id: $id) { messages(first: 100) { edges { node { role body } } } } }",
+                json!({"id": conversation_id}),
+            )
+            .await;
+        data["conversation"]["messages"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["node"]["role"].as_str().unwrap().to_owned(),
+                    e["node"]["body"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect()
+    }
+
     /// Reads one message's status.
     pub async fn message_status(&self, id: &str) -> String {
         let data = self

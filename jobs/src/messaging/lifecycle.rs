@@ -39,17 +39,25 @@ pub fn transcript_text(transcript: &[TranscriptEntry]) -> String {
         .join("\n")
 }
 
+/// A conversation's messages, oldest first (by when they were written, then stored).
+pub async fn messages(
+    db: &impl ConnectionTrait,
+    conversation_id: Uuid,
+) -> Result<Vec<message::Model>> {
+    Ok(message::Entity::find()
+        .filter(message::Column::ConversationId.eq(conversation_id))
+        .order_by_asc(message::Column::CreatedAt)
+        .order_by_asc(message::Column::Id)
+        .all(db)
+        .await?)
+}
+
 /// A conversation's messages as transcript entries, oldest first.
 pub async fn transcript(
     db: &impl ConnectionTrait,
     conversation_id: Uuid,
 ) -> Result<Vec<TranscriptEntry>> {
-    let messages = message::Entity::find()
-        .filter(message::Column::ConversationId.eq(conversation_id))
-        .order_by_asc(message::Column::CreatedAt)
-        .order_by_asc(message::Column::Id)
-        .all(db)
-        .await?;
+    let messages = messages(db, conversation_id).await?;
     Ok(messages
         .into_iter()
         .map(|m| TranscriptEntry {

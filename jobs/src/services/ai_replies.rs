@@ -29,7 +29,7 @@ use super::{Services, find_in_workspace, senders::DEFAULT_INACTIVITY_TIMEOUT_SEC
 use crate::{
     ai::{self, ReplyRequest, prompt},
     error::{Error, Result},
-    messaging::{MAX_TEXT_CHARS, SendText, store},
+    messaging::{MAX_TEXT_CHARS, SendText, lifecycle, store},
     queue::SystemJob,
     validation::Problems,
 };
@@ -91,19 +91,6 @@ fn check(input: &GenerateAiReply) -> Result<()> {
     Ok(())
 }
 
-/// A conversation's messages, oldest first.
-async fn messages_of(
-    db: &impl sea_orm::ConnectionTrait,
-    conversation_id: Uuid,
-) -> Result<Vec<message::Model>> {
-    Ok(message::Entity::find()
-        .filter(message::Column::ConversationId.eq(conversation_id))
-        .order_by_asc(message::Column::CreatedAt)
-        .order_by_asc(message::Column::Id)
-        .all(db)
-        .await?)
-}
-
 /// A message of an API conversation: no sender, no contact, nothing to deliver.
 fn api_message(
     conversation: &conversation::Model,
@@ -162,7 +149,7 @@ impl AiReplyService<'_> {
         if answer.ai_disabled {
             return Ok(answer);
         }
-        let messages = messages_of(&self.services.db, answer.conversation.id).await?;
+        let messages = lifecycle::messages(&self.services.db, answer.conversation.id).await?;
         let variables = prompt::variables(&answer.conversation, None);
         let request = ReplyRequest {
             variables: &variables,
@@ -328,16 +315,9 @@ impl AiReplyService<'_> {
 
     /// The auto-reply job.
     pub async fn auto_reply(&self, conversation_id: Uuid) -> Result<()> {
-        let db = &self.services.db;
-        let Some(conversation) = conversation::Entity::find_by_id(conversation_id)
-            .one(db)
-            .await?
-        else {
+        let Some(conversation) = self.answerable(conversation_id).await? else {
             return Ok(());
         };
-        if conversation.status != ConversationStatus::Active || !conversation.ai_enabled {
-            return Ok(());
-        }
         let now = Utc::now();
         if let Some(due) = conversation.ai_reply_due_at
             && due > now
@@ -365,11 +345,19 @@ impl AiReplyService<'_> {
                 Expr::value(Option::<chrono::DateTime<Utc>>::None),
             )
             .filter(conversation::Column::Id.eq(conversation_id))
-            .exec(db)
+            .exec(&self.services.db)
             .await;
         outcome?;
         unlocked?;
         Ok(())
+    }
+
+    /// The conversation, if it is one the assistant may still answer in.
+    async fn answerable(&self, conversation_id: Uuid) -> Result<Option<conversation::Model>> {
+        Ok(conversation::Entity::find_by_id(conversation_id)
+            .one(&self.services.db)
+            .await?
+            .filter(|c| c.status == ConversationStatus::Active && c.ai_enabled))
     }
 
     async fn sender_of(&self, c: &conversation::Model) -> Result<Option<sender::Model>> {
@@ -420,22 +408,16 @@ impl AiReplyService<'_> {
         assistant: &assistant::Model,
     ) -> Result<()> {
         let db = &self.services.db;
-        let Some(conversation) = conversation::Entity::find_by_id(conversation_id)
-            .one(db)
-            .await?
-        else {
+        let Some(conversation) = self.answerable(conversation_id).await? else {
             return Ok(());
         };
-        if conversation.status != ConversationStatus::Active || !conversation.ai_enabled {
-            return Ok(());
-        }
         let Some(contact) = (match conversation.contact_id {
             Some(id) => contact::Entity::find_by_id(id).one(db).await?,
             None => None,
         }) else {
             return Ok(());
         };
-        let messages = messages_of(db, conversation_id).await?;
+        let messages = lifecycle::messages(db, conversation_id).await?;
         let unanswered: Vec<&message::Model> = messages
             .iter()
             .filter(|m| m.direction == MessageDirection::Inbound)
