@@ -40,6 +40,7 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         .route("/api/conversations/export", get(crate::export::export))
         .route("/healthz", get(|| async { "ok" }))
         .merge(crate::webhooks::routes())
+        .merge(crate::flow_hooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         .with_state(state);
     if !cors_origins.is_empty() {

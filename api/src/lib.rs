@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 pub mod export;
+pub mod flow_hooks;
 pub mod graphql;
 pub mod webhooks;
 pub mod ws;

@@ -17,6 +17,11 @@ pub struct Model {
     pub published_version: Option<i32>,
     #[sea_orm(column_type = "Text", nullable)]
     pub webhook_secret_enc: Option<String>,
+    /// A flow run with the failure as its trigger when a run of this one fails.
+    pub on_error_flow_id: Option<Uuid>,
+    /// Why the system disabled the flow (a sender's quality fell to RED), if it did.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub paused_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

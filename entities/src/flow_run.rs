@@ -26,6 +26,10 @@ pub struct Model {
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
     pub updated_at: DateTimeUtc,
+    /// A worker executing the run holds it until then (renewed while it works).
+    pub locked_until: Option<DateTimeUtc>,
+    /// `reply:<sender id>:<phone>` while a `wait_for_reply` step waits.
+    pub waiting_for: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

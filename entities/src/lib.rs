@@ -10,6 +10,7 @@ pub mod conversation;
 pub mod enums;
 pub mod flow;
 pub mod flow_run;
+pub mod flow_trigger;
 pub mod flow_version;
 pub mod message;
 pub mod phone;

@@ -119,6 +119,13 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(contents.as_bytes())
 }
 
+/// Compares a secret a caller presented with the stored one without leaking, through timing,
+/// how much of it was right: only SHA-256 digests are compared.
+pub fn secrets_match(stored: &str, presented: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(stored.as_bytes()) == Sha256::digest(presented.as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

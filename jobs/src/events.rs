@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 use waflow_entities::enums::{
     ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageDirection,
-    MessageKind, MessageRole, MessageStatus, QualityRating,
+    MessageKind, MessageRole, MessageStatus, QualityRating, RunStatus, StepStatus,
 };
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
@@ -51,6 +51,32 @@ pub enum EventPayload {
     MessageStatusUpdated(MessageStatusUpdated),
     SenderQualityChanged(SenderQualityChanged),
     ConversationEnded(Box<ConversationEnded>),
+    FlowRunUpdated(FlowRunUpdated),
+    FlowRunFailed(FlowRunFailed),
+}
+
+/// A flow run changed state, or one of its steps started or finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FlowRunUpdated {
+    pub run_id: Uuid,
+    pub flow_id: Uuid,
+    pub status: RunStatus,
+    pub error: Option<String>,
+    pub step_id: Option<String>,
+    pub step_status: Option<StepStatus>,
+}
+
+/// A flow run failed for good (its retries spent): the "notify your team" event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowRunFailed {
+    pub run_id: Uuid,
+    pub flow_id: Uuid,
+    pub flow_name: String,
+    pub step_id: Option<String>,
+    pub error: String,
+    /// The failed run's trigger payload.
+    pub trigger: serde_json::Value,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod events;
+pub mod flows;
 pub mod messaging;
 pub mod pagination;
 pub mod placeholders;

@@ -84,6 +84,8 @@ where
 #[derive(Clone, Debug)]
 pub struct JobQueue {
     pub system: Queue<SystemJob>,
+    /// Flow runs, on a queue of their own so a burst of runs never delays system work.
+    pub flows: Queue<crate::flows::FlowJob>,
 }
 
 impl JobQueue {

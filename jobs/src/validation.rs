@@ -46,6 +46,15 @@ impl Problems {
         );
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Takes in another list's problems.
+    pub fn extend(&mut self, other: Problems) {
+        self.0.extend(other.0);
+    }
+
     pub fn into_result(self) -> Result<(), Error> {
         if self.0.is_empty() {
             Ok(())

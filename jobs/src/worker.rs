@@ -14,6 +14,10 @@ use waflow_entities::schedule_tick;
 use crate::{
     Services,
     error::Error,
+    flows::{
+        FlowJob,
+        engine::{self, Resume},
+    },
     queue::{Queue, SystemJob},
 };
 
@@ -24,7 +28,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const CONCURRENCY: usize = 16;
 /// Cloud API senders are checked this often.
 pub const SENDER_REFRESH_PERIOD: i64 = 300;
-const TICKER_INTERVAL: Duration = Duration::from_secs(15);
+/// How often the ticker looks for due work (flow schedules may fire every second).
+const TICKER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs one job. Database trouble is transient (the queue tries again); anything else is final.
 async fn run_system_job(job: SystemJob, services: Data<Services>) -> Result<(), BoxDynError> {
@@ -56,6 +61,48 @@ async fn run_system_job(job: SystemJob, services: Data<Services>) -> Result<(), 
             .await
             .map(|_| ()),
     };
+    outcome_of(&job, outcome)
+}
+
+/// Registers a worker for `queue` on `monitor`, whichever storage holds the queue.
+macro_rules! register {
+    ($monitor:expr, $name:expr, $queue:expr, $services:expr, $handler:expr) => {{
+        let name = $name;
+        let services = $services.clone();
+        match $queue {
+            Queue::Sqlite(storage) => $monitor.register(move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
+                    .data(services.clone())
+                    .concurrency(CONCURRENCY)
+                    .build($handler)
+            }),
+            Queue::Redis(storage) => $monitor.register(move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
+                    .data(services.clone())
+                    .concurrency(CONCURRENCY)
+                    .build($handler)
+            }),
+        }
+    }};
+}
+
+/// Runs one step of a flow run's life. A run's own failures are recorded on the run; only
+/// trouble reaching the database makes the queue try the job again.
+async fn run_flow_job(job: FlowJob, services: Data<Services>) -> Result<(), BoxDynError> {
+    let outcome = match job.clone() {
+        FlowJob::Run { run_id, token } => {
+            engine::execute(&services, run_id, Resume::Token(token)).await
+        }
+        FlowJob::Reply { run_id, reply } => {
+            engine::execute(&services, run_id, Resume::Reply(reply)).await
+        }
+    };
+    outcome_of(&job, outcome)
+}
+
+fn outcome_of(job: &impl std::fmt::Debug, outcome: crate::Result<()>) -> Result<(), BoxDynError> {
     match outcome {
         Ok(()) | Err(Error::NotFound(_)) => Ok(()),
         Err(error @ Error::Database(_)) => {
@@ -75,33 +122,27 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     // Names must be unique across restarts too: a queue refuses a name it saw recently.
-    let name = format!(
-        "waflow-system-{}-{}",
-        std::process::id(),
-        Uuid::now_v7().simple()
-    );
-    let monitor = match services.jobs.system.clone() {
-        Queue::Sqlite(storage) => Monitor::new().register({
-            let services = services.clone();
-            move |_| {
-                WorkerBuilder::new(name.clone())
-                    .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
-                    .data(services.clone())
-                    .concurrency(CONCURRENCY)
-                    .build(run_system_job)
-            }
-        }),
-        Queue::Redis(storage) => Monitor::new().register({
-            let services = services.clone();
-            move |_| {
-                WorkerBuilder::new(name.clone())
-                    .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
-                    .data(services.clone())
-                    .concurrency(CONCURRENCY)
-                    .build(run_system_job)
-            }
-        }),
+    let name = |queue: &str| {
+        format!(
+            "waflow-{queue}-{}-{}",
+            std::process::id(),
+            Uuid::now_v7().simple()
+        )
     };
+    let monitor = register!(
+        Monitor::new(),
+        name("system"),
+        services.jobs.system.clone(),
+        services,
+        run_system_job
+    );
+    let monitor = register!(
+        monitor,
+        name("flows"),
+        services.jobs.flows.clone(),
+        services,
+        run_flow_job
+    );
     let (stop_ticker, ticker_stopped) = tokio::sync::watch::channel(false);
     let ticker = tokio::spawn(ticker(services, ticker_stopped));
     let result = monitor
@@ -128,6 +169,9 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
             }
             Ok(false) => {}
             Err(error) => tracing::warn!(%error, "could not claim a schedule tick"),
+        }
+        if let Err(error) = services.flows().fire_due_schedules().await {
+            tracing::warn!(%error, "could not start the scheduled flows");
         }
         tokio::select! {
             _ = tokio::time::sleep(TICKER_INTERVAL) => {}

@@ -15,6 +15,7 @@ mod m0008_sender_quality_override;
 mod m0009_message_payload;
 mod m0010_schedule_ticks;
 mod m0011_ai_replies;
+mod m0012_flow_engine;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_message_payload::Migration),
             Box::new(m0010_schedule_ticks::Migration),
             Box::new(m0011_ai_replies::Migration),
+            Box::new(m0012_flow_engine::Migration),
         ]
     }
 }

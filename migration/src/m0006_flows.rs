@@ -7,7 +7,7 @@ use sea_orm_migration::{prelude::*, schema::*};
 pub struct Migration;
 
 #[derive(DeriveIden, Clone)]
-enum Flow {
+pub enum Flow {
     Table,
     Id,
     WorkspaceId,
@@ -22,7 +22,7 @@ enum Flow {
 }
 
 #[derive(DeriveIden, Clone)]
-enum FlowVersion {
+pub enum FlowVersion {
     Table,
     Id,
     WorkspaceId,
@@ -33,7 +33,7 @@ enum FlowVersion {
 }
 
 #[derive(DeriveIden, Clone)]
-enum FlowRun {
+pub enum FlowRun {
     Table,
     Id,
     WorkspaceId,

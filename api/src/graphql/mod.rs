@@ -4,6 +4,7 @@
 pub(crate) mod assistants;
 mod contacts;
 mod conversations;
+mod flows;
 mod messages;
 mod senders;
 mod subscriptions;
@@ -32,6 +33,7 @@ pub struct QueryRoot(
     messages::MessageQuery,
     conversations::ConversationQuery,
     webhooks::WebhookQuery,
+    flows::FlowQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -44,6 +46,7 @@ pub struct MutationRoot(
     messages::MessageMutation,
     conversations::ConversationMutation,
     webhooks::WebhookMutation,
+    flows::FlowMutation,
 );
 
 /// Deeper or costlier documents are refused before they run: a connection nests at most a few

@@ -5,7 +5,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 use waflow_entities::enums::{
-    ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageStatus, QualityRating,
+    ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageStatus,
+    QualityRating, RunStatus, StepStatus,
 };
 use waflow_jobs::{
     Error, Services,
@@ -118,6 +119,18 @@ impl From<&events::ConversationEnded> for ConversationEndedEvent {
             extraction_status: e.extraction_status,
         }
     }
+}
+
+/// A flow run changed state, or one of its steps started or finished.
+#[derive(SimpleObject)]
+pub struct FlowRunUpdatedEvent {
+    run_id: ID,
+    flow_id: ID,
+    status: RunStatus,
+    error: Option<String>,
+    /// The step that started or finished, if that is the change.
+    step_id: Option<String>,
+    step_status: Option<StepStatus>,
 }
 
 /// A sender's quality rating changed.
@@ -276,6 +289,37 @@ impl SubscriptionRoot {
                     if sender.is_none_or(|s| e.sender.as_ref().is_some_and(|x| x.id == s)) =>
                 {
                     Some(ConversationEndedEvent::from(e.as_ref()))
+                }
+                _ => None,
+            },
+        ))
+    }
+
+    /// Flow runs' progress: of one flow, of one run, or all.
+    async fn flow_run_updated(
+        &self,
+        ctx: &Context<'_>,
+        flow_id: Option<ID>,
+        run_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<FlowRunUpdatedEvent>>> {
+        let (services, workspace_id) = scope(ctx)?;
+        let flow = optional_id(flow_id, |_| Error::NotFound("flow"))?;
+        let run = optional_id(run_id, |_| Error::NotFound("flow run"))?;
+        Ok(workspace_events(
+            services,
+            workspace_id,
+            move |payload| match payload {
+                EventPayload::FlowRunUpdated(u)
+                    if flow.is_none_or(|f| f == u.flow_id) && run.is_none_or(|r| r == u.run_id) =>
+                {
+                    Some(FlowRunUpdatedEvent {
+                        run_id: u.run_id.into(),
+                        flow_id: u.flow_id.into(),
+                        status: u.status,
+                        error: u.error.clone(),
+                        step_id: u.step_id.clone(),
+                        step_status: u.step_status,
+                    })
                 }
                 _ => None,
             },

@@ -73,14 +73,19 @@ impl Services {
             .run(&pool)
             .await
             .map_err(|e| Error::Internal(format!("cannot set up the job queue: {e}")))?;
-        let system = apalis_sqlite::SqliteStorage::new(&pool).with_config(
+        let sqlite_queue = |name: &str| {
             apalis_sqlite::Config::default()
-                .queue("waflow-system")
+                .queue(name)
                 .heartbeat_interval(SQLITE_HEARTBEAT)
-                .missed_heartbeats(3),
-        );
+                .missed_heartbeats(3)
+        };
         let jobs = JobQueue {
-            system: Queue::Sqlite(system),
+            system: Queue::Sqlite(
+                apalis_sqlite::SqliteStorage::new(&pool).with_config(sqlite_queue("waflow-system")),
+            ),
+            flows: Queue::Sqlite(
+                apalis_sqlite::SqliteStorage::new(&pool).with_config(sqlite_queue("waflow-flows")),
+            ),
         };
         let events = EventBus::in_process();
         Ok(Self::assemble(
@@ -107,18 +112,23 @@ impl Services {
         let queue_connection = apalis_redis::connect(redis.url.as_str())
             .await
             .map_err(unreachable)?;
-        let system = apalis_redis::RedisStorage::new(queue_connection).with_config(
+        let redis_queue = |name: &str| {
             apalis_redis::Config::default()
-                .queue(format!("{}system", redis.prefix))
+                .queue(format!("{}{name}", redis.prefix))
                 .heartbeat_interval(REDIS_HEARTBEAT)
-                .missed_heartbeats(REDIS_MISSED_HEARTBEATS),
-        );
+                .missed_heartbeats(REDIS_MISSED_HEARTBEATS)
+        };
+        let system = apalis_redis::RedisStorage::new(queue_connection.clone())
+            .with_config(redis_queue("system"));
+        let flows =
+            apalis_redis::RedisStorage::new(queue_connection).with_config(redis_queue("flows"));
         let events = EventBus::redis(client, manager.clone(), format!("{}events", redis.prefix))
             .await
             .map_err(unreachable)?;
         let limiter = RateLimiter::redis(manager, redis.prefix.clone());
         let jobs = JobQueue {
             system: Queue::Redis(system),
+            flows: Queue::Redis(flows),
         };
         Ok(Self::assemble(db, secrets, limiter, jobs, events))
     }
@@ -157,7 +167,8 @@ impl Services {
         if let Err(error) = self.webhooks().fan_out(&event).await {
             tracing::error!(%error, event_id = %event.id, "could not record webhook deliveries");
         }
-        self.events.publish(event).await;
+        self.events.publish(event.clone()).await;
+        self.flows().on_event(&event).await;
     }
 
     pub fn webhooks(&self) -> webhooks::WebhookService<'_> {

@@ -45,14 +45,17 @@ pub struct EndpointSettings {
     pub enabled: Option<bool>,
 }
 
-pub fn kind(payload: &EventPayload) -> WebhookEvent {
-    match payload {
+/// The webhook event an event is delivered as; `None` for those only subscriptions stream.
+pub fn kind(payload: &EventPayload) -> Option<WebhookEvent> {
+    Some(match payload {
         EventPayload::MessageReceived(_) => WebhookEvent::MessageReceived,
         EventPayload::ConversationStarted(_) => WebhookEvent::ConversationStarted,
         EventPayload::ConversationEnded(_) => WebhookEvent::ConversationEnded,
         EventPayload::MessageStatusUpdated(_) => WebhookEvent::MessageStatusUpdated,
         EventPayload::SenderQualityChanged(_) => WebhookEvent::SenderQualityChanged,
-    }
+        EventPayload::FlowRunFailed(_) => WebhookEvent::FlowRunFailed,
+        EventPayload::FlowRunUpdated(_) => return None,
+    })
 }
 
 /// The `event` field and `X-Waflow-Event` header of a delivery.
@@ -63,19 +66,22 @@ pub fn wire_name(kind: WebhookEvent) -> &'static str {
         WebhookEvent::ConversationEnded => "conversation.ended",
         WebhookEvent::MessageStatusUpdated => "message.status",
         WebhookEvent::SenderQualityChanged => "sender.quality_changed",
+        WebhookEvent::FlowRunFailed => "flow_run.failed",
     }
 }
 
 /// The JSON body of a delivery: `event` beside the payload's fields. conversation.ended uses the
 /// snake_case fields integrators of WhatsApp AI platforms already parse.
 pub fn body(event: &Event) -> Value {
-    let name = wire_name(kind(&event.payload));
+    let name = kind(&event.payload).map_or("", wire_name);
     let mut body = match &event.payload {
         EventPayload::ConversationEnded(ended) => conversation_ended_body(ended),
         EventPayload::MessageReceived(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::ConversationStarted(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::MessageStatusUpdated(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::SenderQualityChanged(p) => serde_json::to_value(p).expect("serializes"),
+        EventPayload::FlowRunFailed(p) => serde_json::to_value(p).expect("serializes"),
+        EventPayload::FlowRunUpdated(p) => serde_json::to_value(p).expect("serializes"),
     };
     body["event"] = json!(name);
     body["event_id"] = json!(event.id);
@@ -284,7 +290,9 @@ impl WebhookService<'_> {
 
     /// One delivery per enabled endpoint of the event's workspace that subscribes to it.
     pub async fn fan_out(&self, event: &Event) -> Result<()> {
-        let wanted = kind(&event.payload);
+        let Some(wanted) = kind(&event.payload) else {
+            return Ok(());
+        };
         let endpoints = webhook_endpoint::Entity::find()
             .filter(webhook_endpoint::Column::WorkspaceId.eq(event.workspace_id))
             .filter(webhook_endpoint::Column::Enabled.eq(true))

@@ -1,0 +1,89 @@
+//! `POST /hooks/flows/{flowId}`: an inbound webhook that starts a run of a flow whose trigger is
+//! `webhook` (a form submission, a dialer's "call completed"). The JSON body is the trigger
+//! payload. The flow's secret comes as `Authorization: Bearer <secret>`, an `X-Waflow-Secret`
+//! header, or `?secret=` for tools that can set neither.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json, Router,
+    body::Bytes,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use serde_json::json;
+use uuid::Uuid;
+use waflow_jobs::Error;
+
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/hooks/flows/{flow_id}", post(receive))
+}
+
+async fn receive(
+    State(state): State<AppState>,
+    Path(flow_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let secret = crate::app::bearer(&headers)
+        .or_else(|| headers.get("x-waflow-secret").and_then(|v| v.to_str().ok()))
+        .or(query.get("secret").map(String::as_str))
+        .unwrap_or_default();
+    let Ok(flow_id) = Uuid::parse_str(&flow_id) else {
+        return problem(StatusCode::NOT_FOUND, "NOT_FOUND", "no such flow");
+    };
+    let payload = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(payload) => payload,
+            Err(e) => {
+                return problem(
+                    StatusCode::BAD_REQUEST,
+                    "VALIDATION_FAILED",
+                    &format!("the body is not JSON: {e}"),
+                );
+            }
+        }
+    };
+    match state
+        .services
+        .flows()
+        .inbound_webhook(flow_id, secret, payload)
+        .await
+    {
+        Ok(run) => (StatusCode::ACCEPTED, Json(json!({"runId": run.id}))).into_response(),
+        Err(Error::Unauthenticated) | Err(Error::NotFound(_)) => {
+            // One answer for both: a caller without the secret learns nothing about the flow.
+            problem(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "unknown flow or wrong secret",
+            )
+        }
+        Err(e @ Error::Validation(_)) => {
+            problem(StatusCode::CONFLICT, e.code(), &e.public_message())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %flow_id, "inbound flow webhook failed");
+            problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                e.code(),
+                &e.public_message(),
+            )
+        }
+    }
+}
+
+fn problem(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}

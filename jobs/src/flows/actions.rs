@@ -1,0 +1,276 @@
+//! The steps with side effects, each through the same service its GraphQL mutation uses, so a
+//! flow obeys every rule a direct call does. A send carries an idempotency key of the run, step,
+//! iteration and attempt: a job re-run after a crash finds the message instead of sending again.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{definition::TemplateVariables, expr};
+use crate::{
+    Error, Services,
+    messaging::{SendTemplate, SendText, TemplateRef},
+    services::ai_replies::GenerateAiReply,
+};
+use waflow_entities::{enums::MessageStatus, message};
+
+/// Why a step failed, and whether trying again may help.
+#[derive(Debug, Clone)]
+pub struct StepError {
+    pub message: String,
+    pub retryable: bool,
+    /// The provider asked to wait at least this long.
+    pub retry_after: Option<Duration>,
+}
+
+impl StepError {
+    /// A mistake in the flow or its data (a missing variable): the same input fails again.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+            retry_after: None,
+        }
+    }
+
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<Error> for StepError {
+    fn from(e: Error) -> Self {
+        let retry_after = match &e {
+            Error::RateLimited {
+                retry_after_seconds,
+            } => Some(Duration::from_secs(*retry_after_seconds)),
+            _ => None,
+        };
+        // Input a retry cannot change fails at once; the rest may pass later.
+        let retryable = !matches!(
+            e.code(),
+            "VALIDATION_FAILED"
+                | "INVALID_PHONE_NUMBER"
+                | "NOT_FOUND"
+                | "SENDER_NOT_FOUND"
+                | "TEMPLATE_NOT_FOUND"
+                | "TEMPLATE_NOT_APPROVED"
+                | "TEMPLATE_VARIABLES_MISMATCH"
+                | "MESSAGE_TOO_LONG"
+                | "RECIPIENT_OPTED_OUT"
+        );
+        Self {
+            message: format!("{}: {}", e.code(), e.public_message()),
+            retryable,
+            retry_after,
+        }
+    }
+}
+
+pub type StepResult = Result<Value, StepError>;
+
+/// Where a step runs: its services, workspace, template context and idempotency key.
+pub struct StepContext<'a> {
+    pub services: &'a Services,
+    pub workspace_id: Uuid,
+    pub context: &'a Value,
+    pub idempotency_key: String,
+}
+
+impl StepContext<'_> {
+    pub fn render(&self, field: &str, template: &str) -> Result<String, StepError> {
+        expr::render(template, self.context)
+            .map_err(|e| StepError::permanent(format!("{field}: {e}")))
+    }
+
+    pub fn render_value(&self, field: &str, value: &Value) -> Result<Value, StepError> {
+        expr::render_value(value, self.context)
+            .map_err(|e| StepError::permanent(format!("{field}: {e}")))
+    }
+}
+
+fn message_output(m: &message::Model) -> StepResult {
+    if m.status == MessageStatus::Failed {
+        return Err(StepError::transient(format!(
+            "PROVIDER_ERROR: the message failed: {}",
+            m.error_message.as_deref().unwrap_or("no reason given")
+        )));
+    }
+    Ok(json!({
+        "message_id": m.id,
+        "conversation_id": m.conversation_id,
+        "status": m.status,
+        "body": m.body,
+        "provider_message_id": m.provider_message_id,
+    }))
+}
+
+pub async fn send_template(
+    cx: &StepContext<'_>,
+    sender_id: Uuid,
+    template: &str,
+    language: &str,
+    to: &str,
+    variables: &TemplateVariables,
+    recipient_name: Option<&String>,
+) -> StepResult {
+    let (positional, named) = match variables {
+        TemplateVariables::Positional(list) => (
+            list.iter()
+                .enumerate()
+                .map(|(i, v)| cx.render(&format!("variables[{i}]"), v))
+                .collect::<Result<Vec<_>, _>>()?,
+            BTreeMap::new(),
+        ),
+        TemplateVariables::Named(map) => (
+            Vec::new(),
+            map.iter()
+                .map(|(k, v)| Ok((k.clone(), cx.render(&format!("variables.{k}"), v)?)))
+                .collect::<Result<BTreeMap<_, _>, StepError>>()?,
+        ),
+    };
+    let input = SendTemplate {
+        sender_id,
+        template: TemplateRef::Name {
+            name: template.to_owned(),
+            language: language.to_owned(),
+        },
+        to: cx.render("to", to)?,
+        recipient_name: recipient_name
+            .map(|n| cx.render("recipientName", n))
+            .transpose()?,
+        variables: positional,
+        named_variables: named,
+        idempotency_key: Some(cx.idempotency_key.clone()),
+    };
+    let sent = cx
+        .services
+        .messaging()
+        .send_template(cx.workspace_id, input)
+        .await?;
+    message_output(&sent)
+}
+
+pub async fn send_text(cx: &StepContext<'_>, sender_id: Uuid, to: &str, text: &str) -> StepResult {
+    let input = SendText {
+        sender_id,
+        to: cx.render("to", to)?,
+        text: cx.render("text", text)?,
+        idempotency_key: Some(cx.idempotency_key.clone()),
+    };
+    let sent = cx
+        .services
+        .messaging()
+        .send_text(cx.workspace_id, input)
+        .await?;
+    message_output(&sent)
+}
+
+pub async fn generate_ai_reply(
+    cx: &StepContext<'_>,
+    assistant_id: Uuid,
+    customer_identifier: &str,
+    message: &str,
+    variables: &Map<String, Value>,
+) -> StepResult {
+    let input = GenerateAiReply {
+        assistant_id,
+        customer_identifier: cx.render("customerIdentifier", customer_identifier)?,
+        message: cx.render("message", message)?,
+        variables: Some(cx.render_value("variables", &Value::Object(variables.clone()))?),
+    };
+    let answer = cx
+        .services
+        .ai_replies()
+        .generate(cx.workspace_id, input)
+        .await?;
+    Ok(json!({
+        "reply": answer.reply,
+        "conversation_id": answer.conversation.id,
+        "message_id": answer.reply_message.map(|m| m.id),
+        "ai_disabled": answer.ai_disabled,
+    }))
+}
+
+/// The longest response body a step keeps, so one large answer cannot bloat a run's state.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+
+pub async fn http_request(
+    cx: &StepContext<'_>,
+    method: &str,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> StepResult {
+    let url = cx.render("url", url)?;
+    let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
+        .map_err(|_| StepError::permanent(format!("method {method:?} is not an HTTP method")))?;
+    let mut request = cx.services.http.request(method, &url).timeout(timeout);
+    for (name, value) in headers {
+        request = request.header(name, cx.render(&format!("headers.{name}"), value)?);
+    }
+    if let Some(body) = body {
+        request = request.json(&cx.render_value("body", body)?);
+    }
+    let response = request.send().await.map_err(|e| {
+        StepError::transient(if e.is_timeout() {
+            format!(
+                "HTTP_ERROR: {url} did not answer within {} s",
+                timeout.as_secs()
+            )
+        } else {
+            format!("HTTP_ERROR: cannot reach {url}: {}", e.without_url())
+        })
+    })?;
+    let status = response.status();
+    let response_headers: Map<String, Value> = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.as_str().to_owned(),
+                Value::String(v.to_str().ok()?.to_owned()),
+            ))
+        })
+        .collect();
+    let bytes = response.bytes().await.map_err(|e| {
+        StepError::transient(format!(
+            "HTTP_ERROR: reading the answer of {url}: {}",
+            e.without_url()
+        ))
+    })?;
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY_BYTES)]).into_owned();
+    let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+    if !status.is_success() {
+        return Err(StepError {
+            message: format!("HTTP_ERROR: {url} answered {status}"),
+            // A server error may pass; a client error will not.
+            retryable: status.is_server_error() || status.as_u16() == 429,
+            retry_after: None,
+        });
+    }
+    Ok(json!({"status": status.as_u16(), "headers": response_headers, "body": body}))
+}
+
+pub async fn end_conversation(cx: &StepContext<'_>, conversation_id: &str) -> StepResult {
+    let rendered = cx.render("conversationId", conversation_id)?;
+    let id = Uuid::parse_str(rendered.trim())
+        .map_err(|_| StepError::permanent(format!("conversationId: {rendered:?} is not an id")))?;
+    match cx
+        .services
+        .messaging()
+        .end_conversation(cx.workspace_id, id)
+        .await
+    {
+        Ok(_) => Ok(json!({"conversation_id": id, "already_ended": false})),
+        // Ending what has ended is what the step wants.
+        Err(Error::Validation(_)) => Ok(json!({"conversation_id": id, "already_ended": true})),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,752 @@
+//! The engine: runs a flow run from its saved position until it finishes, fails, or parks (a
+//! delay, a wait for a reply, a retry's backoff). One worker at a time holds a run (a lease on
+//! its row, renewed while it works and expiring if the worker dies); the state is saved after
+//! every step, so whichever worker picks the run up next continues from the last finished step.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use waflow_entities::{
+    E164,
+    enums::{RunStatus, StepStatus},
+    flow, flow_run, flow_version, step_run,
+};
+
+use super::{
+    FlowJob,
+    actions::{self, StepContext, StepError},
+    definition::{self, Action, Definition, Leaf, Step},
+    expr, runs,
+    state::{Block, Frame, RunState, StepIndex, Wake, WakeReason},
+};
+use crate::{Services, error::Result};
+
+/// How long a worker's hold on a run lasts without renewal.
+const LEASE: Duration = Duration::from_secs(30);
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+/// How soon a job that found its run held by another worker tries again.
+const HELD_RETRY: Duration = Duration::from_secs(1);
+/// Default timeout of an http_request step.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a job continues a run.
+#[derive(Debug, Clone)]
+pub enum Resume {
+    /// Start or continue; `Some(token)` is a scheduled wake-up (delay, retry, reply timeout).
+    Token(Option<Uuid>),
+    /// The contact answered a `wait_for_reply` step.
+    Reply(Value),
+}
+
+pub fn is_finished(status: RunStatus) -> bool {
+    matches!(
+        status,
+        RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+    )
+}
+
+/// The flow job: continues the run if no other worker holds it.
+pub async fn execute(services: &Services, run_id: Uuid, resume: Resume) -> Result<()> {
+    let db = &services.db;
+    let Some(run) = flow_run::Entity::find_by_id(run_id).one(db).await? else {
+        return Ok(());
+    };
+    if is_finished(run.status) {
+        return Ok(());
+    }
+    if !lock(services, run_id).await? {
+        let job = match resume {
+            Resume::Token(token) => FlowJob::Run { run_id, token },
+            Resume::Reply(reply) => FlowJob::Reply { run_id, reply },
+        };
+        return services.jobs.flows.push(job, Some(HELD_RETRY)).await;
+    }
+    let work = run_locked(services, run_id, resume);
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(RENEW_EVERY);
+    renew.tick().await;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            _ = renew.tick() => {
+                if let Err(error) = extend(services, run_id).await {
+                    tracing::warn!(%run_id, %error, "cannot renew the hold on a flow run");
+                }
+            }
+        }
+    };
+    let unlocked = flow_run::Entity::update_many()
+        .col_expr(
+            flow_run::Column::LockedUntil,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .filter(flow_run::Column::Id.eq(run_id))
+        .exec(db)
+        .await;
+    outcome?;
+    unlocked?;
+    Ok(())
+}
+
+async fn lock(services: &Services, run_id: Uuid) -> Result<bool> {
+    let now = Utc::now();
+    let taken = flow_run::Entity::update_many()
+        .col_expr(flow_run::Column::LockedUntil, Expr::value(now + LEASE))
+        .filter(flow_run::Column::Id.eq(run_id))
+        .filter(
+            Condition::any()
+                .add(flow_run::Column::LockedUntil.is_null())
+                .add(flow_run::Column::LockedUntil.lt(now)),
+        )
+        .exec(&services.db)
+        .await?
+        .rows_affected;
+    Ok(taken == 1)
+}
+
+async fn extend(services: &Services, run_id: Uuid) -> Result<()> {
+    flow_run::Entity::update_many()
+        .col_expr(
+            flow_run::Column::LockedUntil,
+            Expr::value(Utc::now() + LEASE),
+        )
+        .filter(flow_run::Column::Id.eq(run_id))
+        .exec(&services.db)
+        .await?;
+    Ok(())
+}
+
+async fn run_locked(services: &Services, run_id: Uuid, resume: Resume) -> Result<()> {
+    let db = &services.db;
+    // Re-read under the lease: the row may have moved since the job looked.
+    let Some(run) = flow_run::Entity::find_by_id(run_id).one(db).await? else {
+        return Ok(());
+    };
+    if is_finished(run.status) {
+        return Ok(());
+    }
+    let version = flow_version::Entity::find_by_id(run.flow_version_id)
+        .one(db)
+        .await?;
+    let flow = flow::Entity::find_by_id(run.flow_id).one(db).await?;
+    let (Some(version), Some(flow)) = (version, flow) else {
+        return Ok(());
+    };
+    let state: RunState =
+        serde_json::from_value(run.state.clone()).unwrap_or_else(|_| RunState::new());
+    let definition = match definition::parse(&version.definition) {
+        Ok(definition) => definition,
+        Err(_) => {
+            let mut executor = Executor::new(services, run, flow, state, None);
+            return executor
+                .fail_run(None, "the flow version's definition cannot be read".into())
+                .await;
+        }
+    };
+    let mut executor = Executor::new(services, run, flow, state, Some(definition));
+    match executor.resume(resume).await? {
+        true => executor.advance().await,
+        false => Ok(()),
+    }
+}
+
+/// Stops execution: the run was cancelled while a step ran.
+struct Cancelled;
+
+struct Executor<'a> {
+    services: &'a Services,
+    run: flow_run::Model,
+    flow: flow::Model,
+    state: RunState,
+    definition: Option<Definition>,
+}
+
+impl<'a> Executor<'a> {
+    fn new(
+        services: &'a Services,
+        run: flow_run::Model,
+        flow: flow::Model,
+        state: RunState,
+        definition: Option<Definition>,
+    ) -> Self {
+        Self {
+            services,
+            run,
+            flow,
+            state,
+            definition,
+        }
+    }
+
+    fn context(&self) -> Value {
+        self.state
+            .context(&self.run.trigger_payload, self.run.id, self.run.flow_id)
+    }
+
+    fn step_key(&self, step_id: &str) -> String {
+        format!(
+            "{}:{}:{}:{}",
+            self.run.id,
+            step_id,
+            self.state.iteration(),
+            self.state.attempt
+        )
+    }
+
+    /// Applies what woke the run; false when the job is stale and the run must be left alone.
+    async fn resume(&mut self, resume: Resume) -> Result<bool> {
+        let now = Utc::now();
+        match (self.state.wake.clone(), resume) {
+            (Some(wake), Resume::Token(Some(token))) if wake.token == token => {
+                if wake.at > now + chrono::Duration::milliseconds(500) {
+                    // Early (the queue's clock is coarse): come back at the time.
+                    let wait = (wake.at - now).to_std().unwrap_or_default();
+                    self.schedule(Some(token), wait).await?;
+                    return Ok(false);
+                }
+                self.state.wake = None;
+                match wake.reason {
+                    WakeReason::Delay => self.finish_parked(json!({})).await?,
+                    WakeReason::ReplyTimeout => {
+                        self.run.waiting_for = None;
+                        self.finish_parked(json!({"timed_out": true, "message": null}))
+                            .await?
+                    }
+                    WakeReason::Retry => {}
+                }
+                self.run.status = RunStatus::Running;
+                Ok(true)
+            }
+            (Some(_), Resume::Reply(reply)) if self.run.waiting_for.is_some() => {
+                self.state.wake = None;
+                self.run.waiting_for = None;
+                self.finish_parked(json!({"timed_out": false, "message": reply}))
+                    .await?;
+                self.run.status = RunStatus::Running;
+                Ok(true)
+            }
+            // A wake-up or reply nobody waits for any more.
+            (Some(_), _) | (None, Resume::Reply(_)) => Ok(false),
+            (None, Resume::Token(_)) => match self.run.status {
+                RunStatus::Queued => {
+                    if runs::blocked_by_earlier(self.services, &self.run).await? {
+                        return Ok(false);
+                    }
+                    self.run.status = RunStatus::Running;
+                    self.run.started_at = Some(now);
+                    self.checkpoint().await.map(|_| true)
+                }
+                // Picked up after a crash (or a retry from the failed step): go on.
+                RunStatus::Running => Ok(true),
+                _ => Ok(false),
+            },
+        }
+    }
+
+    /// Runs steps until the run finishes or parks.
+    async fn advance(&mut self) -> Result<()> {
+        let Some(definition) = self.definition.clone() else {
+            return Ok(());
+        };
+        let index = StepIndex::new(&definition);
+        loop {
+            let Some(frame) = self.state.frames.last().cloned() else {
+                return self.succeed().await;
+            };
+            let steps = index.steps(&frame.block);
+            let Some(step) = steps.get(frame.index) else {
+                self.leave_block(frame);
+                continue;
+            };
+            let next = match &step.action {
+                Action::Branch { branches, .. } => self.branch(step, branches).await?,
+                Action::Loop { items, .. } => self.start_loop(step, items).await?,
+                Action::Leaf(leaf) => self.leaf(step, leaf).await?,
+            };
+            match next {
+                Next::Continue => {
+                    if self.checkpoint().await?.is_err() {
+                        return Ok(());
+                    }
+                }
+                Next::Stop => return Ok(()),
+            }
+        }
+    }
+
+    /// A block's last step is done: the next item of a loop, or the step after the block.
+    fn leave_block(&mut self, frame: Frame) {
+        self.state.frames.pop();
+        if let Block::Loop { step, items, item } = frame.block
+            && item + 1 < items.len()
+        {
+            self.state.frames.push(Frame {
+                block: Block::Loop {
+                    step,
+                    items,
+                    item: item + 1,
+                },
+                index: 0,
+            });
+            return;
+        }
+        self.step_done();
+    }
+
+    /// The current step is done: move to the next one, first attempt.
+    fn step_done(&mut self) {
+        if let Some(parent) = self.state.frames.last_mut() {
+            parent.index += 1;
+        }
+        self.state.attempt = 1;
+    }
+
+    async fn branch(&mut self, step: &Step, branches: &[definition::Branch]) -> Result<Next> {
+        let context = self.context();
+        let mut chosen = None;
+        for (i, branch) in branches.iter().enumerate() {
+            match expr::is_true(&branch.when, &context) {
+                Ok(true) => {
+                    chosen = Some(i);
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    let error = StepError::permanent(format!("branches[{i}].when: {e}"));
+                    return self.step_failed(step, None, error).await;
+                }
+            }
+        }
+        let output = json!({"branch": chosen.map_or(json!("else"), |i| json!(i))});
+        self.record(step, StepStatus::Succeeded, None, Some(&output), None)
+            .await?;
+        self.state.steps.insert(step.id.clone(), output);
+        self.state.frames.push(Frame {
+            block: Block::Branch {
+                step: step.id.clone(),
+                branch: chosen,
+            },
+            index: 0,
+        });
+        Ok(Next::Continue)
+    }
+
+    async fn start_loop(&mut self, step: &Step, items: &str) -> Result<Next> {
+        let list = match expr::eval(items, &self.context()) {
+            Ok(Value::Array(list)) => list,
+            Ok(other) => {
+                let error =
+                    StepError::permanent(format!("items: {items:?} gives {other}, not a list"));
+                return self.step_failed(step, None, error).await;
+            }
+            Err(e) => {
+                return self
+                    .step_failed(step, None, StepError::permanent(format!("items: {e}")))
+                    .await;
+            }
+        };
+        let output = json!({"count": list.len()});
+        self.record(step, StepStatus::Succeeded, None, Some(&output), None)
+            .await?;
+        self.state.steps.insert(step.id.clone(), output);
+        if list.is_empty() {
+            self.step_done();
+        } else {
+            self.state.frames.push(Frame {
+                block: Block::Loop {
+                    step: step.id.clone(),
+                    items: list,
+                    item: 0,
+                },
+                index: 0,
+            });
+        }
+        Ok(Next::Continue)
+    }
+
+    async fn leaf(&mut self, step: &Step, leaf: &Leaf) -> Result<Next> {
+        let context = self.context();
+        let input = serde_json::to_value(leaf)
+            .ok()
+            .map(|raw| expr::render_value(&raw, &context).unwrap_or(raw));
+        match leaf {
+            Leaf::Delay { seconds, until } => {
+                let at = match (seconds, until) {
+                    (Some(s), _) => Utc::now() + chrono::Duration::seconds(*s as i64),
+                    (None, Some(until)) => match expr::render(until, &context).map(|t| {
+                        chrono::DateTime::parse_from_rfc3339(t.trim())
+                            .map(|t| t.with_timezone(&Utc))
+                            .map_err(|_| format!("until: {t:?} is not an RFC 3339 time"))
+                    }) {
+                        Ok(Ok(at)) => at,
+                        Ok(Err(e)) | Err(e) => {
+                            return self.step_failed(step, input, StepError::permanent(e)).await;
+                        }
+                    },
+                    (None, None) => Utc::now(),
+                };
+                self.park(step, input, at, WakeReason::Delay, None).await
+            }
+            Leaf::WaitForReply {
+                timeout_seconds,
+                sender_id,
+                phone,
+            } => {
+                let trigger = &self.run.trigger_payload;
+                let sender = sender_id.or_else(|| {
+                    trigger["sender_id"]
+                        .as_str()
+                        .and_then(|s| Uuid::parse_str(s).ok())
+                });
+                let phone = match phone {
+                    Some(p) => expr::render(p, &context).ok(),
+                    None => trigger["customer_phone"].as_str().map(str::to_owned),
+                };
+                let (Some(sender), Some(phone)) =
+                    (sender, phone.and_then(|p| E164::parse(&p).ok()))
+                else {
+                    let error = StepError::permanent(
+                        "wait_for_reply needs a sender and a contact's phone: give senderId and phone, or use a WhatsApp trigger",
+                    );
+                    return self.step_failed(step, input, error).await;
+                };
+                let at = Utc::now() + chrono::Duration::seconds(*timeout_seconds as i64);
+                let waiting_for = runs::reply_key(sender, phone.as_str());
+                self.park(step, input, at, WakeReason::ReplyTimeout, Some(waiting_for))
+                    .await
+            }
+            Leaf::Stop {} => {
+                let output = json!({"stopped": true});
+                self.record(
+                    step,
+                    StepStatus::Succeeded,
+                    input.as_ref(),
+                    Some(&output),
+                    None,
+                )
+                .await?;
+                self.state.steps.insert(step.id.clone(), output);
+                self.succeed().await?;
+                Ok(Next::Stop)
+            }
+            Leaf::SetVariables { values } => {
+                match expr::render_value(&Value::Object(values.clone()), &context) {
+                    Ok(Value::Object(rendered)) => {
+                        self.state.vars.extend(rendered.clone());
+                        let output = Value::Object(rendered);
+                        self.record(
+                            step,
+                            StepStatus::Succeeded,
+                            input.as_ref(),
+                            Some(&output),
+                            None,
+                        )
+                        .await?;
+                        self.state.steps.insert(step.id.clone(), output);
+                        self.step_done();
+                        Ok(Next::Continue)
+                    }
+                    Ok(_) => unreachable!("an object renders to an object"),
+                    Err(e) => self.step_failed(step, input, StepError::permanent(e)).await,
+                }
+            }
+            action => self.act(step, action, input, &context).await,
+        }
+    }
+
+    /// A step with side effects, attempt by attempt.
+    async fn act(
+        &mut self,
+        step: &Step,
+        leaf: &Leaf,
+        input: Option<Value>,
+        context: &Value,
+    ) -> Result<Next> {
+        let key = self.step_key(&step.id);
+        let step_run = self.start_record(step, &key, input.as_ref()).await?;
+        let cx = StepContext {
+            services: self.services,
+            workspace_id: self.run.workspace_id,
+            context,
+            idempotency_key: format!("flow:{key}"),
+        };
+        let result = match leaf {
+            Leaf::SendTemplate {
+                sender_id,
+                template,
+                language,
+                to,
+                variables,
+                recipient_name,
+            } => {
+                actions::send_template(
+                    &cx,
+                    *sender_id,
+                    template,
+                    language,
+                    to,
+                    variables,
+                    recipient_name.as_ref(),
+                )
+                .await
+            }
+            Leaf::SendText {
+                sender_id,
+                to,
+                text,
+            } => actions::send_text(&cx, *sender_id, to, text).await,
+            Leaf::GenerateAiReply {
+                assistant_id,
+                customer_identifier,
+                message,
+                variables,
+            } => {
+                actions::generate_ai_reply(
+                    &cx,
+                    *assistant_id,
+                    customer_identifier,
+                    message,
+                    variables,
+                )
+                .await
+            }
+            Leaf::HttpRequest {
+                method,
+                url,
+                headers,
+                body,
+                timeout_seconds,
+            } => {
+                let timeout = timeout_seconds.map_or(HTTP_TIMEOUT, Duration::from_secs);
+                actions::http_request(&cx, method, url, headers, body.as_ref(), timeout).await
+            }
+            Leaf::EndConversation { conversation_id } => {
+                let id = conversation_id
+                    .clone()
+                    .unwrap_or_else(|| "{{ trigger.conversation_id }}".into());
+                actions::end_conversation(&cx, &id).await
+            }
+            Leaf::Delay { .. }
+            | Leaf::WaitForReply { .. }
+            | Leaf::Stop {}
+            | Leaf::SetVariables { .. } => {
+                unreachable!("handled by the engine")
+            }
+        };
+        match result {
+            Ok(output) => {
+                runs::finish_step_run(
+                    self.services,
+                    &self.run,
+                    step_run,
+                    StepStatus::Succeeded,
+                    Some(&output),
+                    None,
+                )
+                .await?;
+                self.state.steps.insert(step.id.clone(), output);
+                self.step_done();
+                Ok(Next::Continue)
+            }
+            Err(error) => {
+                runs::finish_step_run(
+                    self.services,
+                    &self.run,
+                    step_run,
+                    StepStatus::Failed,
+                    None,
+                    Some(&error.message),
+                )
+                .await?;
+                self.after_failure(step, error).await
+            }
+        }
+    }
+
+    /// A step failed (its record written): retry it later, continue past it, or fail the run.
+    async fn after_failure(&mut self, step: &Step, error: StepError) -> Result<Next> {
+        if error.retryable && self.state.attempt < step.retry.max_attempts {
+            self.state.attempt += 1;
+            let wait = Duration::from_secs(step.retry.backoff_seconds)
+                .max(error.retry_after.unwrap_or_default());
+            let token = Uuid::now_v7();
+            self.state.wake = Some(Wake {
+                token,
+                at: Utc::now() + wait,
+                reason: WakeReason::Retry,
+            });
+            if self.checkpoint().await?.is_ok() {
+                self.schedule(Some(token), wait).await?;
+            }
+            return Ok(Next::Stop);
+        }
+        if step.on_error == definition::OnError::Continue {
+            self.state
+                .steps
+                .insert(step.id.clone(), json!({"error": error.message}));
+            self.step_done();
+            return Ok(Next::Continue);
+        }
+        self.fail_run(Some(&step.id), error.message).await?;
+        Ok(Next::Stop)
+    }
+
+    /// A step that failed before it could start (a bad expression): recorded, then handled.
+    async fn step_failed(
+        &mut self,
+        step: &Step,
+        input: Option<Value>,
+        error: StepError,
+    ) -> Result<Next> {
+        self.record(
+            step,
+            StepStatus::Failed,
+            input.as_ref(),
+            None,
+            Some(&error.message),
+        )
+        .await?;
+        self.after_failure(step, error).await
+    }
+
+    /// Parks the run at `step` until `at` (or a reply), and schedules its wake-up.
+    async fn park(
+        &mut self,
+        step: &Step,
+        input: Option<Value>,
+        at: chrono::DateTime<Utc>,
+        reason: WakeReason,
+        waiting_for: Option<String>,
+    ) -> Result<Next> {
+        let key = self.step_key(&step.id);
+        self.start_record(step, &key, input.as_ref()).await?;
+        let token = Uuid::now_v7();
+        self.state.wake = Some(Wake { token, at, reason });
+        self.run.status = RunStatus::Waiting;
+        self.run.waiting_for = waiting_for;
+        if self.checkpoint().await?.is_ok() {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            self.schedule(Some(token), wait).await?;
+        }
+        Ok(Next::Stop)
+    }
+
+    /// The parked step is over (its time came, or the reply): record its output, move on.
+    async fn finish_parked(&mut self, output: Value) -> Result<()> {
+        let Some(definition) = self.definition.clone() else {
+            return Ok(());
+        };
+        let index = StepIndex::new(&definition);
+        let Some(frame) = self.state.frames.last() else {
+            return Ok(());
+        };
+        let Some(step) = index.steps(&frame.block).get(frame.index) else {
+            return Ok(());
+        };
+        let key = self.step_key(&step.id);
+        if let Some(record) = step_run::Entity::find()
+            .filter(step_run::Column::IdempotencyKey.eq(&key))
+            .one(&self.services.db)
+            .await?
+        {
+            runs::finish_step_run(
+                self.services,
+                &self.run,
+                record,
+                StepStatus::Succeeded,
+                Some(&output),
+                None,
+            )
+            .await?;
+        }
+        self.state.steps.insert(step.id.clone(), output);
+        self.step_done();
+        Ok(())
+    }
+
+    async fn start_record(
+        &self,
+        step: &Step,
+        key: &str,
+        input: Option<&Value>,
+    ) -> Result<step_run::Model> {
+        runs::start_step_run(
+            self.services,
+            &self.run,
+            &step.id,
+            step.action.kind(),
+            &self.state.iteration(),
+            self.state.attempt,
+            key,
+            input,
+        )
+        .await
+    }
+
+    /// A step that starts and ends at once (branch, loop, set_variables, stop).
+    async fn record(
+        &self,
+        step: &Step,
+        status: StepStatus,
+        input: Option<&Value>,
+        output: Option<&Value>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let key = self.step_key(&step.id);
+        let started = self.start_record(step, &key, input).await?;
+        runs::finish_step_run(self.services, &self.run, started, status, output, error).await
+    }
+
+    async fn schedule(&self, token: Option<Uuid>, wait: Duration) -> Result<()> {
+        let job = FlowJob::Run {
+            run_id: self.run.id,
+            token,
+        };
+        let delay =
+            (!wait.is_zero()).then(|| Duration::from_secs(wait.as_millis().div_ceil(1000) as u64));
+        self.services.jobs.flows.push(job, delay).await
+    }
+
+    /// Saves the run; `Err(Cancelled)` when it was cancelled meanwhile (nothing is saved).
+    async fn checkpoint(&mut self) -> Result<Result<(), Cancelled>> {
+        self.run.state = serde_json::to_value(&self.state).expect("run state serializes");
+        self.run.updated_at = Utc::now();
+        if runs::save(self.services, &self.run).await? {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(Cancelled))
+        }
+    }
+
+    async fn succeed(&mut self) -> Result<()> {
+        self.state.frames.clear();
+        self.run.status = RunStatus::Succeeded;
+        self.run.finished_at = Some(Utc::now());
+        if self.checkpoint().await?.is_ok() {
+            runs::release_next(self.services, &self.run).await?;
+        }
+        Ok(())
+    }
+
+    async fn fail_run(&mut self, step_id: Option<&str>, error: String) -> Result<()> {
+        self.run.status = RunStatus::Failed;
+        self.run.error = Some(match step_id {
+            Some(id) => format!("step {id}: {error}"),
+            None => error,
+        });
+        self.run.finished_at = Some(Utc::now());
+        if self.checkpoint().await?.is_ok() {
+            runs::failed(self.services, &self.run, &self.flow, step_id).await?;
+            runs::release_next(self.services, &self.run).await?;
+        }
+        Ok(())
+    }
+}
+
+enum Next {
+    Continue,
+    Stop,
+}

@@ -1,0 +1,293 @@
+//! Starting runs: the trigger index (one row per enabled, published flow), matching events
+//! against it, custom events, inbound webhooks and schedules. WhatsApp triggers get the
+//! snake_case payload the conversation-ended webhook uses, so `{{ trigger.customer_name }}`
+//! works as the docs write it.
+
+use chrono::Utc;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    sea_query::Expr,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use waflow_entities::{enums::RunStatus, flow, flow_run, flow_trigger, flow_version};
+
+use super::{
+    FlowJob, FlowService,
+    definition::{self, Trigger},
+    runs,
+    schedule::Schedule,
+};
+use crate::{
+    error::{Error, Result},
+    events::{Event, EventPayload},
+    services::webhooks,
+};
+
+/// Rewrites the flow's row in the trigger index: present while it is enabled and published.
+pub async fn index(db: &impl ConnectionTrait, flow: &flow::Model) -> Result<()> {
+    flow_trigger::Entity::delete_by_id(flow.id).exec(db).await?;
+    let (true, Some(number)) = (flow.enabled, flow.published_version) else {
+        return Ok(());
+    };
+    let Some(version) = flow_version::Entity::find()
+        .filter(flow_version::Column::FlowId.eq(flow.id))
+        .filter(flow_version::Column::Version.eq(number))
+        .one(db)
+        .await?
+    else {
+        return Ok(());
+    };
+    let trigger_json = version.definition["trigger"].clone();
+    let Ok(trigger) = serde_json::from_value::<Trigger>(trigger_json.clone()) else {
+        return Ok(());
+    };
+    let next_fire_at = match &trigger {
+        Trigger::Schedule { cron, timezone } => Schedule::parse(cron, timezone.as_deref())
+            .ok()
+            .and_then(|s| s.next_after(Utc::now())),
+        _ => None,
+    };
+    flow_trigger::ActiveModel {
+        flow_id: Set(flow.id),
+        workspace_id: Set(flow.workspace_id),
+        trigger_type: Set(trigger.kind().to_owned()),
+        sender_id: Set(trigger.sender_id()),
+        event_name: Set(match &trigger {
+            Trigger::Event { name } => Some(name.clone()),
+            _ => None,
+        }),
+        flow_version_id: Set(version.id),
+        trigger: Set(trigger_json),
+        next_fire_at: Set(next_fire_at),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// The trigger payload of a WhatsApp event, and the sender it came through.
+fn whatsapp_payload(event: &Event) -> Option<(&'static str, Option<Uuid>, Value)> {
+    Some(match &event.payload {
+        EventPayload::MessageReceived(m) => (
+            "message_received",
+            Some(m.sender_id),
+            json!({"customer_phone": m.customer_phone, "customer_name": m.customer_name,
+                   "message": m.message, "message_id": m.message_id, "sender_id": m.sender_id,
+                   "conversation_id": m.conversation_id, "timestamp": m.timestamp}),
+        ),
+        EventPayload::ConversationStarted(s) => (
+            "conversation_started",
+            Some(s.sender.id),
+            json!({"customer_phone": s.customer_phone, "customer_name": s.customer_name,
+                   "message": s.first_message, "first_message": s.first_message,
+                   "sender_id": s.sender.id, "conversation_id": s.conversation_id,
+                   "sender": {"id": s.sender.id, "phone_number": s.sender.phone_number,
+                              "display_name": s.sender.display_name},
+                   "timestamp": event.at}),
+        ),
+        EventPayload::ConversationEnded(e) => {
+            let sender_id = e.sender.as_ref().map(|s| s.id);
+            let mut payload = webhooks::body(event);
+            if let Value::Object(map) = &mut payload {
+                map.remove("event");
+                map.remove("event_id");
+                map.insert("sender_id".into(), json!(sender_id));
+            }
+            ("conversation_ended", sender_id, payload)
+        }
+        _ => return None,
+    })
+}
+
+impl FlowService<'_> {
+    /// Starts the runs an event triggers, and hands a reply to runs waiting for one. Called for
+    /// every event after it is published; a failure is logged, never undoes the event.
+    pub async fn on_event(&self, event: &Event) {
+        if let Err(error) = self.try_on_event(event).await {
+            tracing::error!(%error, event_id = %event.id, "could not start the flows of an event");
+        }
+    }
+
+    async fn try_on_event(&self, event: &Event) -> Result<()> {
+        let Some((kind, sender_id, payload)) = whatsapp_payload(event) else {
+            return Ok(());
+        };
+        if let (EventPayload::MessageReceived(m), Some(sender_id)) = (&event.payload, sender_id) {
+            self.hand_reply(sender_id, &m.customer_phone, &payload)
+                .await?;
+        }
+        let text = payload["message"].as_str().unwrap_or_default().to_owned();
+        for row in self
+            .matching(event.workspace_id, kind, sender_id, None)
+            .await?
+        {
+            if let Ok(Trigger::MessageReceived {
+                matcher: Some(matcher),
+                ..
+            }) = serde_json::from_value::<Trigger>(row.trigger.clone())
+                && !matcher.matches(&text)
+            {
+                continue;
+            }
+            self.start_indexed(&row, kind, payload.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Index rows of `kind` in the workspace, for any sender or this one (or this event name).
+    async fn matching(
+        &self,
+        workspace_id: Uuid,
+        kind: &str,
+        sender_id: Option<Uuid>,
+        event_name: Option<&str>,
+    ) -> Result<Vec<flow_trigger::Model>> {
+        let mut select = flow_trigger::Entity::find()
+            .filter(flow_trigger::Column::WorkspaceId.eq(workspace_id))
+            .filter(flow_trigger::Column::TriggerType.eq(kind));
+        let mut senders = Condition::any().add(flow_trigger::Column::SenderId.is_null());
+        if let Some(sender_id) = sender_id {
+            senders = senders.add(flow_trigger::Column::SenderId.eq(sender_id));
+        }
+        select = select.filter(senders);
+        if let Some(name) = event_name {
+            select = select.filter(flow_trigger::Column::EventName.eq(name));
+        }
+        Ok(select.all(&self.services.db).await?)
+    }
+
+    async fn start_indexed(
+        &self,
+        row: &flow_trigger::Model,
+        kind: &str,
+        payload: Value,
+    ) -> Result<Option<flow_run::Model>> {
+        let db = &self.services.db;
+        let flow = flow::Entity::find_by_id(row.flow_id).one(db).await?;
+        let version = flow_version::Entity::find_by_id(row.flow_version_id)
+            .one(db)
+            .await?;
+        let (Some(flow), Some(version)) = (flow, version) else {
+            return Ok(None);
+        };
+        let Ok(definition) = definition::parse(&version.definition) else {
+            return Ok(None);
+        };
+        runs::create(self.services, &flow, &version, &definition, kind, payload)
+            .await
+            .map(Some)
+    }
+
+    /// The contact wrote: runs parked in `wait_for_reply` for them continue with the message.
+    async fn hand_reply(&self, sender_id: Uuid, phone: &str, payload: &Value) -> Result<()> {
+        let waiting = flow_run::Entity::find()
+            .filter(flow_run::Column::WaitingFor.eq(runs::reply_key(sender_id, phone)))
+            .filter(flow_run::Column::Status.eq(RunStatus::Waiting))
+            .all(&self.services.db)
+            .await?;
+        for run in waiting {
+            self.services
+                .jobs
+                .flows
+                .push(
+                    FlowJob::Reply {
+                        run_id: run.id,
+                        reply: payload.clone(),
+                    },
+                    None,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A custom event: starts every enabled flow whose trigger is `event` with this name.
+    pub async fn emit_event(
+        &self,
+        workspace_id: Uuid,
+        name: &str,
+        payload: Value,
+    ) -> Result<Vec<flow_run::Model>> {
+        if name.trim().is_empty() {
+            return Err(Error::field("name", "must not be empty"));
+        }
+        let mut started = Vec::new();
+        for row in self
+            .matching(workspace_id, "event", None, Some(name.trim()))
+            .await?
+        {
+            started.extend(self.start_indexed(&row, "event", payload.clone()).await?);
+        }
+        Ok(started)
+    }
+
+    /// `POST /hooks/flows/{id}`: the body starts a run of the flow when the secret is its own.
+    pub async fn inbound_webhook(
+        &self,
+        flow_id: Uuid,
+        secret: &str,
+        payload: Value,
+    ) -> Result<flow_run::Model> {
+        let flow = flow::Entity::find_by_id(flow_id)
+            .one(&self.services.db)
+            .await?
+            .ok_or(Error::NotFound("flow"))?;
+        let expected = match &flow.webhook_secret_enc {
+            Some(sealed) => self.services.secrets.decrypt(sealed)?,
+            None => return Err(Error::Unauthenticated),
+        };
+        if !crate::crypto::secrets_match(&expected, secret) {
+            return Err(Error::Unauthenticated);
+        }
+        let row = flow_trigger::Entity::find_by_id(flow_id)
+            .filter(flow_trigger::Column::TriggerType.eq("webhook"))
+            .one(&self.services.db)
+            .await?
+            .ok_or_else(|| {
+                Error::field(
+                    "flowId",
+                    "the flow is not enabled, or its trigger is not a webhook",
+                )
+            })?;
+        self.start_indexed(&row, "webhook", payload)
+            .await?
+            .ok_or(Error::NotFound("flow"))
+    }
+
+    /// Starts the runs of schedules that are due: each firing once across all processes.
+    pub async fn fire_due_schedules(&self) -> Result<usize> {
+        let now = Utc::now();
+        let due = flow_trigger::Entity::find()
+            .filter(flow_trigger::Column::TriggerType.eq("schedule"))
+            .filter(flow_trigger::Column::NextFireAt.lte(now))
+            .all(&self.services.db)
+            .await?;
+        let mut started = 0;
+        for row in due {
+            let Some(at) = row.next_fire_at else { continue };
+            let next = match serde_json::from_value::<Trigger>(row.trigger.clone()) {
+                Ok(Trigger::Schedule { cron, timezone }) => {
+                    Schedule::parse(&cron, timezone.as_deref())
+                        .ok()
+                        .and_then(|s| s.next_after(now))
+                }
+                _ => None,
+            };
+            // Whoever moves the firing time on owns this firing.
+            let moved = flow_trigger::Entity::update_many()
+                .col_expr(flow_trigger::Column::NextFireAt, Expr::value(next))
+                .filter(flow_trigger::Column::FlowId.eq(row.flow_id))
+                .filter(flow_trigger::Column::NextFireAt.eq(at))
+                .exec(&self.services.db)
+                .await?
+                .rows_affected;
+            if moved == 1 {
+                let payload = json!({"scheduled_at": at, "fired_at": now, "flow_id": row.flow_id});
+                self.start_indexed(&row, "schedule", payload).await?;
+                started += 1;
+            }
+        }
+        Ok(started)
+    }
+}
