@@ -14,29 +14,6 @@ const SEND_TEMPLATE: &str = "mutation($input: SendTemplateMessageInput!) { sendT
 
 const CUSTOMER: &str = "+14155550123";
 
-async fn approved_template(
-    app: &TestApp,
-    sender_id: &str,
-    name: &str,
-    category: &str,
-    body: &str,
-) -> String {
-    let data = app
-        .ok(
-            "mutation($input: CreateTemplateInput!) { createTemplate(input: $input) { id } }",
-            json!({"input": {"senderId": sender_id, "name": name, "language": "en", "category": category,
-                   "components": {"body": body}}}),
-        )
-        .await;
-    let id = data["createTemplate"]["id"].as_str().unwrap().to_owned();
-    app.ok(
-        "mutation($id: ID!) { setTemplateStatus(id: $id, status: APPROVED) { id } }",
-        json!({"id": id}),
-    )
-    .await;
-    id
-}
-
 fn text(sender_id: &str, to: &str, text: &str) -> Value {
     json!({"input": {"senderId": sender_id, "to": to, "text": text}})
 }
@@ -162,8 +139,7 @@ async fn text_checks_name_the_problem(app: TestApp) {
 
 async fn templates_are_checked_and_rendered(app: TestApp) {
     let sender_id = app.sandbox_sender("+14155550100").await;
-    approved_template(
-        &app,
+    app.approved_template(
         &sender_id,
         "appointment",
         "UTILITY",
@@ -235,7 +211,9 @@ async fn templates_are_checked_and_rendered(app: TestApp) {
 
     // A template of another sender is not this sender's template.
     let second = app.sandbox_sender("+14155550101").await;
-    let foreign = approved_template(&app, &second, "other", "UTILITY", "Hi").await;
+    let foreign = app
+        .approved_template(&second, "other", "UTILITY", "Hi")
+        .await;
     let wrong_sender =
         json!({"input": {"senderId": sender_id, "templateId": foreign, "to": CUSTOMER}});
     assert_eq!(
@@ -251,14 +229,14 @@ async fn templates_are_checked_and_rendered(app: TestApp) {
 
 async fn named_placeholders_take_named_values(app: TestApp) {
     let sender_id = app.sandbox_sender("+14155550100").await;
-    let id = approved_template(
-        &app,
-        &sender_id,
-        "named",
-        "UTILITY",
-        "Hi {{customer_name}}, see {{doctor}}.",
-    )
-    .await;
+    let id = app
+        .approved_template(
+            &sender_id,
+            "named",
+            "UTILITY",
+            "Hi {{customer_name}}, see {{doctor}}.",
+        )
+        .await;
     let shape = app
         .ok(
             "query($id: ID!) { template(id: $id) { parameterFormat variableNames variableCount } }",
@@ -305,8 +283,12 @@ async fn named_placeholders_take_named_values(app: TestApp) {
 /// STOP opts the customer out of marketing (utility messages still go); START opts back in.
 async fn opted_out_customers_get_no_marketing(app: TestApp) {
     let sender_id = app.sandbox_sender("+14155550100").await;
-    let promo = approved_template(&app, &sender_id, "promo", "MARKETING", "20% off today").await;
-    let receipt = approved_template(&app, &sender_id, "receipt", "UTILITY", "Your receipt").await;
+    let promo = app
+        .approved_template(&sender_id, "promo", "MARKETING", "20% off today")
+        .await;
+    let receipt = app
+        .approved_template(&sender_id, "receipt", "UTILITY", "Your receipt")
+        .await;
     let send = |template: &str| json!({"input": {"senderId": sender_id, "templateId": template, "to": CUSTOMER}});
 
     app.customer_writes(&sender_id, CUSTOMER, " stop ").await;
@@ -338,8 +320,12 @@ async fn opted_out_customers_get_no_marketing(app: TestApp) {
 /// A RED sender stops marketing until the user overrides it.
 async fn low_quality_senders_pause_marketing(app: TestApp) {
     let sender_id = app.sandbox_sender("+14155550100").await;
-    let promo = approved_template(&app, &sender_id, "promo", "MARKETING", "20% off").await;
-    let receipt = approved_template(&app, &sender_id, "receipt", "UTILITY", "Receipt").await;
+    let promo = app
+        .approved_template(&sender_id, "promo", "MARKETING", "20% off")
+        .await;
+    let receipt = app
+        .approved_template(&sender_id, "receipt", "UTILITY", "Receipt")
+        .await;
     let row = sender::Entity::find_by_id(sender_id.parse::<uuid::Uuid>().unwrap())
         .one(&app.services.db)
         .await
@@ -381,7 +367,9 @@ async fn rate_limit_refuses_instead_of_sending(app: TestApp) {
         json!({"id": sender_id}),
     )
     .await;
-    let template = approved_template(&app, &sender_id, "receipt", "UTILITY", "Receipt").await;
+    let template = app
+        .approved_template(&sender_id, "receipt", "UTILITY", "Receipt")
+        .await;
     let send = json!({"input": {"senderId": sender_id, "templateId": template, "to": CUSTOMER}});
     assert!(
         app.gql(SEND_TEMPLATE, send.clone())
@@ -398,7 +386,9 @@ async fn rate_limit_refuses_instead_of_sending(app: TestApp) {
 
 async fn idempotency_keys_send_once(app: TestApp) {
     let sender_id = app.sandbox_sender("+14155550100").await;
-    let template = approved_template(&app, &sender_id, "receipt", "UTILITY", "Receipt {{1}}").await;
+    let template = app
+        .approved_template(&sender_id, "receipt", "UTILITY", "Receipt {{1}}")
+        .await;
     let send = json!({"input": {"senderId": sender_id, "templateId": template, "to": CUSTOMER,
                                 "variables": ["A-1"], "idempotencyKey": "order-A-1"}});
     let first = app.ok(SEND_TEMPLATE, send.clone()).await;

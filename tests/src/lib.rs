@@ -609,6 +609,31 @@ impl TestApp {
         data["simulateInboundMessage"].clone()
     }
 
+    /// Creates a template for `sender_id` in English and approves it (the sandbox plays Meta's
+    /// review); returns its id.
+    pub async fn approved_template(
+        &self,
+        sender_id: &str,
+        name: &str,
+        category: &str,
+        body: &str,
+    ) -> String {
+        let data = self
+            .ok(
+                "mutation($input: CreateTemplateInput!) { createTemplate(input: $input) { id } }",
+                json!({"input": {"senderId": sender_id, "name": name, "language": "en", "category": category,
+                       "components": {"body": body}}}),
+            )
+            .await;
+        let id = data["createTemplate"]["id"].as_str().unwrap().to_owned();
+        self.ok(
+            "mutation($id: ID!) { setTemplateStatus(id: $id, status: APPROVED) { id } }",
+            json!({"id": id}),
+        )
+        .await;
+        id
+    }
+
     /// Creates an assistant; returns its id.
     pub async fn assistant(&self, input: Value) -> String {
         let data = self

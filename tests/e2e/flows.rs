@@ -1,0 +1,527 @@
+//! Flows through the API: definitions validated with paths, versions, runs with their step
+//! records, retries, onError, cancel, retry from the failed step, replies, concurrency keys.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use waflow_tests::{
+    APP_SECRET, Meta, TestApp, error_code, error_fields, eventually, messages_webhook,
+};
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{method, path},
+};
+
+pub const RUN: &str = "query($id: ID!) { flowRun(id: $id) { id status error triggerType trigger vars version \
+    concurrencyKey startedAt finishedAt steps { stepId type status attempt iteration input output error } } }";
+const CUSTOMER: &str = "+14155550123";
+
+/// Creates, publishes and enables a flow; returns its id and webhook secret.
+pub async fn live_flow(app: &TestApp, definition: Value) -> (String, String) {
+    let data = app
+        .ok(
+            "mutation($input: CreateFlowInput!) { createFlow(input: $input) { id webhookSecret } }",
+            json!({"input": {"name": "Flow", "definition": definition}}),
+        )
+        .await;
+    let id = data["createFlow"]["id"].as_str().unwrap().to_owned();
+    let secret = data["createFlow"]["webhookSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.ok(
+        "mutation($id: ID!) { publishFlow(id: $id) { id } setFlowEnabled(id: $id, enabled: true) { enabled } }",
+        json!({"id": id}),
+    )
+    .await;
+    (id, secret)
+}
+
+pub async fn run(app: &TestApp, run_id: &str) -> Value {
+    app.ok(RUN, json!({"id": run_id})).await["flowRun"].clone()
+}
+
+/// Waits until the run is in `status`; returns it.
+pub async fn run_in(app: &TestApp, run_id: &str, status: &str) -> Value {
+    eventually(&format!("run {run_id} to be {status}"), || async {
+        let r = run(app, run_id).await;
+        assert!(
+            r["status"] == status
+                || !["SUCCEEDED", "FAILED", "CANCELLED"].contains(&r["status"].as_str().unwrap()),
+            "the run ended {} instead of {status}: {r}",
+            r["status"]
+        );
+        (r["status"] == status).then_some(r)
+    })
+    .await
+}
+
+pub async fn run_flow(app: &TestApp, flow: &str, payload: Value) -> String {
+    app.ok(
+        "mutation($id: ID!, $p: JSON!) { runFlow(id: $id, payload: $p) { id } }",
+        json!({"id": flow, "p": payload}),
+    )
+    .await["runFlow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn step_ids(run: &Value) -> Vec<(String, String, i64)> {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["stepId"].as_str().unwrap().to_owned(),
+                s["status"].as_str().unwrap().to_owned(),
+                s["attempt"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn definitions_are_validated_with_paths(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550199").await;
+    app.approved_template(&sender, "order_confirmed", "UTILITY", "Hi {{1}}")
+        .await;
+    let create = "mutation($input: CreateFlowInput!) { createFlow(input: $input) { id } }";
+    let bad = json!({
+    "trigger": {"type": "message_received", "senderId": uuid::Uuid::now_v7(), "match": {"regex": "("}},
+    "steps": [
+        {"id": "greet", "type": "send_sms", "to": "x"},
+        {"id": "route", "type": "branch", "branches": [{"when": "trigger.message ==", "steps": [
+            {"id": "confirm", "type": "send_template", "senderId": sender, "template": "missing_one",
+             "language": "en", "to": "{{ trigger.customer_phone }}"},
+            {"id": "greet", "type": "stop"}]}]},
+        {"id": "each", "type": "loop", "steps": []},
+        {"id": "wait", "type": "delay"},
+        {"id": "call", "type": "http_request", "url": "{{ broken", "method": "FETCH"},
+    ]});
+    let refused = app
+        .gql(create, json!({"input": {"name": "Bad", "definition": bad}}))
+        .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION_FAILED"));
+    let mut fields = error_fields(&refused);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "steps[0]",
+            "steps[1].branches[0].steps[1].id",
+            "steps[2].items",
+        ],
+        "{refused}"
+    );
+    // With the shape right, the checks that need the workspace and the expressions run.
+    let shaped = json!({
+    "trigger": {"type": "message_received", "senderId": uuid::Uuid::now_v7(), "match": {"regex": "("}},
+    "steps": [
+        {"id": "route", "type": "branch", "branches": [{"when": "trigger.message ==", "steps": [
+            {"id": "confirm", "type": "send_template", "senderId": sender, "template": "missing_one",
+             "language": "en", "to": "{{ trigger.customer_phone }}"}]}]},
+        {"id": "call", "type": "http_request", "url": "{{ broken", "method": "FETCH"},
+        {"id": "wait", "type": "delay"},
+    ]});
+    let refused = app
+        .gql(
+            create,
+            json!({"input": {"name": "Bad", "definition": shaped}}),
+        )
+        .await;
+    let mut fields = error_fields(&refused);
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "steps[0].branches[0].steps[0].template",
+            "steps[0].branches[0].when",
+            "steps[1].method",
+            "steps[1].url",
+            "steps[2]",
+            "trigger.match.regex",
+            "trigger.senderId",
+        ],
+        "{refused}"
+    );
+    let message = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("no approved template \"missing_one\" (en) for sender +14155550199"),
+        "{message}"
+    );
+
+    // A valid draft; publishing freezes it; editing the draft leaves the version alone.
+    let good = json!({"trigger": {"type": "manual"}, "steps": [
+        {"id": "note", "type": "set_variables", "values": {"greeting": "Hello {{ trigger.name }}"}}]});
+    let (flow, _) = live_flow(&app, good.clone()).await;
+    let mut edited = good.clone();
+    edited["steps"][0]["values"]["greeting"] = json!("Bye {{ trigger.name }}");
+    app.ok(
+        "mutation($id: ID!, $d: JSON!) { updateFlow(id: $id, input: {definition: $d}) { id } }",
+        json!({"id": flow, "d": edited}),
+    )
+    .await;
+    let data = app
+        .ok(
+            "query($id: ID!) { flow(id: $id) { draft enabled publishedVersion { version definition } versions { version } } }",
+            json!({"id": flow}),
+        )
+        .await;
+    assert_eq!(data["flow"]["publishedVersion"]["version"], 1);
+    assert_eq!(data["flow"]["publishedVersion"]["definition"], good);
+    assert_eq!(data["flow"]["draft"], edited);
+    let first = run_flow(&app, &flow, json!({"name": "Ada"})).await;
+    let done = run_in(&app, &first, "SUCCEEDED").await;
+    assert_eq!(done["vars"], json!({"greeting": "Hello Ada"}));
+    assert_eq!(done["version"], 1);
+    app.ok(
+        "mutation($id: ID!) { publishFlow(id: $id) { id } }",
+        json!({"id": flow}),
+    )
+    .await;
+    let second = run_flow(&app, &flow, json!({"name": "Ada"})).await;
+    let done = run_in(&app, &second, "SUCCEEDED").await;
+    assert_eq!(done["vars"], json!({"greeting": "Bye Ada"}));
+    assert_eq!(done["version"], 2);
+
+    // A missing value fails the step instead of rendering empty.
+    let missing = run_flow(&app, &flow, json!({})).await;
+    let failed = run_in(&app, &missing, "FAILED").await;
+    assert!(
+        failed["error"].as_str().unwrap().starts_with("step note: "),
+        "{failed}"
+    );
+
+    // Unpublished flows cannot be enabled or run.
+    let draft = app
+        .ok(
+            create,
+            json!({"input": {"name": "Draft", "definition": good}}),
+        )
+        .await["createFlow"]["id"]
+        .clone();
+    let enable = app
+        .gql(
+            "mutation($id: ID!) { setFlowEnabled(id: $id, enabled: true) { id } }",
+            json!({"id": draft}),
+        )
+        .await;
+    assert_eq!(error_code(&enable), Some("VALIDATION_FAILED"));
+    let run = app
+        .gql(
+            "mutation($id: ID!) { runFlow(id: $id, payload: {}) { id } }",
+            json!({"id": draft}),
+        )
+        .await;
+    assert_eq!(error_code(&run), Some("VALIDATION_FAILED"));
+    // Another workspace sees none of it.
+    let other = app.other_workspace().await;
+    let foreign = app
+        .gql_as(
+            Some(&other),
+            "query($id: ID!) { flow(id: $id) { id } }",
+            json!({"id": flow}),
+        )
+        .await;
+    assert_eq!(error_code(&foreign), Some("NOT_FOUND"));
+}
+
+/// Meta's stand-in answers the first send with 500, every later one with a fresh id.
+async fn meta_fails_once(meta: &Meta, pn: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v21.0/{pn}/messages")))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"error": {"message": "Service unavailable", "code": 2}})),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&meta.server)
+        .await;
+    meta_accepts(meta, pn).await;
+}
+
+async fn meta_accepts(meta: &Meta, pn: &str) {
+    Mock::given(method("POST"))
+        .and(path(format!("/v21.0/{pn}/messages")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp", "contacts": [{"input": "14155550123", "wa_id": "14155550123"}],
+            "messages": [{"id": format!("wamid.FLOW-{}", uuid::Uuid::now_v7().simple())}]})))
+        .with_priority(2)
+        .mount(&meta.server)
+        .await;
+}
+
+/// The customer writes to the Cloud API sender, which opens the 24-hour window.
+async fn customer_writes_via_meta(app: &TestApp, pn: &str, id: &str) {
+    let inbound = messages_webhook(
+        pn,
+        json!({"contacts": [{"profile": {"name": "Ana"}, "wa_id": "14155550123"}],
+               "messages": [{"from": "14155550123", "id": id, "timestamp": chrono::Utc::now().timestamp().to_string(),
+                             "type": "text", "text": {"body": "hello"}}]}),
+    );
+    assert_eq!(app.webhook(&inbound, Some(APP_SECRET)).await, 200);
+}
+
+async fn a_failed_send_is_retried_then_the_run_fails_and_can_be_retried(app: TestApp) {
+    const PN: &str = "PN-FLOW-1";
+    let meta = Meta::start().await;
+    meta_fails_once(&meta, PN).await;
+    let sender = app.cloud_sender(&meta, "+14155550199", PN).await;
+    customer_writes_via_meta(&app, PN, "wamid.IN-FLOW-1").await;
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "note", "type": "set_variables", "values": {"n": 1}},
+            {"id": "tell", "type": "send_text", "senderId": sender, "to": "{{ trigger.phone }}",
+             "text": "Your order shipped", "retry": {"maxAttempts": 2, "backoffSeconds": 1}}]}),
+    )
+    .await;
+    let first = run_flow(&app, &flow, json!({"phone": CUSTOMER})).await;
+    let done = run_in(&app, &first, "SUCCEEDED").await;
+    assert_eq!(
+        step_ids(&done),
+        [
+            ("note".into(), "SUCCEEDED".into(), 1),
+            ("tell".into(), "FAILED".into(), 1),
+            ("tell".into(), "SUCCEEDED".into(), 2),
+        ]
+    );
+    assert!(
+        done["steps"][1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("PROVIDER_ERROR")
+    );
+    assert_eq!(
+        meta.requests("POST", &format!("/{PN}/messages"))
+            .await
+            .len(),
+        2
+    );
+
+    // A provider that keeps failing: both attempts fail, the run fails and says so.
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    app.ok(
+        "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { id } }",
+        json!({"input": {"url": receiver.uri(), "events": ["FLOW_RUN_FAILED"]}}),
+    )
+    .await;
+    meta.server.reset().await;
+    meta.number_is_connected(PN, "GREEN").await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v21.0/{PN}/messages")))
+        .respond_with(
+            ResponseTemplate::new(500)
+                .set_body_json(json!({"error": {"message": "Service unavailable", "code": 2}})),
+        )
+        .mount(&meta.server)
+        .await;
+    let second = run_flow(&app, &flow, json!({"phone": CUSTOMER})).await;
+    let failed = run_in(&app, &second, "FAILED").await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("step tell: PROVIDER_ERROR"),
+        "{failed}"
+    );
+    let notified = eventually("the flow_run.failed webhook", || async {
+        let requests = receiver.received_requests().await.unwrap_or_default();
+        requests
+            .first()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+    })
+    .await;
+    assert_eq!(notified["event"], "flow_run.failed");
+    assert_eq!(notified["run_id"], second.as_str());
+    assert_eq!(notified["step_id"], "tell");
+
+    // Meta recovers: retrying from the failed step sends once and does not redo `note`.
+    meta.server.reset().await;
+    meta.number_is_connected(PN, "GREEN").await;
+    meta_accepts(&meta, PN).await;
+    app.ok(
+        "mutation($id: ID!) { retryFlowRun(id: $id, fromFailedStep: true) { status } }",
+        json!({"id": second}),
+    )
+    .await;
+    let retried = run_in(&app, &second, "SUCCEEDED").await;
+    let steps = step_ids(&retried);
+    assert_eq!(steps.iter().filter(|(id, _, _)| id == "note").count(), 1);
+    assert_eq!(
+        steps.last().unwrap(),
+        &("tell".to_owned(), "SUCCEEDED".to_owned(), 3)
+    );
+    assert_eq!(
+        meta.requests("POST", &format!("/{PN}/messages"))
+            .await
+            .len(),
+        1
+    );
+    let retry_again = app
+        .gql(
+            "mutation($id: ID!) { retryFlowRun(id: $id) { status } }",
+            json!({"id": second}),
+        )
+        .await;
+    assert_eq!(error_code(&retry_again), Some("VALIDATION_FAILED"));
+}
+
+async fn on_error_continue_and_cancel(app: TestApp) {
+    let crm = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/missing"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&crm)
+        .await;
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "lookup", "type": "http_request", "url": format!("{}/missing", crm.uri()), "onError": "continue"},
+            {"id": "note", "type": "set_variables", "values": {"lookup_failed": "{{ steps.lookup.error is defined }}"}},
+            {"id": "wait", "type": "delay", "seconds": 60},
+            {"id": "after", "type": "set_variables", "values": {"reached": true}}]}),
+    )
+    .await;
+    let id = run_flow(&app, &flow, json!({})).await;
+    let waiting = run_in(&app, &id, "WAITING").await;
+    assert_eq!(waiting["vars"], json!({"lookup_failed": true}));
+    assert_eq!(waiting["steps"][0]["status"], "FAILED");
+    assert!(
+        waiting["steps"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("404")
+    );
+    let cancelled = app
+        .ok(
+            "mutation($id: ID!) { cancelFlowRun(id: $id) { status finishedAt } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(cancelled["cancelFlowRun"]["status"], "CANCELLED");
+    let again = app
+        .gql(
+            "mutation($id: ID!) { cancelFlowRun(id: $id) { status } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(error_code(&again), Some("VALIDATION_FAILED"));
+    let after = run(&app, &id).await;
+    assert!(step_ids(&after).iter().all(|(step, _, _)| step != "after"));
+}
+
+async fn a_message_starts_a_run_that_waits_for_the_reply(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550199").await;
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "message_received", "senderId": sender, "match": {"contains": "price"}},
+            "steps": [
+                {"id": "ask", "type": "send_text", "senderId": sender, "to": "{{ trigger.customer_phone }}",
+                 "text": "Hi {{ trigger.customer_name }}, which size?"},
+                {"id": "size", "type": "wait_for_reply", "timeoutSeconds": 60},
+                {"id": "answer", "type": "send_text", "senderId": sender, "to": "{{ trigger.customer_phone }}",
+                 "text": "Size {{ steps.size.message.message }} costs 10 EUR."}]}),
+    )
+    .await;
+    let first = app.customer_writes(&sender, CUSTOMER, "Hello there").await;
+    let conversation = first["conversation"]["id"].as_str().unwrap().to_owned();
+    app.customer_writes(&sender, CUSTOMER, "What's the PRICE?")
+        .await;
+    let runs = eventually("a run for the matching message", || async {
+        let data = app
+            .ok(
+                "query($f: ID!) { flowRuns(flowId: $f) { edges { node { id status trigger } } } }",
+                json!({"f": flow}),
+            )
+            .await;
+        let runs = data["flowRuns"]["edges"].as_array().unwrap().clone();
+        (!runs.is_empty()).then_some(runs)
+    })
+    .await;
+    assert_eq!(runs.len(), 1, "only the matching message starts a run");
+    let run_id = runs[0]["node"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(runs[0]["node"]["trigger"]["message"], "What's the PRICE?");
+    assert_eq!(runs[0]["node"]["trigger"]["customer_name"], "Ana");
+    run_in(&app, &run_id, "WAITING").await;
+    app.customer_writes(&sender, CUSTOMER, "M").await;
+    run_in(&app, &run_id, "SUCCEEDED").await;
+    let bodies: Vec<String> = app
+        .conversation_messages(&conversation)
+        .await
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            "Hello there",
+            "What's the PRICE?",
+            "Hi Ana, which size?",
+            "M",
+            "Size M costs 10 EUR."
+        ]
+    );
+
+    // Nobody answers: the wait times out and says so.
+    let (quiet, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "size", "type": "wait_for_reply", "timeoutSeconds": 1, "senderId": sender, "phone": "+14155550999"},
+            {"id": "note", "type": "set_variables", "values": {"timed_out": "{{ steps.size.timed_out }}"}}]}),
+    )
+    .await;
+    let id = run_flow(&app, &quiet, json!({})).await;
+    let done = run_in(&app, &id, "SUCCEEDED").await;
+    assert_eq!(done["vars"], json!({"timed_out": true}));
+}
+
+async fn runs_with_one_key_go_one_at_a_time(app: TestApp) {
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "event", "name": "order.paid"}, "concurrencyKey": "{{ trigger.customer }}",
+            "steps": [{"id": "wait", "type": "delay", "seconds": 2}]}),
+    )
+    .await;
+    let emit = "mutation($p: JSON!) { emitEvent(name: \"order.paid\", payload: $p) }";
+    let first = app.ok(emit, json!({"p": {"customer": "ada"}})).await["emitEvent"][0].clone();
+    let second = app.ok(emit, json!({"p": {"customer": "ada"}})).await["emitEvent"][0].clone();
+    let other = app.ok(emit, json!({"p": {"customer": "bob"}})).await["emitEvent"][0].clone();
+    let (first, second, other) = (
+        first.as_str().unwrap(),
+        second.as_str().unwrap(),
+        other.as_str().unwrap(),
+    );
+    run_in(&app, first, "WAITING").await;
+    // Bob's run does not wait for Ada's; Ada's second does.
+    run_in(&app, other, "WAITING").await;
+    assert_eq!(run(&app, second).await["status"], "QUEUED");
+    let first_done = run_in(&app, first, "SUCCEEDED").await;
+    let second_done = run_in(&app, second, "SUCCEEDED").await;
+    assert!(
+        second_done["startedAt"].as_str().unwrap() >= first_done["finishedAt"].as_str().unwrap()
+    );
+    let none = app
+        .ok(
+            "mutation { emitEvent(name: \"nobody.listens\", payload: {}) }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(none["emitEvent"], json!([]));
+    let _ = flow;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+waflow_tests::on_both_databases!(
+    definitions_are_validated_with_paths,
+    a_failed_send_is_retried_then_the_run_fails_and_can_be_retried,
+    on_error_continue_and_cancel,
+    a_message_starts_a_run_that_waits_for_the_reply,
+    runs_with_one_key_go_one_at_a_time,
+);
