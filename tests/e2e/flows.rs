@@ -1,8 +1,6 @@
 //! Flows through the API: definitions validated with paths, versions, runs with their step
 //! records, retries, onError, cancel, retry from the failed step, replies, concurrency keys.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use waflow_tests::{
     APP_SECRET, Meta, TestApp, error_code, error_fields, eventually, messages_webhook,
@@ -514,8 +512,6 @@ async fn runs_with_one_key_go_one_at_a_time(app: TestApp) {
         )
         .await;
     assert_eq!(none["emitEvent"], json!([]));
-    let _ = flow;
-    tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
 waflow_tests::on_both_databases!(
