@@ -481,7 +481,7 @@ async fn a_message_starts_a_run_that_waits_for_the_reply(app: TestApp) {
 }
 
 async fn runs_with_one_key_go_one_at_a_time(app: TestApp) {
-    let (flow, _) = live_flow(
+    live_flow(
         &app,
         json!({"trigger": {"type": "event", "name": "order.paid"}, "concurrencyKey": "{{ trigger.customer }}",
             "steps": [{"id": "wait", "type": "delay", "seconds": 2}]}),
