@@ -9,6 +9,7 @@ mod cloud_api;
 mod contacts;
 mod conversations;
 mod evaluation;
+mod flow_crashes;
 mod flow_examples;
 mod flows;
 mod hardening;

@@ -28,7 +28,60 @@ pub struct TestApp {
     /// Stops the workers when the test ends.
     _workers: tokio::sync::oneshot::Sender<()>,
     _redis: Option<RedisNamespace>,
-    _database: TestDatabase,
+    pub database: TestDatabase,
+}
+
+/// The secrets key of apps whose workers run apart ([`spawn_app_without_workers`]).
+pub const SHARED_SECRET_KEY: &str = "d2FmbG93LXRlc3RzLXNoYXJlZC1zZWNyZXQta2V5MzI=";
+
+/// Workers as another process would run them: their own runtime, their own connections to the
+/// app's database and Redis prefix. `kill` stops them the way a crash does.
+pub struct Worker {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Worker {
+    pub fn start(app: &TestApp) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a worker runtime");
+        let url = app.database.url();
+        let backend = app.backend;
+        let redis = app._redis.as_ref().map(|r| RedisSettings {
+            url: r.url.clone(),
+            prefix: r.prefix.clone(),
+        });
+        runtime.spawn(async move {
+            let db = db::connect(&url).await.expect("the worker connects");
+            let secrets = SecretBox::from_base64(SHARED_SECRET_KEY).unwrap();
+            let services = match (backend, redis) {
+                (Backend::Postgres, Some(redis)) => Services::production(db, secrets, &redis).await,
+                _ => Services::embedded(db, secrets).await,
+            }
+            .expect("the worker's services");
+            worker::run(services, std::future::pending()).await
+        });
+        Self {
+            runtime: Some(runtime),
+        }
+    }
+
+    /// Stops every task where it is: no job finishes, no hold on a run is released.
+    pub fn kill(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The Redis keys of one test (`waflow-test-<uuid>:*`), deleted when it ends.
@@ -99,6 +152,24 @@ impl Drop for TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// How another process would connect to this database.
+    pub fn url(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(dir) => format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("waflow.db").display()
+            ),
+            TestDatabase::Postgres { admin_url, name } => {
+                let base = admin_url
+                    .rsplit_once('/')
+                    .map_or(admin_url.as_str(), |(b, _)| b);
+                format!("{base}/{name}")
+            }
+        }
+    }
+}
+
 fn postgres_admin_url() -> String {
     std::env::var("WAFLOW_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| DEFAULT_POSTGRES_ADMIN_URL.to_owned())
@@ -114,11 +185,8 @@ pub async fn test_database(backend: Backend) -> Option<(DatabaseConnection, Test
     let (url, guard) = match backend {
         Backend::Sqlite => {
             let dir = tempfile::tempdir().expect("temp dir");
-            let url = format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("waflow.db").display()
-            );
-            (url, TestDatabase::Sqlite(dir))
+            let guard = TestDatabase::Sqlite(dir);
+            (guard.url(), guard)
         }
         Backend::Postgres => {
             let admin_url = postgres_admin_url();
@@ -149,17 +217,11 @@ pub async fn test_database(backend: Backend) -> Option<(DatabaseConnection, Test
                 .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
                 .await
                 .expect("create test database");
-            let base = admin_url
-                .rsplit_once('/')
-                .map(|(base, _)| base)
-                .unwrap_or(&admin_url);
-            (
-                format!("{base}/{name}"),
-                TestDatabase::Postgres {
-                    admin_url: admin_url.clone(),
-                    name,
-                },
-            )
+            let guard = TestDatabase::Postgres {
+                admin_url: admin_url.clone(),
+                name,
+            };
+            (guard.url(), guard)
         }
     };
     let db = db::connect(&url).await.expect("connect to test database");
@@ -178,6 +240,25 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 pub async fn spawn_app_with(
     backend: Backend,
     configure: impl FnOnce(&mut Services),
+) -> Option<TestApp> {
+    spawn(backend, configure, true).await
+}
+
+/// A server with no workers in its process: tests start them as [`Worker`]s, and kill them.
+/// Secrets are sealed with [`SHARED_SECRET_KEY`] so that those workers can read them.
+pub async fn spawn_app_without_workers(backend: Backend) -> Option<TestApp> {
+    spawn(
+        backend,
+        |services| services.secrets = SecretBox::from_base64(SHARED_SECRET_KEY).unwrap(),
+        false,
+    )
+    .await
+}
+
+async fn spawn(
+    backend: Backend,
+    configure: impl FnOnce(&mut Services),
+    start_workers: bool,
 ) -> Option<TestApp> {
     // Server logs go to the test's captured output (shown when it fails); RUST_LOG tunes them.
     let _ = tracing_subscriber::fmt()
@@ -229,9 +310,11 @@ pub async fn spawn_app_with(
         .expect("create workspace");
     let addr = spawn_server(services.clone(), &[]).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(worker::run(services.clone(), async move {
-        let _ = stopped.await;
-    }));
+    if start_workers {
+        tokio::spawn(worker::run(services.clone(), async move {
+            let _ = stopped.await;
+        }));
+    }
     Some(TestApp {
         addr,
         http: reqwest::Client::new(),
@@ -240,7 +323,7 @@ pub async fn spawn_app_with(
         backend,
         _workers: stop,
         _redis: redis,
-        _database: guard,
+        database: guard,
     })
 }
 

@@ -45,6 +45,10 @@ impl StepError {
 
 impl From<Error> for StepError {
     fn from(e: Error) -> Self {
+        if matches!(e, Error::Database(_) | Error::Internal(_)) {
+            // The run shows only "internal error"; the operator needs the cause.
+            tracing::error!(error = ?e, "a flow step failed inside Waflow");
+        }
         let retry_after = match &e {
             Error::RateLimited {
                 retry_after_seconds,

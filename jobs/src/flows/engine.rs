@@ -25,8 +25,8 @@ use super::{
 use crate::{Services, error::Result};
 
 /// How long a worker's hold on a run lasts without renewal.
-const LEASE: Duration = Duration::from_secs(30);
-const RENEW_EVERY: Duration = Duration::from_secs(10);
+const LEASE: Duration = Duration::from_secs(15);
+const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How soon a job that found its run held by another worker tries again.
 const HELD_RETRY: Duration = Duration::from_secs(1);
 /// Default timeout of an http_request step.
