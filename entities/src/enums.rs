@@ -129,5 +129,5 @@ json_enum!(
 );
 json_enum!(
     /// What an outgoing webhook endpoint subscribes to.
-    WebhookEvent { MessageReceived, ConversationStarted, ConversationEnded, MessageStatusUpdated, SenderQualityChanged, FlowRunFailed }
+    WebhookEvent { MessageReceived, ConversationStarted, ConversationEnded, MessageStatusUpdated, SenderQualityChanged, FlowRunFailed, FlowPaused }
 );

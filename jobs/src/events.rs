@@ -53,6 +53,16 @@ pub enum EventPayload {
     ConversationEnded(Box<ConversationEnded>),
     FlowRunUpdated(FlowRunUpdated),
     FlowRunFailed(FlowRunFailed),
+    FlowPaused(FlowPaused),
+}
+
+/// Waflow disabled a flow: it sends MARKETING templates through a sender whose quality is RED.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FlowPaused {
+    pub flow_id: Uuid,
+    pub flow_name: String,
+    pub sender_id: Uuid,
+    pub reason: String,
 }
 
 /// A flow run changed state, or one of its steps started or finished.

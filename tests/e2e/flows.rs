@@ -1,6 +1,8 @@
 //! Flows through the API: definitions validated with paths, versions, runs with their step
 //! records, retries, onError, cancel, retry from the failed step, replies, concurrency keys.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use waflow_tests::{
     APP_SECRET, Meta, TestApp, error_code, error_fields, eventually, messages_webhook,
@@ -514,7 +516,175 @@ async fn runs_with_one_key_go_one_at_a_time(app: TestApp) {
     assert_eq!(none["emitEvent"], json!([]));
 }
 
+async fn failures_run_the_error_handler_and_stream_progress(app: TestApp) {
+    let broken = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&broken)
+        .await;
+    let (handler, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "note", "type": "set_variables",
+             "values": {"failed_step": "{{ trigger.step_id }}", "flow": "{{ trigger.flow_name }}"}}]}),
+    )
+    .await;
+    let data = app
+        .ok(
+            "mutation($input: CreateFlowInput!) { createFlow(input: $input) { id } }",
+            json!({"input": {"name": "Sync", "onErrorFlowId": handler, "definition": {
+                "trigger": {"type": "manual"}, "steps": [
+                  {"id": "push", "type": "http_request", "method": "POST", "url": broken.uri(),
+                   "body": {"a": 1}, "retry": {"maxAttempts": 1, "backoffSeconds": 0}}]}}}),
+        )
+        .await;
+    let flow = data["createFlow"]["id"].as_str().unwrap().to_owned();
+    app.ok(
+        "mutation($id: ID!) { publishFlow(id: $id) { id } }",
+        json!({"id": flow}),
+    )
+    .await;
+    let mut subscriber = app.subscriber(&app.key).await.unwrap();
+    subscriber
+        .subscribe(
+            "1",
+            &format!("subscription {{ flowRunUpdated(flowId: \"{flow}\") {{ runId status stepId stepStatus error }} }}"),
+        )
+        .await;
+    let run_id = run_flow(&app, &flow, json!({})).await;
+    let mut seen = Vec::new();
+    while let Some(event) = subscriber.next_event(Duration::from_secs(10)).await {
+        let update = event["flowRunUpdated"].clone();
+        assert_eq!(update["runId"], run_id.as_str());
+        let status = update["status"].as_str().unwrap().to_owned();
+        seen.push((
+            status.clone(),
+            update["stepId"].as_str().map(str::to_owned),
+            update["stepStatus"].as_str().map(str::to_owned),
+        ));
+        if status == "FAILED" && update["stepId"].is_null() {
+            assert!(update["error"].as_str().unwrap().contains("503"));
+            break;
+        }
+    }
+    assert_eq!(seen.first().unwrap().0, "QUEUED");
+    assert!(
+        seen.contains(&(
+            "RUNNING".into(),
+            Some("push".into()),
+            Some("RUNNING".into())
+        )),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("RUNNING".into(), Some("push".into()), Some("FAILED".into()))),
+        "{seen:?}"
+    );
+    assert_eq!(seen.last().unwrap().0, "FAILED");
+
+    let handled = eventually("the error handler's run", || async {
+        let data = app
+            .ok(
+                "query($f: ID!) { flowRuns(flowId: $f) { edges { node { id status triggerType vars } } } }",
+                json!({"f": handler}),
+            )
+            .await;
+        let node = data["flowRuns"]["edges"][0]["node"].clone();
+        (node["status"] == "SUCCEEDED").then_some(node)
+    })
+    .await;
+    assert_eq!(handled["triggerType"], "flow_failed");
+    assert_eq!(
+        handled["vars"],
+        json!({"failed_step": "push", "flow": "Sync"})
+    );
+}
+
+async fn a_red_sender_pauses_flows_sending_its_marketing_templates(app: TestApp) {
+    const PN: &str = "PN-FLOW-RED";
+    let meta = Meta::start().await;
+    let sender = app.cloud_sender(&meta, "+14155550199", PN).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v21.0/{PN}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"quality_rating": "RED", "status": "CONNECTED"})),
+        )
+        .with_priority(1)
+        .mount(&meta.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v21.0/WABA-1/message_templates"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": [
+            {"name": "promo", "language": "en", "status": "APPROVED", "category": "MARKETING", "id": "9",
+             "components": [{"type": "BODY", "text": "Sale!"}]},
+            {"name": "receipt", "language": "en", "status": "APPROVED", "category": "UTILITY", "id": "10",
+             "components": [{"type": "BODY", "text": "Your receipt"}]}]})))
+        .mount(&meta.server)
+        .await;
+    app.ok(
+        "mutation($id: ID!) { syncTemplates(senderId: $id) { created } }",
+        json!({"id": sender}),
+    )
+    .await;
+    let sending = |template: &str| {
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "send", "type": "send_template", "senderId": sender, "template": template,
+             "language": "en", "to": "{{ trigger.phone }}"}]})
+    };
+    let (promo, _) = live_flow(&app, sending("promo")).await;
+    let (receipt, _) = live_flow(&app, sending("receipt")).await;
+    let receiver = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&receiver)
+        .await;
+    app.ok(
+        "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { id } }",
+        json!({"input": {"url": receiver.uri(), "events": ["FLOW_PAUSED"]}}),
+    )
+    .await;
+    let flagged = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA-1", "time": 1748454394, "changes": [{
+        "field": "phone_number_quality_update",
+        "value": {"display_phone_number": "14155550199", "event": "FLAGGED", "current_limit": "TIER_250"}}]}]});
+    assert_eq!(app.webhook(&flagged, Some(APP_SECRET)).await, 200);
+    let state = |id: String| {
+        let app = &app;
+        async move {
+            app.ok(
+                "query($id: ID!) { flow(id: $id) { enabled pausedReason } }",
+                json!({"id": id}),
+            )
+            .await["flow"]
+                .clone()
+        }
+    };
+    let paused = eventually("the marketing flow to pause", || async {
+        let flow = state(promo.clone()).await;
+        (flow["enabled"] == false).then_some(flow)
+    })
+    .await;
+    assert!(
+        paused["pausedReason"]
+            .as_str()
+            .unwrap()
+            .contains("+14155550199 has a RED quality rating")
+    );
+    assert_eq!(state(receipt.clone()).await["enabled"], true);
+    let notified = eventually("the flow.paused webhook", || async {
+        let requests = receiver.received_requests().await.unwrap_or_default();
+        requests
+            .first()
+            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+    })
+    .await;
+    assert_eq!(notified["event"], "flow.paused");
+    assert_eq!(notified["flow_id"], promo.as_str());
+}
+
 waflow_tests::on_both_databases!(
+    failures_run_the_error_handler_and_stream_progress,
+    a_red_sender_pauses_flows_sending_its_marketing_templates,
     definitions_are_validated_with_paths,
     a_failed_send_is_retried_then_the_run_fails_and_can_be_retried,
     on_error_continue_and_cancel,

@@ -10,7 +10,10 @@ use sea_orm::{
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
-use waflow_entities::{enums::RunStatus, flow, flow_run, flow_trigger, flow_version};
+use waflow_entities::{
+    enums::{QualityRating, RunStatus, TemplateCategory},
+    flow, flow_run, flow_trigger, flow_version, template,
+};
 
 use super::{
     FlowJob, FlowService,
@@ -20,7 +23,7 @@ use super::{
 };
 use crate::{
     error::{Error, Result},
-    events::{Event, EventPayload},
+    events::{Event, EventPayload, FlowPaused, SenderRef},
     services::webhooks,
 };
 
@@ -110,6 +113,13 @@ impl FlowService<'_> {
     }
 
     async fn try_on_event(&self, event: &Event) -> Result<()> {
+        if let EventPayload::SenderQualityChanged(change) = &event.payload
+            && change.current == QualityRating::Red
+        {
+            return self
+                .pause_marketing(event.workspace_id, &change.sender)
+                .await;
+        }
         let Some((kind, sender_id, payload)) = whatsapp_payload(event) else {
             return Ok(());
         };
@@ -253,6 +263,78 @@ impl FlowService<'_> {
         self.start_indexed(&row, "webhook", payload)
             .await?
             .ok_or(Error::NotFound("flow"))
+    }
+
+    /// A sender's quality fell to RED: disable the enabled flows that send MARKETING templates
+    /// through it (Meta penalises a number that keeps sending them), and say so.
+    async fn pause_marketing(&self, workspace_id: Uuid, sender: &SenderRef) -> Result<()> {
+        let db = &self.services.db;
+        let live = flow::Entity::find()
+            .filter(flow::Column::WorkspaceId.eq(workspace_id))
+            .filter(flow::Column::Enabled.eq(true))
+            .all(db)
+            .await?;
+        let marketing: Vec<(String, String)> = template::Entity::find()
+            .filter(template::Column::SenderId.eq(sender.id))
+            .filter(template::Column::Category.eq(TemplateCategory::Marketing))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|t| (t.name, t.language))
+            .collect();
+        for flow in live {
+            let Some(number) = flow.published_version else {
+                continue;
+            };
+            let Some(version) = self.version(&flow, number).await? else {
+                continue;
+            };
+            let Ok(definition) = definition::parse(&version.definition) else {
+                continue;
+            };
+            let mut sends_marketing = false;
+            definition::walk(&definition.steps, "steps", &mut |step, _| {
+                if let definition::Action::Leaf(definition::Leaf::SendTemplate {
+                    sender_id,
+                    template,
+                    language,
+                    ..
+                }) = &step.action
+                {
+                    sends_marketing |= *sender_id == sender.id
+                        && marketing
+                            .iter()
+                            .any(|(n, l)| n == template && l == language);
+                }
+            });
+            if !sends_marketing {
+                continue;
+            }
+            let reason = format!(
+                "sender {} has a RED quality rating: flows sending its MARKETING templates are paused",
+                sender.phone_number
+            );
+            let txn = crate::db::begin_write(db).await?;
+            let mut model: flow::ActiveModel = flow.clone().into();
+            model.enabled = Set(false);
+            model.paused_reason = Set(Some(reason.clone()));
+            model.updated_at = Set(Utc::now());
+            let paused = model.update(&txn).await?;
+            index(&txn, &paused).await?;
+            txn.commit().await?;
+            tracing::warn!(flow_id = %flow.id, %reason, "flow paused");
+            let event = Event::new(
+                workspace_id,
+                EventPayload::FlowPaused(FlowPaused {
+                    flow_id: flow.id,
+                    flow_name: flow.name,
+                    sender_id: sender.id,
+                    reason,
+                }),
+            );
+            Box::pin(self.services.emit(event)).await;
+        }
+        Ok(())
     }
 
     /// Starts the runs of schedules that are due: each firing once across all processes.

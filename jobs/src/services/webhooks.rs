@@ -54,6 +54,7 @@ pub fn kind(payload: &EventPayload) -> Option<WebhookEvent> {
         EventPayload::MessageStatusUpdated(_) => WebhookEvent::MessageStatusUpdated,
         EventPayload::SenderQualityChanged(_) => WebhookEvent::SenderQualityChanged,
         EventPayload::FlowRunFailed(_) => WebhookEvent::FlowRunFailed,
+        EventPayload::FlowPaused(_) => WebhookEvent::FlowPaused,
         EventPayload::FlowRunUpdated(_) => return None,
     })
 }
@@ -67,6 +68,7 @@ pub fn wire_name(kind: WebhookEvent) -> &'static str {
         WebhookEvent::MessageStatusUpdated => "message.status",
         WebhookEvent::SenderQualityChanged => "sender.quality_changed",
         WebhookEvent::FlowRunFailed => "flow_run.failed",
+        WebhookEvent::FlowPaused => "flow.paused",
     }
 }
 
@@ -81,6 +83,7 @@ pub fn body(event: &Event) -> Value {
         EventPayload::MessageStatusUpdated(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::SenderQualityChanged(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::FlowRunFailed(p) => serde_json::to_value(p).expect("serializes"),
+        EventPayload::FlowPaused(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::FlowRunUpdated(p) => serde_json::to_value(p).expect("serializes"),
     };
     body["event"] = json!(name);
