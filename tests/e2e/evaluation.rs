@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use waflow_tests::{
-    Backend, LLM_KEY, Llm, Subscriber, TestApp, chat_messages, eventually, spawn_app_with,
+    Backend, LLM_KEY, Llm, Subscriber, TestApp, WebhookReceiver, chat_messages, eventually,
+    spawn_app_with,
 };
 use wiremock::{
-    Mock, MockServer, ResponseTemplate,
+    Mock, ResponseTemplate,
     matchers::{body_string_contains, method},
 };
 
@@ -65,16 +66,7 @@ async fn the_end_waits_for_the_evaluation(app: TestApp) {
         r#"{"status": true, "summary": "Bought pro for 3 seats", "plan": "pro", "seats": 3}"#,
     )
     .await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
-    app.ok(
-        "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { id } }",
-        json!({"input": {"url": receiver.uri(), "events": ["CONVERSATION_ENDED"]}}),
-    )
-    .await;
+    let receiver = WebhookReceiver::register(&app, json!(["CONVERSATION_ENDED"])).await;
     let assistant = app.assistant(evaluating(&llm)).await;
     let mut subscriber = app.subscriber(&app.key).await.unwrap();
     subscriber.subscribe("1", ENDED).await;
@@ -138,13 +130,9 @@ async fn the_end_waits_for_the_evaluation(app: TestApp) {
     assert_eq!(stored["extractionStatus"], "COMPLETED");
     assert_eq!(stored["extractedVariables"]["plan"], "pro");
     // The webhook carries the same evaluation.
-    let delivered = eventually("the conversation.ended webhook", || async {
-        let requests = receiver.received_requests().await.unwrap_or_default();
-        requests
-            .first()
-            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
-    })
-    .await;
+    let delivered = receiver
+        .first_delivery("the conversation.ended webhook")
+        .await;
     assert_eq!(delivered["event"], "conversation.ended");
     assert_eq!(delivered["extraction_status"], "COMPLETED");
     assert_eq!(delivered["assistant_id"], assistant.as_str());

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use waflow_tests::{
-    APP_SECRET, Meta, TestApp, error_code, error_fields, eventually, messages_webhook,
+    APP_SECRET, Meta, TestApp, WebhookReceiver, error_code, error_fields, eventually,
+    messages_webhook,
 };
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
@@ -302,16 +303,7 @@ async fn a_failed_send_is_retried_then_the_run_fails_and_can_be_retried(app: Tes
     );
 
     // A provider that keeps failing: both attempts fail, the run fails and says so.
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
-    app.ok(
-        "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { id } }",
-        json!({"input": {"url": receiver.uri(), "events": ["FLOW_RUN_FAILED"]}}),
-    )
-    .await;
+    let receiver = WebhookReceiver::register(&app, json!(["FLOW_RUN_FAILED"])).await;
     meta.server.reset().await;
     meta.number_is_connected(PN, "GREEN").await;
     Mock::given(method("POST"))
@@ -331,13 +323,7 @@ async fn a_failed_send_is_retried_then_the_run_fails_and_can_be_retried(app: Tes
             .starts_with("step tell: PROVIDER_ERROR"),
         "{failed}"
     );
-    let notified = eventually("the flow_run.failed webhook", || async {
-        let requests = receiver.received_requests().await.unwrap_or_default();
-        requests
-            .first()
-            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
-    })
-    .await;
+    let notified = receiver.first_delivery("the flow_run.failed webhook").await;
     assert_eq!(notified["event"], "flow_run.failed");
     assert_eq!(notified["run_id"], second.as_str());
     assert_eq!(notified["step_id"], "tell");
@@ -634,16 +620,7 @@ async fn a_red_sender_pauses_flows_sending_its_marketing_templates(app: TestApp)
     };
     let (promo, _) = live_flow(&app, sending("promo")).await;
     let (receipt, _) = live_flow(&app, sending("receipt")).await;
-    let receiver = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&receiver)
-        .await;
-    app.ok(
-        "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { id } }",
-        json!({"input": {"url": receiver.uri(), "events": ["FLOW_PAUSED"]}}),
-    )
-    .await;
+    let receiver = WebhookReceiver::register(&app, json!(["FLOW_PAUSED"])).await;
     let flagged = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA-1", "time": 1748454394, "changes": [{
         "field": "phone_number_quality_update",
         "value": {"display_phone_number": "14155550199", "event": "FLAGGED", "current_limit": "TIER_250"}}]}]});
@@ -671,13 +648,7 @@ async fn a_red_sender_pauses_flows_sending_its_marketing_templates(app: TestApp)
             .contains("+14155550199 has a RED quality rating")
     );
     assert_eq!(state(receipt.clone()).await["enabled"], true);
-    let notified = eventually("the flow.paused webhook", || async {
-        let requests = receiver.received_requests().await.unwrap_or_default();
-        requests
-            .first()
-            .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
-    })
-    .await;
+    let notified = receiver.first_delivery("the flow.paused webhook").await;
     assert_eq!(notified["event"], "flow.paused");
     assert_eq!(notified["flow_id"], promo.as_str());
 }

@@ -604,6 +604,39 @@ pub fn chat_messages(body: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// A local endpoint registered for outgoing webhooks; it answers 200 to everything.
+pub struct WebhookReceiver {
+    pub server: wiremock::MockServer,
+}
+
+impl WebhookReceiver {
+    /// Starts the receiver and registers it in `app`'s workspace for `events`.
+    pub async fn register(app: &TestApp, events: Value) -> Self {
+        let server = wiremock::MockServer::start().await;
+        wiremock::Mock::given(wiremock::matchers::method("POST"))
+            .respond_with(wiremock::ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        app.ok(
+            "mutation($input: CreateWebhookEndpointInput!) { createWebhookEndpoint(input: $input) { id } }",
+            json!({"input": {"url": server.uri(), "events": events}}),
+        )
+        .await;
+        Self { server }
+    }
+
+    /// The first delivery's JSON body, once it came.
+    pub async fn first_delivery(&self, what: &str) -> Value {
+        eventually(what, || async {
+            let requests = self.server.received_requests().await.unwrap_or_default();
+            requests
+                .first()
+                .map(|r| serde_json::from_slice::<Value>(&r.body).unwrap())
+        })
+        .await
+    }
+}
+
 /// A Meta error body as the Cloud API sends it.
 pub fn meta_error(code: i64, message: &str) -> Value {
     json!({"error": {"message": message, "type": "OAuthException", "code": code,

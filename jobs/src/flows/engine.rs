@@ -321,9 +321,7 @@ impl<'a> Executor<'a> {
             }
         }
         let output = json!({"branch": chosen.map_or(json!("else"), |i| json!(i))});
-        self.record(step, StepStatus::Succeeded, None, Some(&output), None)
-            .await?;
-        self.state.steps.insert(step.id.clone(), output);
+        self.done_at_once(step, None, output).await?;
         self.state.frames.push(Frame {
             block: Block::Branch {
                 step: step.id.clone(),
@@ -349,9 +347,7 @@ impl<'a> Executor<'a> {
             }
         };
         let output = json!({"count": list.len()});
-        self.record(step, StepStatus::Succeeded, None, Some(&output), None)
-            .await?;
-        self.state.steps.insert(step.id.clone(), output);
+        self.done_at_once(step, None, output).await?;
         if list.is_empty() {
             self.step_done();
         } else {
@@ -419,16 +415,8 @@ impl<'a> Executor<'a> {
                     .await
             }
             Leaf::Stop {} => {
-                let output = json!({"stopped": true});
-                self.record(
-                    step,
-                    StepStatus::Succeeded,
-                    input.as_ref(),
-                    Some(&output),
-                    None,
-                )
-                .await?;
-                self.state.steps.insert(step.id.clone(), output);
+                self.done_at_once(step, input.as_ref(), json!({"stopped": true}))
+                    .await?;
                 self.succeed().await?;
                 Ok(Next::Stop)
             }
@@ -436,16 +424,8 @@ impl<'a> Executor<'a> {
                 match expr::render_value(&Value::Object(values.clone()), &context) {
                     Ok(Value::Object(rendered)) => {
                         self.state.vars.extend(rendered.clone());
-                        let output = Value::Object(rendered);
-                        self.record(
-                            step,
-                            StepStatus::Succeeded,
-                            input.as_ref(),
-                            Some(&output),
-                            None,
-                        )
-                        .await?;
-                        self.state.steps.insert(step.id.clone(), output);
+                        self.done_at_once(step, input.as_ref(), Value::Object(rendered))
+                            .await?;
                         self.step_done();
                         Ok(Next::Continue)
                     }
@@ -684,6 +664,20 @@ impl<'a> Executor<'a> {
             input,
         )
         .await
+    }
+
+    /// A step that succeeded as it started (branch, loop, set_variables, stop): its record and
+    /// its output.
+    async fn done_at_once(
+        &mut self,
+        step: &Step,
+        input: Option<&Value>,
+        output: Value,
+    ) -> Result<()> {
+        self.record(step, StepStatus::Succeeded, input, Some(&output), None)
+            .await?;
+        self.state.steps.insert(step.id.clone(), output);
+        Ok(())
     }
 
     /// A step that starts and ends at once (branch, loop, set_variables, stop).

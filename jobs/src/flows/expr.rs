@@ -40,14 +40,18 @@ pub fn render(source: &str, context: &Value) -> Result<String, String> {
         .map_err(|e| format!("{source:?} cannot be rendered: {}", describe(&e)))
 }
 
-pub fn eval(source: &str, context: &Value) -> Result<Value, String> {
+fn evaluate(source: &str, context: &Value) -> Result<minijinja::Value, String> {
     let env = env();
     let expression = env
         .compile_expression(source)
         .map_err(|e| format!("{source:?} is not a valid expression: {}", describe(&e)))?;
-    let value = expression
+    expression
         .eval(context)
-        .map_err(|e| format!("{source:?} cannot be evaluated: {}", describe(&e)))?;
+        .map_err(|e| format!("{source:?} cannot be evaluated: {}", describe(&e)))
+}
+
+pub fn eval(source: &str, context: &Value) -> Result<Value, String> {
+    let value = evaluate(source, context)?;
     if value.is_undefined() {
         return Err(format!("{source:?} is undefined"));
     }
@@ -55,14 +59,7 @@ pub fn eval(source: &str, context: &Value) -> Result<Value, String> {
 }
 
 pub fn is_true(source: &str, context: &Value) -> Result<bool, String> {
-    let env = env();
-    let expression = env
-        .compile_expression(source)
-        .map_err(|e| format!("{source:?} is not a valid expression: {}", describe(&e)))?;
-    let value = expression
-        .eval(context)
-        .map_err(|e| format!("{source:?} cannot be evaluated: {}", describe(&e)))?;
-    Ok(value.is_true())
+    Ok(evaluate(source, context)?.is_true())
 }
 
 /// A template that is one `{{ expression }}` and nothing else: its value keeps its type.

@@ -396,18 +396,7 @@ impl FlowService<'_> {
         model.state = Set(serde_json::to_value(&state).expect("state serializes"));
         model.updated_at = Set(Utc::now());
         let run = model.update(&self.services.db).await?;
-        runs::publish_update(self.services, &run, None).await;
-        self.services
-            .jobs
-            .flows
-            .push(
-                FlowJob::Run {
-                    run_id: run.id,
-                    token: None,
-                },
-                None,
-            )
-            .await?;
+        runs::announce(self.services, &run).await?;
         Ok(run)
     }
 }

@@ -67,7 +67,13 @@ pub async fn create(
     }
     .insert(&services.db)
     .await?;
-    publish_update(services, &run, None).await;
+    announce(services, &run).await?;
+    Ok(run)
+}
+
+/// Tells subscribers about a run that is (again) ready and gives it to a worker.
+pub async fn announce(services: &Services, run: &flow_run::Model) -> Result<()> {
+    publish_update(services, run, None).await;
     services
         .jobs
         .flows
@@ -78,8 +84,7 @@ pub async fn create(
             },
             None,
         )
-        .await?;
-    Ok(run)
+        .await
 }
 
 /// Saves a run's progress unless it was cancelled meanwhile (false then).
