@@ -653,7 +653,91 @@ async fn a_red_sender_pauses_flows_sending_its_marketing_templates(app: TestApp)
     assert_eq!(notified["flow_id"], promo.as_str());
 }
 
+async fn whatsapp_triggers_carry_snake_case_payloads(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550199").await;
+    let note = |values: Value| json!([{"id": "note", "type": "set_variables", "values": values}]);
+    let (started, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "conversation_started", "senderId": sender},
+               "steps": note(json!({"first": "{{ trigger.first_message }}", "who": "{{ trigger.customer_name }}"}))}),
+    )
+    .await;
+    let (ended, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "conversation_ended"},
+               "steps": note(json!({"transcript": "{{ trigger.formatted_transcript }}", "reason": "{{ trigger.end_reason }}",
+                                    "count": "{{ trigger.message_count }}"}))}),
+    )
+    .await;
+    let written = app.customer_writes(&sender, CUSTOMER, "Hello!").await;
+    let conversation = written["conversation"]["id"].as_str().unwrap().to_owned();
+    app.ok(
+        "mutation($id: ID!) { endConversation(id: $id) { id } }",
+        json!({"id": conversation}),
+    )
+    .await;
+    let vars_of = |flow: String| {
+        let app = &app;
+        async move {
+            eventually("the flow's run", || async {
+                let data = app
+                    .ok(
+                        "query($f: ID!) { flowRuns(flowId: $f) { edges { node { status vars } } } }",
+                        json!({"f": flow}),
+                    )
+                    .await;
+                let node = data["flowRuns"]["edges"][0]["node"].clone();
+                (node["status"] == "SUCCEEDED").then(|| node["vars"].clone())
+            })
+            .await
+        }
+    };
+    assert_eq!(
+        vars_of(started).await,
+        json!({"first": "Hello!", "who": "Ana"})
+    );
+    assert_eq!(
+        vars_of(ended).await,
+        json!({"transcript": "Customer: Hello!", "reason": "manual", "count": 1})
+    );
+
+    // Mistakes in triggers are refused when saved; an event needs a name.
+    let create = "mutation($input: CreateFlowInput!) { createFlow(input: $input) { id } }";
+    let steps = note(json!({"a": 1}));
+    for (trigger, field) in [
+        (json!({"type": "schedule", "cron": "61 * * * *"}), "trigger"),
+        (
+            json!({"type": "schedule", "cron": "0 9 * * *", "timezone": "Mars/Olympus"}),
+            "trigger",
+        ),
+        (json!({"type": "event", "name": " "}), "trigger.name"),
+        (json!({"type": "telepathy"}), "trigger"),
+    ] {
+        let refused = app
+            .gql(create, json!({"input": {"name": "Bad", "definition": {"trigger": trigger, "steps": steps}}}))
+            .await;
+        assert_eq!(error_fields(&refused), [field], "{refused}");
+    }
+    let nameless = app
+        .gql("mutation { emitEvent(name: \"\", payload: {}) }", json!({}))
+        .await;
+    assert_eq!(error_code(&nameless), Some("VALIDATION_FAILED"));
+    // A webhook trigger only runs while its flow is enabled and its trigger is a webhook.
+    let (manual, secret) =
+        live_flow(&app, json!({"trigger": {"type": "manual"}, "steps": steps})).await;
+    let answer = app
+        .http
+        .post(app.url(&format!("/hooks/flows/{manual}")))
+        .bearer_auth(&secret)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 409);
+}
+
 waflow_tests::on_both_databases!(
+    whatsapp_triggers_carry_snake_case_payloads,
     failures_run_the_error_handler_and_stream_progress,
     a_red_sender_pauses_flows_sending_its_marketing_templates,
     definitions_are_validated_with_paths,
