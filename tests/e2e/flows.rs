@@ -736,7 +736,73 @@ async fn whatsapp_triggers_carry_snake_case_payloads(app: TestApp) {
     assert_eq!(answer.status(), 409);
 }
 
+async fn delays_until_a_time_end_conversations_and_stop(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550199").await;
+    let written = app.customer_writes(&sender, CUSTOMER, "Bye").await;
+    let conversation = written["conversation"]["id"].as_str().unwrap().to_owned();
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "until", "type": "delay", "until": "{{ trigger.at }}"},
+            {"id": "close", "type": "end_conversation", "conversationId": "{{ trigger.conversation }}"},
+            {"id": "again", "type": "end_conversation", "conversationId": "{{ trigger.conversation }}"},
+            {"id": "check", "type": "branch", "branches": [
+                {"when": "steps.again.already_ended", "steps": [{"id": "done", "type": "stop"}]}]},
+            {"id": "never", "type": "set_variables", "values": {"reached": true}}]}),
+    )
+    .await;
+    let at = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let id = run_flow(&app, &flow, json!({"at": at, "conversation": conversation})).await;
+    run_in(&app, &id, "WAITING").await;
+    let done = run_in(&app, &id, "SUCCEEDED").await;
+    let started = chrono::DateTime::parse_from_rfc3339(
+        done["steps"][1]["input"]["conversationId"]
+            .as_str()
+            .map(|_| at.as_str())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(chrono::Utc::now() >= started);
+    let steps: Vec<&str> = done["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["stepId"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["until", "close", "again", "check", "done"]);
+    assert_eq!(done["steps"][1]["output"]["already_ended"], false);
+    assert_eq!(done["steps"][2]["output"]["already_ended"], true);
+    assert_eq!(done["vars"], json!({}), "stop ends the run before `never`");
+    let status = app
+        .ok(
+            "query($id: ID!) { conversation(id: $id) { status endReason } }",
+            json!({"id": conversation}),
+        )
+        .await;
+    assert_eq!(
+        status["conversation"],
+        json!({"status": "ENDED", "endReason": "MANUAL"})
+    );
+
+    // A time that is not one fails the delay at once.
+    let bad = run_flow(
+        &app,
+        &flow,
+        json!({"at": "tomorrow", "conversation": conversation}),
+    )
+    .await;
+    let failed = run_in(&app, &bad, "FAILED").await;
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("is not an RFC 3339 time"),
+        "{failed}"
+    );
+}
+
 waflow_tests::on_both_databases!(
+    delays_until_a_time_end_conversations_and_stop,
     whatsapp_triggers_carry_snake_case_payloads,
     failures_run_the_error_handler_and_stream_progress,
     a_red_sender_pauses_flows_sending_its_marketing_templates,
