@@ -201,8 +201,9 @@ impl<'a> Executor<'a> {
         let now = Utc::now();
         match (self.state.wake.clone(), resume) {
             (Some(wake), Resume::Token(Some(token))) if wake.token == token => {
-                if wake.at > now + chrono::Duration::milliseconds(500) {
-                    // Early (the queue's clock is coarse): come back at the time.
+                if wake.at > now {
+                    // Early (the queue counts whole seconds): come back at the time; a delay
+                    // never ends before its time.
                     let wait = (wake.at - now).to_std().unwrap_or_default();
                     self.schedule(Some(token), wait).await?;
                     return Ok(false);
