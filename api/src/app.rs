@@ -42,6 +42,8 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         .merge(crate::webhooks::routes())
         .merge(crate::flow_hooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        // After the layer: imports have a limit of their own.
+        .merge(crate::import::routes())
         .with_state(state);
     if !cors_origins.is_empty() {
         router = router.layer(

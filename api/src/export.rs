@@ -22,7 +22,7 @@ pub struct ExportQuery {
     ended_after: Option<String>,
 }
 
-fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
     (status, Json(body)).into_response()
 }

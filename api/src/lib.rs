@@ -7,6 +7,7 @@ pub mod config;
 pub mod export;
 pub mod flow_hooks;
 pub mod graphql;
+pub mod import;
 pub mod webhooks;
 pub mod ws;
 

@@ -6,6 +6,7 @@ mod assistants;
 mod auth;
 mod auto_reply;
 mod cloud_api;
+mod contact_import;
 mod contacts;
 mod conversations;
 mod evaluation;

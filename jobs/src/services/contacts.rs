@@ -39,7 +39,7 @@ pub struct Erasure {
 }
 
 pub struct ContactService<'a> {
-    pub(super) services: &'a Services,
+    pub(crate) services: &'a Services,
 }
 
 fn check_fields(

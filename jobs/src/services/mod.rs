@@ -4,6 +4,7 @@
 pub mod ai_replies;
 pub mod api_keys;
 pub mod assistants;
+pub mod contact_import;
 pub mod contacts;
 pub mod conversations;
 pub mod evaluation;

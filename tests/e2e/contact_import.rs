@@ -1,0 +1,113 @@
+//! `POST /api/contacts/import`: contacts upserted from CSV by phone, invalid rows reported by
+//! line, and a file larger than the API's usual body limit streamed in batches.
+
+use serde_json::{Value, json};
+use waflow_tests::TestApp;
+
+async fn import(app: &TestApp, key: Option<&str>, csv: String) -> (u16, Value) {
+    let mut request = app
+        .http
+        .post(app.url("/api/contacts/import"))
+        .header("content-type", "text/csv")
+        .body(csv);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn contact(app: &TestApp, phone: &str) -> Value {
+    let data = app
+        .ok(
+            "query($s: String!) { contacts(search: $s, first: 5) { edges { node { phone name attributes } } } }",
+            json!({"s": phone}),
+        )
+        .await;
+    data["contacts"]["edges"][0]["node"].clone()
+}
+
+async fn rows_are_upserted_and_bad_ones_reported(app: TestApp) {
+    app.ok(
+        "mutation { createContact(input: {phone: \"+14155550102\", name: \"Bob\", attributes: {vip: \"yes\"}}) { id } }",
+        json!({}),
+    )
+    .await;
+    let csv = "phone,name,plan,city\n\
+        +14155550101,Ada,gold,Paris\n\
+        +14155550102,,,Berlin\n\
+        not-a-number,Eve,gold,\n\
+        +14155550101,Ada Lovelace,platinum,\n\
+        \"+1 415 555 0103\",Cy,silver,Rome\n\
+        +999,Zed,,\n";
+    let (status, report) = import(&app, Some(&app.key), csv.into()).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["created"], 2, "{report}");
+    assert_eq!(
+        report["updated"], 2,
+        "the existing contact and the repeated row"
+    );
+    assert_eq!(report["invalidCount"], 2);
+    let invalid = report["invalid"].as_array().unwrap();
+    assert_eq!(invalid[0]["line"], 4);
+    assert_eq!(invalid[0]["phone"], "not-a-number");
+    assert_eq!(invalid[1]["line"], 7);
+    assert_eq!(invalid[1]["phone"], "+999");
+    assert!(invalid[1]["reason"].as_str().unwrap().len() > 5);
+
+    assert_eq!(
+        contact(&app, "4155550101").await,
+        json!({"phone": "+14155550101", "name": "Ada Lovelace", "attributes": {"plan": "platinum", "city": "Paris"}})
+    );
+    assert_eq!(
+        contact(&app, "4155550102").await,
+        json!({"phone": "+14155550102", "name": "Bob", "attributes": {"vip": "yes", "city": "Berlin"}}),
+        "empty cells keep what the contact had"
+    );
+    assert_eq!(contact(&app, "4155550103").await["name"], "Cy");
+
+    let (status, refused) = import(&app, Some(&app.key), "name,plan\nAda,gold\n".into()).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"],
+        "VALIDATION_FAILED"
+    );
+    let (status, _) = import(&app, None, csv.into()).await;
+    assert_eq!(status, 401);
+    // Another workspace's import never touches these contacts.
+    let other = app.other_workspace().await;
+    let (_, theirs) = import(
+        &app,
+        Some(&other),
+        "phone,name\n+14155550101,Mallory\n".into(),
+    )
+    .await;
+    assert_eq!(theirs["created"], 1);
+    assert_eq!(contact(&app, "4155550101").await["name"], "Ada Lovelace");
+}
+
+async fn a_large_file_is_streamed(app: TestApp) {
+    // 30,000 rows, about 1.3 MB: over the 1 MiB limit of other requests.
+    let mut csv = String::from("phone,name,segment\n");
+    for i in 0..30_000 {
+        csv.push_str(&format!(
+            "+1415{:07},Customer number {i},s{}\n",
+            5_000_000 + i,
+            i % 7
+        ));
+    }
+    assert!(csv.len() > 1024 * 1024);
+    let (status, report) = import(&app, Some(&app.key), csv).await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["created"], 30_000);
+    assert_eq!(report["invalidCount"], 0);
+    assert_eq!(
+        contact(&app, "4155029999").await,
+        json!({"phone": "+14155029999", "name": "Customer number 29999", "attributes": {"segment": "s4"}})
+    );
+}
+
+waflow_tests::on_both_databases!(
+    rows_are_upserted_and_bad_ones_reported,
+    a_large_file_is_streamed
+);
