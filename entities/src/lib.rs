@@ -5,6 +5,7 @@
 pub mod api_key;
 pub mod assistant;
 pub mod contact;
+pub mod contact_tag;
 pub mod contact_window;
 pub mod conversation;
 pub mod enums;

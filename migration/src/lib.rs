@@ -16,6 +16,7 @@ mod m0009_message_payload;
 mod m0010_schedule_ticks;
 mod m0011_ai_replies;
 mod m0012_flow_engine;
+mod m0013_contact_tags;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_schedule_ticks::Migration),
             Box::new(m0011_ai_replies::Migration),
             Box::new(m0012_flow_engine::Migration),
+            Box::new(m0013_contact_tags::Migration),
         ]
     }
 }

@@ -2,7 +2,7 @@
 //! line, and a file larger than the API's usual body limit streamed in batches.
 
 use serde_json::{Value, json};
-use waflow_tests::TestApp;
+use waflow_tests::{TestApp, error_fields};
 
 async fn import(app: &TestApp, key: Option<&str>, csv: String) -> (u16, Value) {
     let mut request = app
@@ -107,7 +107,89 @@ async fn a_large_file_is_streamed(app: TestApp) {
     );
 }
 
+async fn phones(app: &TestApp, filter: Value) -> Vec<String> {
+    let data = app
+        .ok(
+            "query($f: ContactFilterInput) { contacts(filter: $f, first: 50) { edges { node { phone } } } }",
+            json!({"f": filter}),
+        )
+        .await;
+    data["contacts"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["phone"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn tags_and_attributes_select_contacts(app: TestApp) {
+    let csv = "phone,name,plan,tags\n+14155550101,Ada,gold,vip;2024\n+14155550102,Bob,silver,vip\n+14155550103,Cy,gold,\n";
+    let (status, report) = import(&app, Some(&app.key), csv.into()).await;
+    assert_eq!(status, 200, "{report}");
+    let created = app
+        .ok(
+            "mutation { createContact(input: {phone: \"+14155550104\", tags: [\" vip \", \"vip\", \"new\"]}) { id tags } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        created["createContact"]["tags"],
+        json!(["new", "vip"]),
+        "trimmed, once each"
+    );
+    let id = created["createContact"]["id"].clone();
+    app.ok(
+        "mutation($id: ID!) { updateContact(id: $id, input: {tags: [\"lapsed\"], optedOut: true}) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+
+    assert_eq!(
+        phones(&app, json!({"tags": ["vip"]})).await,
+        ["+14155550101", "+14155550102"]
+    );
+    assert_eq!(
+        phones(&app, json!({"tags": ["vip", "2024"]})).await,
+        ["+14155550101"]
+    );
+    assert_eq!(
+        phones(&app, json!({"attributes": {"plan": "gold"}})).await,
+        ["+14155550101", "+14155550103"]
+    );
+    assert_eq!(
+        phones(
+            &app,
+            json!({"attributes": {"plan": "gold"}, "tags": ["vip"]})
+        )
+        .await,
+        ["+14155550101"]
+    );
+    assert_eq!(
+        phones(&app, json!({"optedOut": true, "tags": ["lapsed"]})).await,
+        ["+14155550104"]
+    );
+    assert!(phones(&app, json!({"tags": ["nobody"]})).await.is_empty());
+
+    let query = "query($f: ContactFilterInput) { contacts(filter: $f) { edges { node { id } } } }";
+    let bad = app
+        .gql(query, json!({"f": {"attributes": {"plan": 5}}}))
+        .await;
+    assert_eq!(error_fields(&bad), ["filter.attributes.plan"]);
+    let long = app
+        .gql(query, json!({"f": {"tags": ["x".repeat(65)]}}))
+        .await;
+    assert_eq!(error_fields(&long), ["filter.tags"]);
+    let empty = app
+        .gql(
+            "mutation($t: [String!]) { createContact(input: {phone: \"+14155550109\", tags: $t}) { id } }",
+            json!({"t": [""]}),
+        )
+        .await;
+    assert_eq!(error_fields(&empty), ["tags"]);
+}
+
 waflow_tests::on_both_databases!(
     rows_are_upserted_and_bad_ones_reported,
-    a_large_file_is_streamed
+    a_large_file_is_streamed,
+    tags_and_attributes_select_contacts,
 );

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use waflow_entities::contact;
 use waflow_jobs::{
     Error,
-    services::contacts::{ContactChanges, NewContact},
+    services::contacts::{ContactChanges, ContactFilter, NewContact},
 };
 
 use super::{GqlResult, connection, page_request, parse_id, scope};
@@ -29,6 +29,10 @@ impl Contact {
         Json(self.0.attributes.clone())
     }
     /// An opted-out contact receives nothing from Waflow.
+    async fn tags(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<String>> {
+        let (services, _) = scope(ctx)?;
+        services.contacts().tags(self.0.id).await.gql()
+    }
     async fn opted_out(&self) -> bool {
         self.0.opted_out
     }
@@ -58,6 +62,19 @@ pub struct CreateContactInput {
     name: Option<String>,
     /// A JSON object.
     attributes: Option<Json<serde_json::Value>>,
+    tags: Option<Vec<String>>,
+}
+
+/// Which contacts to list; every field given narrows the list.
+#[derive(InputObject, Default)]
+pub struct ContactFilterInput {
+    /// Contacts with every one of these tags.
+    #[graphql(default)]
+    tags: Vec<String>,
+    /// Contacts whose attributes have these values, like {"plan": "gold"} (strings, compared as
+    /// text).
+    attributes: Option<Json<serde_json::Map<String, serde_json::Value>>>,
+    opted_out: Option<bool>,
 }
 
 #[derive(InputObject)]
@@ -66,6 +83,8 @@ pub struct UpdateContactInput {
     /// Replaces all attributes; a JSON object.
     attributes: Option<Json<serde_json::Value>>,
     opted_out: Option<bool>,
+    /// Replaces all tags.
+    tags: Option<Vec<String>>,
 }
 
 #[derive(Default)]
@@ -84,18 +103,27 @@ impl ContactQuery {
             .map(Contact)
     }
 
-    /// `search` matches part of the phone number or of the name (ignoring case).
+    /// `search` matches part of the phone number or of the name (ignoring case); `filter`
+    /// narrows by tags, attributes and opt-out.
     async fn contacts(
         &self,
         ctx: &Context<'_>,
         search: Option<String>,
+        filter: Option<ContactFilterInput>,
         first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<Connection<String, Contact>> {
         let (services, workspace_id) = scope(ctx)?;
+        let filter = filter.unwrap_or_default();
+        let filter = ContactFilter {
+            search,
+            tags: filter.tags,
+            attributes: filter.attributes.map(|a| a.0).unwrap_or_default(),
+            opted_out: filter.opted_out,
+        };
         let page = services
             .contacts()
-            .list(workspace_id, search.as_deref(), page_request(first, after)?)
+            .list(workspace_id, filter, page_request(first, after)?)
             .await
             .gql()?;
         Ok(connection(page, |c| c.id, Contact))
@@ -117,6 +145,7 @@ impl ContactMutation {
             phone: input.phone,
             name: input.name,
             attributes: input.attributes.map(|j| j.0),
+            tags: input.tags,
         };
         services
             .contacts()
@@ -138,6 +167,7 @@ impl ContactMutation {
             name: input.name,
             attributes: input.attributes.map(|j| j.0),
             opted_out: input.opted_out,
+            tags: input.tags,
         };
         services
             .contacts()

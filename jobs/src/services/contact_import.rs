@@ -42,6 +42,8 @@ struct Row {
     phone: String,
     name: Option<String>,
     attributes: Map<String, Value>,
+    /// Added to the contact's tags.
+    tags: Vec<String>,
 }
 
 impl ImportReport {
@@ -58,8 +60,8 @@ impl ImportReport {
 }
 
 impl ContactService<'_> {
-    /// Imports a CSV with a header row: `phone` (required), `name`, and any other column into
-    /// the contact's attributes. Existing contacts keep what a row leaves empty.
+    /// Imports a CSV with a header row: `phone` (required), `name`, `tags` (separated by `;`,
+    /// added to the contact's), and any other column into the contact's attributes. Existing contacts keep what a row leaves empty.
     pub async fn import_csv(
         &self,
         workspace_id: Uuid,
@@ -78,6 +80,7 @@ impl ContactService<'_> {
         let phone_at = column("phone")
             .ok_or_else(|| Error::field("csv", "the header row has no `phone` column"))?;
         let name_at = column("name");
+        let tags_at = column("tags");
         let mut report = ImportReport::default();
         let mut batch: Vec<Row> = Vec::with_capacity(BATCH);
         let mut records = reader.records();
@@ -102,13 +105,30 @@ impl ContactService<'_> {
             let attributes = headers
                 .iter()
                 .enumerate()
-                .filter(|(i, _)| *i != phone_at && Some(*i) != name_at)
+                .filter(|(i, _)| *i != phone_at && Some(*i) != name_at && Some(*i) != tags_at)
                 .filter_map(|(i, h)| {
                     let value = record.get(i).filter(|v| !v.is_empty())?;
                     Some((h.to_owned(), Value::String(value.to_owned())))
                 })
                 .collect();
+            let tags: Vec<String> = tags_at
+                .and_then(|i| record.get(i))
+                .map(|cell| {
+                    cell.split(';')
+                        .map(str::to_owned)
+                        .filter(|t| !t.trim().is_empty())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let tags = match super::contacts::clean_tags(&tags, "tags") {
+                Ok(tags) => tags,
+                Err(e) => {
+                    report.reject(line, raw, e.public_message());
+                    continue;
+                }
+            };
             batch.push(Row {
+                tags,
                 phone: phone.to_string(),
                 name: name_at
                     .and_then(|i| record.get(i))
@@ -145,6 +165,7 @@ impl ContactService<'_> {
                         earlier.name = row.name;
                     }
                     earlier.attributes.extend(row.attributes);
+                    earlier.tags.extend(row.tags);
                 }
                 None => {
                     at.insert(row.phone.clone(), merged.len());
@@ -164,6 +185,7 @@ impl ContactService<'_> {
             .collect();
         let now = Utc::now();
         let mut new = Vec::new();
+        let mut tagged: Vec<(Uuid, Vec<String>)> = Vec::new();
         for row in merged {
             match existing.remove(&row.phone) {
                 Some(found) => {
@@ -178,20 +200,25 @@ impl ContactService<'_> {
                     }
                     model.attributes = Set(Value::Object(attributes));
                     model.updated_at = Set(now);
-                    model.update(&txn).await?;
+                    let updated = model.update(&txn).await?;
+                    tagged.push((updated.id, row.tags));
                     report.updated += 1;
                 }
-                None => new.push(contact::ActiveModel {
-                    id: Set(Uuid::now_v7()),
-                    workspace_id: Set(workspace_id),
-                    phone: Set(row.phone),
-                    name: Set(row.name),
-                    attributes: Set(Value::Object(row.attributes)),
-                    opted_out: Set(false),
-                    opted_out_at: Set(None),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                }),
+                None => {
+                    let id = Uuid::now_v7();
+                    tagged.push((id, row.tags));
+                    new.push(contact::ActiveModel {
+                        id: Set(id),
+                        workspace_id: Set(workspace_id),
+                        phone: Set(row.phone),
+                        name: Set(row.name),
+                        attributes: Set(Value::Object(row.attributes)),
+                        opted_out: Set(false),
+                        opted_out_at: Set(None),
+                        created_at: Set(now),
+                        updated_at: Set(now),
+                    });
+                }
             }
         }
         report.created += new.len() as u64;
@@ -199,6 +226,9 @@ impl ContactService<'_> {
             contact::Entity::insert_many(new)
                 .exec_without_returning(&txn)
                 .await?;
+        }
+        for (id, tags) in tagged.iter().filter(|(_, tags)| !tags.is_empty()) {
+            super::contacts::set_tags(&txn, workspace_id, *id, tags, false).await?;
         }
         txn.commit().await?;
         Ok(())

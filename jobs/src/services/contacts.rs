@@ -7,7 +7,7 @@ use sea_orm::{
     sea_query::{Expr, ExprTrait, Func},
 };
 use uuid::Uuid;
-use waflow_entities::{E164, contact, contact_window, conversation, message};
+use waflow_entities::{E164, contact, contact_tag, contact_window, conversation, message};
 
 use super::{Services, find_in_workspace};
 use crate::{
@@ -21,6 +21,7 @@ pub struct NewContact {
     pub phone: String,
     pub name: Option<String>,
     pub attributes: Option<serde_json::Value>,
+    pub tags: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -28,6 +29,79 @@ pub struct ContactChanges {
     pub name: Option<String>,
     pub attributes: Option<serde_json::Value>,
     pub opted_out: Option<bool>,
+    /// Replaces every tag.
+    pub tags: Option<Vec<String>>,
+}
+
+/// Which contacts to list; every field given narrows the list.
+#[derive(Debug, Clone, Default)]
+pub struct ContactFilter {
+    /// Part of the phone number or, ignoring case, of the name.
+    pub search: Option<String>,
+    /// Contacts with every one of these tags.
+    pub tags: Vec<String>,
+    /// Contacts whose attributes have these values (compared as text).
+    pub attributes: serde_json::Map<String, serde_json::Value>,
+    pub opted_out: Option<bool>,
+}
+
+/// Most tags one contact can have, and the longest tag.
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_CHARS: usize = 64;
+
+/// Trimmed, without repeats, each 1 to 64 characters, at most 50.
+pub fn clean_tags(tags: &[String], field: &str) -> Result<Vec<String>> {
+    let mut clean: Vec<String> = Vec::new();
+    for tag in tags.iter().map(|t| t.trim()) {
+        if tag.is_empty() || tag.chars().count() > MAX_TAG_CHARS {
+            return Err(Error::field(
+                field,
+                format!("a tag must be 1 to {MAX_TAG_CHARS} characters"),
+            ));
+        }
+        if !clean.iter().any(|t| t == tag) {
+            clean.push(tag.to_owned());
+        }
+    }
+    if clean.len() > MAX_TAGS {
+        return Err(Error::field(field, format!("at most {MAX_TAGS} tags")));
+    }
+    Ok(clean)
+}
+
+/// Gives the contact exactly these tags (or, `replace` false, adds them).
+pub(crate) async fn set_tags(
+    db: &impl sea_orm::ConnectionTrait,
+    workspace_id: Uuid,
+    contact_id: Uuid,
+    tags: &[String],
+    replace: bool,
+) -> Result<()> {
+    if replace {
+        contact_tag::Entity::delete_many()
+            .filter(contact_tag::Column::ContactId.eq(contact_id))
+            .exec(db)
+            .await?;
+    }
+    if tags.is_empty() {
+        return Ok(());
+    }
+    contact_tag::Entity::insert_many(tags.iter().map(|tag| contact_tag::ActiveModel {
+        contact_id: Set(contact_id),
+        tag: Set(tag.clone()),
+        workspace_id: Set(workspace_id),
+    }))
+    .on_conflict(
+        sea_orm::sea_query::OnConflict::columns([
+            contact_tag::Column::ContactId,
+            contact_tag::Column::Tag,
+        ])
+        .do_nothing()
+        .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
 }
 
 /// What an erasure removed, so the workspace can document the request was honoured.
@@ -84,8 +158,10 @@ impl ContactService<'_> {
                 "a contact with this phone number already exists",
             ));
         }
+        let tags = clean_tags(input.tags.as_deref().unwrap_or_default(), "tags")?;
         let now = Utc::now();
-        contact::ActiveModel {
+        let txn = crate::db::begin_write(&self.services.db).await?;
+        let created = contact::ActiveModel {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),
             phone: Set(phone.to_string()),
@@ -99,7 +175,7 @@ impl ContactService<'_> {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(&self.services.db)
+        .insert(&txn)
         .await
         .map_err(|e| {
             Error::from_unique_violation(
@@ -107,7 +183,10 @@ impl ContactService<'_> {
                 "phone",
                 "a contact with this phone number already exists",
             )
-        })
+        })?;
+        set_tags(&txn, workspace_id, created.id, &tags, true).await?;
+        txn.commit().await?;
+        Ok(created)
     }
 
     pub async fn update(
@@ -139,7 +218,31 @@ impl ContactService<'_> {
             model.opted_out_at = Set(opted_out.then_some(now));
         }
         model.updated_at = Set(now);
-        Ok(model.update(&self.services.db).await?)
+        let tags = changes
+            .tags
+            .as_deref()
+            .map(|t| clean_tags(t, "tags"))
+            .transpose()?;
+        let txn = crate::db::begin_write(&self.services.db).await?;
+        let updated = model.update(&txn).await?;
+        if let Some(tags) = tags {
+            set_tags(&txn, workspace_id, updated.id, &tags, true).await?;
+        }
+        txn.commit().await?;
+        Ok(updated)
+    }
+
+    /// A contact's tags, sorted.
+    pub async fn tags(&self, contact_id: Uuid) -> Result<Vec<String>> {
+        let mut tags: Vec<String> = contact_tag::Entity::find()
+            .filter(contact_tag::Column::ContactId.eq(contact_id))
+            .all(&self.services.db)
+            .await?
+            .into_iter()
+            .map(|t| t.tag)
+            .collect();
+        tags.sort();
+        Ok(tags)
     }
 
     /// Erases a contact with every conversation and message it had, in one transaction.
@@ -184,16 +287,21 @@ impl ContactService<'_> {
         find_in_workspace!(&self.services.db, contact, workspace_id, id, "contact")
     }
 
-    /// Lists contacts; `search` matches part of the phone number or, ignoring case, of the name.
+    /// Lists contacts by the filter, oldest first.
     pub async fn list(
         &self,
         workspace_id: Uuid,
-        search: Option<&str>,
+        filter: ContactFilter,
         page: PageRequest,
     ) -> Result<Page<contact::Model>> {
         let mut select =
             contact::Entity::find().filter(contact::Column::WorkspaceId.eq(workspace_id));
-        if let Some(term) = search.map(str::trim).filter(|t| !t.is_empty()) {
+        if let Some(term) = filter
+            .search
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
             let pattern = format!("%{}%", escape_like(&term.to_lowercase()));
             let digits: String = term.chars().filter(char::is_ascii_digit).collect();
             let mut any = Condition::any().add(
@@ -204,6 +312,48 @@ impl ContactService<'_> {
                 any = any.add(contact::Column::Phone.contains(&digits));
             }
             select = select.filter(any);
+        }
+        let tags = clean_tags(&filter.tags, "filter.tags")?;
+        if !tags.is_empty() {
+            let with_all = sea_orm::sea_query::Query::select()
+                .column(contact_tag::Column::ContactId)
+                .from(contact_tag::Entity)
+                .and_where(Expr::col(contact_tag::Column::WorkspaceId).eq(workspace_id))
+                .and_where(Expr::col(contact_tag::Column::Tag).is_in(tags.clone()))
+                .group_by_col(contact_tag::Column::ContactId)
+                .and_having(
+                    Expr::col(contact_tag::Column::Tag)
+                        .count()
+                        .eq(tags.len() as i64),
+                )
+                .to_owned();
+            select = select.filter(contact::Column::Id.in_subquery(with_all));
+        }
+        let backend = self.services.db.get_database_backend();
+        for (key, value) in &filter.attributes {
+            let valid_key =
+                !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let Some(text) = value.as_str().filter(|_| valid_key) else {
+                return Err(Error::field(
+                    format!("filter.attributes.{key}"),
+                    "keys are letters, digits and underscores; values are strings",
+                ));
+            };
+            // The attribute as text, the same way on both databases.
+            let condition = match backend {
+                sea_orm::DbBackend::Postgres => Expr::cust_with_values(
+                    "\"contact\".\"attributes\" ->> $1 = $2",
+                    [key.clone(), text.to_owned()],
+                ),
+                _ => Expr::cust_with_values(
+                    "json_extract(\"contact\".\"attributes\", ?) = ?",
+                    [format!("$.{key}"), text.to_owned()],
+                ),
+            };
+            select = select.filter(condition);
+        }
+        if let Some(opted_out) = filter.opted_out {
+            select = select.filter(contact::Column::OptedOut.eq(opted_out));
         }
         paginate(&self.services.db, select, contact::Column::Id, page).await
     }
