@@ -27,25 +27,33 @@ pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response 
     (status, Json(body)).into_response()
 }
 
+/// The caller's key, or the 401 answer of the REST endpoints.
+pub(crate) async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<waflow_jobs::services::api_keys::Principal, Response> {
+    state
+        .services
+        .api_keys()
+        .authenticate(bearer(headers))
+        .await
+        .map_err(|error| {
+            refuse(
+                StatusCode::UNAUTHORIZED,
+                error.code(),
+                &error.public_message(),
+            )
+        })
+}
+
 pub async fn export(
     State(state): State<AppState>,
     headers: HeaderMap,
     Query(query): Query<ExportQuery>,
 ) -> Response {
-    let principal = match state
-        .services
-        .api_keys()
-        .authenticate(bearer(&headers))
-        .await
-    {
+    let principal = match authenticate(&state, &headers).await {
         Ok(principal) => principal,
-        Err(error) => {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                error.code(),
-                &error.public_message(),
-            );
-        }
+        Err(refused) => return refused,
     };
     let ended_after = match query
         .ended_after

@@ -15,7 +15,10 @@ use futures::TryStreamExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use waflow_jobs::Error;
 
-use crate::{AppState, app::bearer, export::refuse};
+use crate::{
+    AppState,
+    export::{authenticate, refuse},
+};
 
 /// The largest CSV accepted: about a million rows of typical contacts.
 pub const MAX_IMPORT_BYTES: usize = 128 * 1024 * 1024;
@@ -27,20 +30,9 @@ pub fn routes() -> Router<AppState> {
 }
 
 async fn import(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let principal = match state
-        .services
-        .api_keys()
-        .authenticate(bearer(&headers))
-        .await
-    {
+    let principal = match authenticate(&state, &headers).await {
         Ok(principal) => principal,
-        Err(error) => {
-            return refuse(
-                StatusCode::UNAUTHORIZED,
-                error.code(),
-                &error.public_message(),
-            );
-        }
+        Err(refused) => return refused,
     };
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
