@@ -9,6 +9,7 @@ mod cloud_api;
 mod contact_import;
 mod contacts;
 mod conversations;
+mod dry_runs;
 mod evaluation;
 mod flow_crashes;
 mod flow_examples;

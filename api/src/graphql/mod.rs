@@ -4,6 +4,7 @@
 pub(crate) mod assistants;
 mod contacts;
 mod conversations;
+mod flow_tests;
 mod flows;
 mod messages;
 mod senders;
@@ -34,6 +35,7 @@ pub struct QueryRoot(
     conversations::ConversationQuery,
     webhooks::WebhookQuery,
     flows::FlowQuery,
+    flow_tests::FlowTestQuery,
 );
 
 #[derive(MergedObject, Default)]

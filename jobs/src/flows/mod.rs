@@ -4,6 +4,7 @@
 
 pub mod actions;
 pub mod definition;
+pub mod dry_run;
 pub mod engine;
 pub mod expr;
 pub mod runs;
@@ -302,6 +303,31 @@ impl FlowService<'_> {
             payload,
         )
         .await
+    }
+
+    /// Walks the flow's draft with `payload`, performing nothing (see `dry_run`).
+    pub async fn test_flow(
+        &self,
+        workspace_id: Uuid,
+        id: Uuid,
+        payload: Value,
+        allow_http: bool,
+    ) -> Result<dry_run::Trace> {
+        let flow = self.get(workspace_id, id).await?;
+        self.test_definition(workspace_id, &flow.draft, payload, allow_http)
+            .await
+    }
+
+    /// Validates an unsaved definition and walks it with `payload`, performing nothing.
+    pub async fn test_definition(
+        &self,
+        workspace_id: Uuid,
+        definition: &Value,
+        payload: Value,
+        allow_http: bool,
+    ) -> Result<dry_run::Trace> {
+        let definition = validate::validate(self.services, workspace_id, definition).await?;
+        Ok(dry_run::dry_run(self.services, &definition, payload, allow_http).await)
     }
 
     pub async fn run(&self, workspace_id: Uuid, id: Uuid) -> Result<flow_run::Model> {

@@ -1,0 +1,278 @@
+//! Dry runs: a flow walked with a payload and no side effects. Sends, AI replies and HTTP
+//! requests are rendered but not performed (an HTTP GET may be, when allowed), delays and waits
+//! are skipped, and the answer is the step-by-step trace a run would have recorded.
+
+use serde_json::{Map, Value, json};
+
+use super::{
+    definition::{Action, Definition, Leaf, Step},
+    expr,
+    state::RunState,
+};
+use crate::Services;
+
+/// One step as the dry run saw it.
+#[derive(Debug, Clone)]
+pub struct TracedStep {
+    pub step_id: String,
+    pub step_type: &'static str,
+    /// The step's place in the definition, like `steps[1].branches[0].steps[0]`.
+    pub path: String,
+    /// Loop item indices around the step, like a run's.
+    pub iteration: String,
+    pub succeeded: bool,
+    pub input: Option<Value>,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Trace {
+    pub succeeded: bool,
+    pub error: Option<String>,
+    pub steps: Vec<TracedStep>,
+}
+
+/// What ends a walk early.
+enum Halt {
+    Stop,
+    Failed(String),
+}
+
+struct Walker<'a> {
+    services: &'a Services,
+    allow_http: bool,
+    trigger: Value,
+    state: RunState,
+    loops: Vec<usize>,
+    /// `loop` as templates see it inside the innermost loop.
+    current_loop: Option<Value>,
+    steps: Vec<TracedStep>,
+}
+
+/// Walks `definition` with `payload` as its trigger.
+pub async fn dry_run(
+    services: &Services,
+    definition: &Definition,
+    payload: Value,
+    allow_http: bool,
+) -> Trace {
+    let mut walker = Walker {
+        services,
+        allow_http,
+        trigger: payload,
+        state: RunState::new(),
+        loops: Vec::new(),
+        current_loop: None,
+        steps: Vec::new(),
+    };
+    let outcome = walker.walk(&definition.steps, "steps").await;
+    let error = match outcome {
+        Ok(()) | Err(Halt::Stop) => None,
+        Err(Halt::Failed(error)) => Some(error),
+    };
+    Trace {
+        succeeded: error.is_none(),
+        error,
+        steps: walker.steps,
+    }
+}
+
+impl Walker<'_> {
+    fn trace(
+        &mut self,
+        step: &Step,
+        path: &str,
+        input: Option<Value>,
+        result: Result<Value, String>,
+    ) -> Result<(), Halt> {
+        let (succeeded, output, error) = match result {
+            Ok(output) => (true, Some(output), None),
+            Err(error) => (false, None, Some(error)),
+        };
+        self.steps.push(TracedStep {
+            step_id: step.id.clone(),
+            step_type: step.action.kind(),
+            path: path.to_owned(),
+            iteration: self
+                .loops
+                .iter()
+                .map(usize::to_string)
+                .collect::<Vec<_>>()
+                .join("."),
+            succeeded,
+            input,
+            output: output.clone(),
+            error: error.clone(),
+        });
+        match (output, error) {
+            (Some(output), _) => {
+                self.state.steps.insert(step.id.clone(), output);
+                Ok(())
+            }
+            (None, Some(error)) if step.on_error == super::definition::OnError::Continue => {
+                self.state
+                    .steps
+                    .insert(step.id.clone(), json!({"error": error}));
+                Ok(())
+            }
+            (_, error) => Err(Halt::Failed(format!(
+                "{path} ({}): {}",
+                step.id,
+                error.unwrap_or_default()
+            ))),
+        }
+    }
+
+    fn walk<'s>(
+        &'s mut self,
+        steps: &'s [Step],
+        path: &'s str,
+    ) -> futures::future::BoxFuture<'s, Result<(), Halt>> {
+        Box::pin(async move {
+            for (i, step) in steps.iter().enumerate() {
+                let at = format!("{path}[{i}]");
+                self.step(step, &at).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn step(&mut self, step: &Step, at: &str) -> Result<(), Halt> {
+        let context = self.loop_context();
+        match &step.action {
+            Action::Branch {
+                branches,
+                otherwise,
+            } => {
+                let mut chosen = None;
+                for (i, branch) in branches.iter().enumerate() {
+                    match expr::is_true(&branch.when, &context) {
+                        Ok(true) => {
+                            chosen = Some(i);
+                            break;
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            return self.trace(
+                                step,
+                                at,
+                                None,
+                                Err(format!("branches[{i}].when: {e}")),
+                            );
+                        }
+                    }
+                }
+                let output = json!({"branch": chosen.map_or(json!("else"), |i| json!(i))});
+                self.trace(step, at, None, Ok(output))?;
+                match chosen {
+                    Some(i) => {
+                        self.walk(&branches[i].steps, &format!("{at}.branches[{i}].steps"))
+                            .await
+                    }
+                    None => self.walk(otherwise, &format!("{at}.else")).await,
+                }
+            }
+            Action::Loop { items, steps } => {
+                let list = match expr::eval(items, &context) {
+                    Ok(Value::Array(list)) => list,
+                    Ok(other) => {
+                        return self.trace(
+                            step,
+                            at,
+                            None,
+                            Err(format!("items: {items:?} gives {other}, not a list")),
+                        );
+                    }
+                    Err(e) => return self.trace(step, at, None, Err(format!("items: {e}"))),
+                };
+                self.trace(step, at, None, Ok(json!({"count": list.len()})))?;
+                let outer = self.current_loop.take();
+                let mut walked = Ok(());
+                for (index, item) in list.iter().enumerate() {
+                    self.loops.push(index);
+                    self.current_loop =
+                        Some(json!({"item": item, "index": index, "first": index == 0,
+                        "last": index + 1 == list.len(), "length": list.len()}));
+                    walked = self.walk(steps, &format!("{at}.steps")).await;
+                    self.loops.pop();
+                    if walked.is_err() {
+                        break;
+                    }
+                }
+                self.current_loop = outer;
+                walked
+            }
+            Action::Leaf(leaf) => {
+                let raw = serde_json::to_value(leaf).unwrap_or(Value::Null);
+                let input = match expr::render_value(&raw, &context) {
+                    Ok(input) => input,
+                    Err(e) => return self.trace(step, at, Some(raw), Err(e)),
+                };
+                let result = self.leaf(leaf, &input, &context).await;
+                let stop = matches!(leaf, Leaf::Stop {});
+                self.trace(step, at, Some(input), result)?;
+                if stop { Err(Halt::Stop) } else { Ok(()) }
+            }
+        }
+    }
+
+    /// The context, with the innermost loop's item when inside a loop.
+    fn loop_context(&self) -> Value {
+        let mut context = self
+            .state
+            .context(&self.trigger, uuid::Uuid::nil(), uuid::Uuid::nil());
+        if let Some(current) = &self.current_loop {
+            context["loop"] = current.clone();
+        }
+        context
+    }
+
+    /// What the step would do, without doing it.
+    async fn leaf(&mut self, leaf: &Leaf, input: &Value, context: &Value) -> Result<Value, String> {
+        Ok(match leaf {
+            Leaf::SendTemplate { .. } | Leaf::SendText { .. } => {
+                json!({"dry_run": true, "sent": false, "message": input})
+            }
+            Leaf::GenerateAiReply { .. } => {
+                json!({"dry_run": true, "reply": null, "request": input})
+            }
+            Leaf::EndConversation { .. } => {
+                json!({"dry_run": true, "conversation_id": input["conversationId"]})
+            }
+            Leaf::Delay { .. } => json!({"dry_run": true, "skipped": true}),
+            Leaf::WaitForReply { .. } => {
+                json!({"dry_run": true, "skipped": true, "timed_out": false, "message": null})
+            }
+            Leaf::Stop {} => json!({"stopped": true}),
+            Leaf::SetVariables { values } => {
+                let rendered = expr::render_value(&Value::Object(values.clone()), context)?;
+                if let Value::Object(map) = &rendered {
+                    self.state.vars.extend(map.clone());
+                }
+                rendered
+            }
+            Leaf::HttpRequest { method, .. } => {
+                if self.allow_http && method.eq_ignore_ascii_case("GET") {
+                    let url = input["url"].as_str().unwrap_or_default();
+                    let response = self
+                        .services
+                        .http
+                        .get(url)
+                        .timeout(std::time::Duration::from_secs(10))
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            format!("HTTP_ERROR: cannot reach {url}: {}", e.without_url())
+                        })?;
+                    let status = response.status().as_u16();
+                    let text = response.text().await.unwrap_or_default();
+                    let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
+                    json!({"status": status, "headers": Map::new(), "body": body})
+                } else {
+                    json!({"dry_run": true, "performed": false, "request": input})
+                }
+            }
+        })
+    }
+}
