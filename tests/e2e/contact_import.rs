@@ -188,7 +188,48 @@ async fn tags_and_attributes_select_contacts(app: TestApp) {
     assert_eq!(error_fields(&empty), ["tags"]);
 }
 
+async fn an_upload_imports_through_graphql(app: TestApp) {
+    let operations = json!({
+        "query": "mutation($f: Upload!) { importContacts(csv: $f) { created updated invalidCount invalid { line phone reason } } }",
+        "variables": {"f": null}});
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text("map", json!({"0": ["variables.f"]}).to_string())
+        .part(
+            "0",
+            reqwest::multipart::Part::bytes(b"phone,name\n+14155550101,Ada\nnope,Bad\n".to_vec())
+                .file_name("contacts.csv")
+                .mime_str("text/csv")
+                .unwrap(),
+        );
+    let answer: Value = app
+        .http
+        .post(app.url("/graphql"))
+        .bearer_auth(&app.key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let report = &answer["data"]["importContacts"];
+    assert_eq!(report["created"], 1, "{answer}");
+    assert_eq!(report["updated"], 0);
+    assert_eq!(report["invalidCount"], 1);
+    assert_eq!(report["invalid"][0]["line"], 3);
+    assert_eq!(report["invalid"][0]["phone"], "nope");
+    assert!(
+        report["invalid"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("E.164")
+    );
+    assert_eq!(contact(&app, "4155550101").await["name"], "Ada");
+}
+
 waflow_tests::on_both_databases!(
+    an_upload_imports_through_graphql,
     rows_are_upserted_and_bad_ones_reported,
     a_large_file_is_streamed,
     tags_and_attributes_select_contacts,
