@@ -159,16 +159,21 @@ pub async fn run(
 
 /// Starts periodic work once per tick across all processes.
 async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    // The ticker wakes every second for flow schedules; the sender refresh tick changes every
+    // few minutes, so it is claimed once per new tick, not once per wake-up.
+    let mut claimed_refresh = None;
     loop {
         let tick = Utc::now().timestamp() / SENDER_REFRESH_PERIOD;
-        match claim_tick(&services, "refresh-senders", tick).await {
-            Ok(true) => {
-                if let Err(error) = enqueue_sender_refreshes(&services).await {
-                    tracing::warn!(%error, "could not schedule the sender status refresh");
+        if claimed_refresh != Some(tick) {
+            match claim_tick(&services, "refresh-senders", tick).await {
+                Ok(won) => {
+                    claimed_refresh = Some(tick);
+                    if won && let Err(error) = enqueue_sender_refreshes(&services).await {
+                        tracing::warn!(%error, "could not schedule the sender status refresh");
+                    }
                 }
+                Err(error) => tracing::warn!(%error, "could not claim a schedule tick"),
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(%error, "could not claim a schedule tick"),
         }
         if let Err(error) = services.flows().fire_due_schedules().await {
             tracing::warn!(%error, "could not start the scheduled flows");

@@ -3,7 +3,7 @@
 //! its row, renewed while it works and expiring if the worker dies); the state is saved after
 //! every step, so whichever worker picks the run up next continues from the last finished step.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr};
@@ -161,7 +161,8 @@ struct Executor<'a> {
     run: flow_run::Model,
     flow: flow::Model,
     state: RunState,
-    definition: Option<Definition>,
+    /// Shared, so walking it while the executor changes its state needs no copy.
+    definition: Option<Arc<Definition>>,
 }
 
 impl<'a> Executor<'a> {
@@ -177,7 +178,7 @@ impl<'a> Executor<'a> {
             run,
             flow,
             state,
-            definition,
+            definition: definition.map(Arc::new),
         }
     }
 

@@ -292,17 +292,7 @@ impl FlowService<'_> {
             .version(&flow, number)
             .await?
             .ok_or(Error::NotFound("flow version"))?;
-        let definition = definition::parse(&version.definition)
-            .map_err(|_| Error::Internal("a published definition cannot be read".into()))?;
-        runs::create(
-            self.services,
-            &flow,
-            &version,
-            &definition,
-            trigger_type,
-            payload,
-        )
-        .await
+        runs::create(self.services, &flow, &version, trigger_type, payload).await
     }
 
     /// Walks the flow's draft with `payload`, performing nothing (see `dry_run`).
@@ -398,13 +388,10 @@ impl FlowService<'_> {
                 .version_by_id(run.flow_version_id)
                 .await?
                 .ok_or(Error::NotFound("flow version"))?;
-            let definition = definition::parse(&version.definition)
-                .map_err(|_| Error::Internal("a published definition cannot be read".into()))?;
             return runs::create(
                 self.services,
                 &flow,
                 &version,
-                &definition,
                 &run.trigger_type,
                 run.trigger_payload,
             )

@@ -13,7 +13,7 @@ use waflow_entities::{
     flow, flow_run, flow_version, step_run,
 };
 
-use super::{FlowJob, definition::Definition, expr, state::RunState};
+use super::{FlowJob, expr, state::RunState};
 use crate::{
     Services,
     error::Result,
@@ -30,11 +30,15 @@ pub async fn create(
     services: &Services,
     flow: &flow::Model,
     version: &flow_version::Model,
-    definition: &Definition,
     trigger_type: &str,
     trigger: Value,
 ) -> Result<flow_run::Model> {
-    let concurrency_key = match &definition.concurrency_key {
+    // The version was validated when published: its key, if any, is a template string.
+    let key_template = version
+        .definition
+        .get("concurrencyKey")
+        .and_then(Value::as_str);
+    let concurrency_key = match key_template {
         Some(template) => match expr::render(template, &json!({"trigger": trigger})) {
             Ok(key) if !key.trim().is_empty() => Some(key),
             Ok(_) => None,

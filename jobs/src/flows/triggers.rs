@@ -181,10 +181,7 @@ impl FlowService<'_> {
         let (Some(flow), Some(version)) = (flow, version) else {
             return Ok(None);
         };
-        let Ok(definition) = definition::parse(&version.definition) else {
-            return Ok(None);
-        };
-        runs::create(self.services, &flow, &version, &definition, kind, payload)
+        runs::create(self.services, &flow, &version, kind, payload)
             .await
             .map(Some)
     }

@@ -17,7 +17,7 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 use waflow_entities::{
-    assistant, contact, conversation,
+    assistant, conversation,
     enums::{
         AssistantProvider, ConversationStatus, ConversationType, MessageDirection, MessageKind,
         MessageRole, MessageStatus,
@@ -327,7 +327,7 @@ impl AiReplyService<'_> {
                 .later(conversation_id, (due - now).to_std().unwrap_or_default())
                 .await;
         }
-        let Some(sender) = self.sender_of(&conversation).await? else {
+        let Some(sender) = self.services.conversations().sender(&conversation).await? else {
             return Ok(());
         };
         let Some(assistant) = self.assistant_of(&sender).await? else {
@@ -358,15 +358,6 @@ impl AiReplyService<'_> {
             .one(&self.services.db)
             .await?
             .filter(|c| c.status == ConversationStatus::Active && c.ai_enabled))
-    }
-
-    async fn sender_of(&self, c: &conversation::Model) -> Result<Option<sender::Model>> {
-        match c.sender_id {
-            Some(id) => Ok(sender::Entity::find_by_id(id)
-                .one(&self.services.db)
-                .await?),
-            None => Ok(None),
-        }
     }
 
     async fn assistant_of(&self, sender: &sender::Model) -> Result<Option<assistant::Model>> {
@@ -411,18 +402,20 @@ impl AiReplyService<'_> {
         let Some(conversation) = self.answerable(conversation_id).await? else {
             return Ok(());
         };
-        let Some(contact) = (match conversation.contact_id {
-            Some(id) => contact::Entity::find_by_id(id).one(db).await?,
-            None => None,
-        }) else {
+        let Some(contact) = self.services.conversations().contact(&conversation).await? else {
             return Ok(());
         };
-        let messages = lifecycle::messages(db, conversation_id).await?;
-        let unanswered: Vec<&message::Model> = messages
-            .iter()
-            .filter(|m| m.direction == MessageDirection::Inbound)
-            .filter(|m| conversation.ai_replied_through.is_none_or(|t| m.id > t))
-            .collect();
+        // The customer's messages after the replied-through mark are the ones to answer. What
+        // the customer wrote while an earlier reply was being made comes after that reply: the
+        // prompt ends with the messages to answer.
+        let (unanswered, answered): (Vec<message::Model>, Vec<message::Model>) =
+            lifecycle::messages(db, conversation_id)
+                .await?
+                .into_iter()
+                .partition(|m| {
+                    m.direction == MessageDirection::Inbound
+                        && conversation.ai_replied_through.is_none_or(|t| m.id > t)
+                });
         let Some(newest) = unanswered.iter().map(|m| m.id).max() else {
             return Ok(());
         };
@@ -437,15 +430,8 @@ impl AiReplyService<'_> {
             .collect();
         let text = text.join("\n");
         let variables = prompt::variables(&conversation, Some(&contact));
-        // What the customer wrote while an earlier reply was being made comes after that reply:
-        // the prompt ends with the messages to answer.
-        let unanswered_ids: Vec<Uuid> = unanswered.iter().map(|m| m.id).collect();
-        let (pending, answered): (Vec<message::Model>, Vec<message::Model>) = messages
-            .iter()
-            .cloned()
-            .partition(|m| unanswered_ids.contains(&m.id));
         let mut history = prompt::history(&answered);
-        history.extend(prompt::history(&pending));
+        history.extend(prompt::history(&unanswered));
         let request = ReplyRequest {
             variables: &variables,
             history,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::Value;
 use uuid::Uuid;
-use waflow_entities::{assistant, contact, conversation, enums::ExtractionStatus};
+use waflow_entities::{assistant, conversation, enums::ExtractionStatus};
 
 use super::Services;
 use crate::{
@@ -51,10 +51,7 @@ impl EvaluationService<'_> {
                 .finish(conversation_id, ExtractionStatus::Failed, None)
                 .await;
         };
-        let contact = match conversation.contact_id {
-            Some(id) => contact::Entity::find_by_id(id).one(db).await?,
-            None => None,
-        };
+        let contact = self.services.conversations().contact(&conversation).await?;
         let variables = ai::prompt::variables(&conversation, contact.as_ref());
         let transcript = ended_payload(&conversation)
             .map(|p| p.transcript_text)
