@@ -149,8 +149,8 @@ async fn sends_reach_meta_exactly_as_documented(app: TestApp) {
     );
 }
 
-/// Meta's error codes come back by name; the message is stored FAILED with Meta's code.
-async fn meta_errors_map_to_waflow_codes(app: TestApp) {
+/// A Cloud API sender whose approved UTILITY template `receipt` is synced from Meta.
+async fn sender_with_receipt(app: &TestApp) -> (Meta, String) {
     let meta = Meta::start().await;
     let sender_id = app.cloud_sender(&meta, "+14155550199", PN).await;
     meta_lists_templates(
@@ -158,7 +158,13 @@ async fn meta_errors_map_to_waflow_codes(app: TestApp) {
         json!([meta_template("receipt", "Your receipt", "UTILITY")]),
     )
     .await;
-    sync(&app, &sender_id).await;
+    sync(app, &sender_id).await;
+    (meta, sender_id)
+}
+
+/// Meta's error codes come back by name; the message is stored FAILED with Meta's code.
+async fn meta_errors_map_to_waflow_codes(app: TestApp) {
+    let (meta, sender_id) = sender_with_receipt(&app).await;
     let cases = [
         ("14155550001", 400, 131047, "OUTSIDE_24H_WINDOW"),
         ("14155550002", 404, 132001, "TEMPLATE_NOT_FOUND"),
@@ -209,14 +215,7 @@ async fn meta_errors_map_to_waflow_codes(app: TestApp) {
 }
 
 async fn an_unreachable_api_fails_the_message_not_the_server(app: TestApp) {
-    let meta = Meta::start().await;
-    let sender_id = app.cloud_sender(&meta, "+14155550199", PN).await;
-    meta_lists_templates(
-        &meta,
-        json!([meta_template("receipt", "Your receipt", "UTILITY")]),
-    )
-    .await;
-    sync(&app, &sender_id).await;
+    let (_meta, sender_id) = sender_with_receipt(&app).await;
     app.ok("mutation($id: ID!) { updateSender(id: $id, input: {cloudApi: {apiBaseUrl: \"http://127.0.0.1:9/v21.0\"}}) { id } }",
         json!({"id": sender_id})).await;
     let body = app
