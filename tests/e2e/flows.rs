@@ -799,7 +799,70 @@ async fn delays_until_a_time_end_conversations_and_stop(app: TestApp) {
     );
 }
 
+async fn webhook_secrets_rotate_and_error_handlers_are_checked(app: TestApp) {
+    let steps = json!([{"id": "note", "type": "set_variables", "values": {"a": 1}}]);
+    let (flow, secret) = live_flow(
+        &app,
+        json!({"trigger": {"type": "webhook"}, "steps": steps}),
+    )
+    .await;
+    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    let post = |secret: String, body: &'static str| {
+        let app = &app;
+        let hook = hook.clone();
+        async move {
+            app.http
+                .post(hook)
+                .header("x-waflow-secret", secret)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(post(secret.clone(), "{not json").await, 400);
+    assert_eq!(post(secret.clone(), "{}").await, 202);
+    let rotated = app
+        .ok(
+            "mutation($id: ID!) { rotateFlowWebhookSecret(id: $id) { webhookSecret } }",
+            json!({"id": flow}),
+        )
+        .await["rotateFlowWebhookSecret"]["webhookSecret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(rotated, secret);
+    assert_eq!(
+        post(secret, "{}").await,
+        401,
+        "the old secret stops working"
+    );
+    assert_eq!(post(rotated, "{}").await, 202);
+    let listed = app
+        .ok(
+            "query($id: ID!) { flow(id: $id) { webhookSecret } }",
+            json!({"id": flow}),
+        )
+        .await;
+    assert_eq!(listed["flow"]["webhookSecret"], Value::Null, "shown once");
+
+    let update = "mutation($id: ID!, $h: ID) { updateFlow(id: $id, input: {onErrorFlowId: $h}) { onErrorFlowId } }";
+    let itself = app.gql(update, json!({"id": flow, "h": flow})).await;
+    assert_eq!(error_fields(&itself), ["onErrorFlowId"]);
+    let unknown = app
+        .gql(
+            update,
+            json!({"id": flow, "h": uuid::Uuid::now_v7().to_string()}),
+        )
+        .await;
+    assert_eq!(error_fields(&unknown), ["onErrorFlowId"]);
+}
+
 waflow_tests::on_both_databases!(
+    webhook_secrets_rotate_and_error_handlers_are_checked,
     delays_until_a_time_end_conversations_and_stop,
     whatsapp_triggers_carry_snake_case_payloads,
     failures_run_the_error_handler_and_stream_progress,
