@@ -37,6 +37,8 @@ pub struct Model {
     pub ai_reply_due_at: Option<DateTimeUtc>,
     /// Auto-reply: a worker producing a reply holds this lease, so replies come one at a time.
     pub ai_locked_until: Option<DateTimeUtc>,
+    /// The campaign whose message this conversation answered.
+    pub campaign_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -93,6 +93,32 @@ string_enum!(StepStatus {
     Failed,
     Skipped
 });
+string_enum!(
+    /// A campaign's life: DRAFT until started, SCHEDULED while it waits for its start or send
+    /// window, RUNNING while it sends, then COMPLETED or CANCELLED; PAUSED by a user or a rule.
+    CampaignStatus {
+        Draft,
+        Scheduled,
+        Running,
+        Paused,
+        Completed,
+        Cancelled
+    }
+);
+string_enum!(
+    /// Where one recipient of a campaign is: waiting, along the delivery funnel, or left out.
+    RecipientStatus {
+        Pending,
+        Sent,
+        Delivered,
+        Read,
+        Replied,
+        Failed,
+        SkippedOptedOut,
+        SkippedInvalid,
+        SkippedCancelled
+    }
+);
 string_enum!(DeliveryStatus {
     Pending,
     Succeeded,
@@ -129,5 +155,5 @@ json_enum!(
 );
 json_enum!(
     /// What an outgoing webhook endpoint subscribes to.
-    WebhookEvent { MessageReceived, ConversationStarted, ConversationEnded, MessageStatusUpdated, SenderQualityChanged, FlowRunFailed, FlowPaused }
+    WebhookEvent { MessageReceived, ConversationStarted, ConversationEnded, MessageStatusUpdated, SenderQualityChanged, FlowRunFailed, FlowPaused, CampaignPaused }
 );

@@ -4,6 +4,8 @@
 
 pub mod api_key;
 pub mod assistant;
+pub mod campaign;
+pub mod campaign_recipient;
 pub mod contact;
 pub mod contact_tag;
 pub mod contact_window;

@@ -17,6 +17,7 @@ mod m0010_schedule_ticks;
 mod m0011_ai_replies;
 mod m0012_flow_engine;
 mod m0013_contact_tags;
+mod m0014_campaigns;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0011_ai_replies::Migration),
             Box::new(m0012_flow_engine::Migration),
             Box::new(m0013_contact_tags::Migration),
+            Box::new(m0014_campaigns::Migration),
         ]
     }
 }
