@@ -54,6 +54,24 @@ pub enum EventPayload {
     FlowRunUpdated(FlowRunUpdated),
     FlowRunFailed(FlowRunFailed),
     FlowPaused(FlowPaused),
+    CampaignPaused(CampaignPaused),
+    CampaignChanged(CampaignChanged),
+}
+
+/// A campaign stopped sending: a user paused it, or a safety rule did (`automatic`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignPaused {
+    pub campaign_id: Uuid,
+    pub campaign_name: String,
+    pub sender_id: Uuid,
+    pub reason: String,
+    pub automatic: bool,
+}
+
+/// A campaign's state or recipients' counts changed; subscribers read the new counts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignChanged {
+    pub campaign_id: Uuid,
 }
 
 /// Waflow disabled a flow: it sends MARKETING templates through a sender whose quality is RED.

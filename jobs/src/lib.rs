@@ -3,6 +3,7 @@
 //! jobs here.
 
 pub mod ai;
+pub mod campaigns;
 pub mod crypto;
 pub mod db;
 pub mod error;

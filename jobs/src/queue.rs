@@ -37,6 +37,8 @@ pub enum SystemJob {
     EvaluateConversation { conversation_id: Uuid },
     /// The evaluation took too long: announce the end with what is known.
     EvaluationDeadline { conversation_id: Uuid },
+    /// Send the next part of a campaign.
+    DispatchCampaign(crate::campaigns::DispatchCampaign),
 }
 
 /// How long the sandbox takes to report SENT and DELIVERED after accepting a message.

@@ -55,6 +55,7 @@ async fn run_system_job(job: SystemJob, services: Data<Services>) -> Result<(), 
         SystemJob::EvaluationDeadline { conversation_id } => {
             services.evaluation().deadline(*conversation_id).await
         }
+        SystemJob::DispatchCampaign(dispatch) => services.campaigns().dispatch(dispatch).await,
         SystemJob::RefreshSender { sender_id } => services
             .senders()
             .refresh_status(*sender_id)

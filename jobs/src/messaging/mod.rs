@@ -290,7 +290,7 @@ impl MessagingService<'_> {
             .await?)
     }
 
-    async fn approved_template(
+    pub(crate) async fn approved_template(
         &self,
         workspace_id: Uuid,
         sender: &sender::Model,
@@ -451,12 +451,12 @@ enum Stored {
     Existing(message::Model),
 }
 
-fn body_of(template: &template::Model) -> Result<String> {
+pub(crate) fn body_of(template: &template::Model) -> Result<String> {
     Ok(crate::services::templates::Components::from_json(&template.components)?.body)
 }
 
 /// Pairs the given values with the template's placeholders; exactly one value each.
-fn match_variables(
+pub(crate) fn match_variables(
     template: &template::Model,
     placeholders: &Placeholders,
     positional: &[String],

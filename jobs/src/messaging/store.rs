@@ -232,6 +232,7 @@ pub fn new_conversation(
         ai_replied_through: Set(None),
         ai_reply_due_at: Set(None),
         ai_locked_until: Set(None),
+        campaign_id: Set(None),
     }
 }
 

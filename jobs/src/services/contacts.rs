@@ -294,6 +294,16 @@ impl ContactService<'_> {
         filter: ContactFilter,
         page: PageRequest,
     ) -> Result<Page<contact::Model>> {
+        let select = self.matching(workspace_id, &filter)?;
+        paginate(&self.services.db, select, contact::Column::Id, page).await
+    }
+
+    /// The query for the workspace's contacts that pass `filter` (a list, a campaign audience).
+    pub fn matching(
+        &self,
+        workspace_id: Uuid,
+        filter: &ContactFilter,
+    ) -> Result<sea_orm::Select<contact::Entity>> {
         let mut select =
             contact::Entity::find().filter(contact::Column::WorkspaceId.eq(workspace_id));
         if let Some(term) = filter
@@ -355,7 +365,7 @@ impl ContactService<'_> {
         if let Some(opted_out) = filter.opted_out {
             select = select.filter(contact::Column::OptedOut.eq(opted_out));
         }
-        paginate(&self.services.db, select, contact::Column::Id, page).await
+        Ok(select)
     }
 }
 

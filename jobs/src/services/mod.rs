@@ -170,6 +170,7 @@ impl Services {
         }
         self.events.publish(event.clone()).await;
         self.flows().on_event(&event).await;
+        self.campaigns().on_event(&event).await;
     }
 
     pub fn webhooks(&self) -> webhooks::WebhookService<'_> {

@@ -55,7 +55,8 @@ pub fn kind(payload: &EventPayload) -> Option<WebhookEvent> {
         EventPayload::SenderQualityChanged(_) => WebhookEvent::SenderQualityChanged,
         EventPayload::FlowRunFailed(_) => WebhookEvent::FlowRunFailed,
         EventPayload::FlowPaused(_) => WebhookEvent::FlowPaused,
-        EventPayload::FlowRunUpdated(_) => return None,
+        EventPayload::CampaignPaused(_) => WebhookEvent::CampaignPaused,
+        EventPayload::FlowRunUpdated(_) | EventPayload::CampaignChanged(_) => return None,
     })
 }
 
@@ -69,6 +70,7 @@ pub fn wire_name(kind: WebhookEvent) -> &'static str {
         WebhookEvent::SenderQualityChanged => "sender.quality_changed",
         WebhookEvent::FlowRunFailed => "flow_run.failed",
         WebhookEvent::FlowPaused => "flow.paused",
+        WebhookEvent::CampaignPaused => "campaign.paused",
     }
 }
 
@@ -85,6 +87,8 @@ pub fn body(event: &Event) -> Value {
         EventPayload::FlowRunFailed(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::FlowPaused(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::FlowRunUpdated(p) => serde_json::to_value(p).expect("serializes"),
+        EventPayload::CampaignPaused(p) => serde_json::to_value(p).expect("serializes"),
+        EventPayload::CampaignChanged(p) => serde_json::to_value(p).expect("serializes"),
     };
     body["event"] = json!(name);
     body["event_id"] = json!(event.id);

@@ -1,0 +1,295 @@
+//! What the world tells a campaign after its messages went out: delivery reports move recipients
+//! along, a recipient's answer marks them REPLIED and ties the conversation to the campaign, and
+//! bad news (the sender's quality dropping, too many failures) pauses it before the number is
+//! harmed further.
+
+use chrono::{Duration, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    sea_query::Expr,
+};
+use uuid::Uuid;
+use waflow_entities::{
+    campaign, campaign_recipient, conversation,
+    enums::{CampaignStatus, MessageStatus, QualityRating, RecipientStatus},
+    message,
+};
+
+use super::{CampaignService, logged};
+use crate::{
+    error::Result,
+    events::{Event, EventPayload, MessageReceived, SenderQualityChanged},
+};
+
+/// A reply counts for the campaign whose message reached the customer at most this long before.
+pub const REPLY_ATTRIBUTION: Duration = Duration::days(7);
+
+/// The recipient status a message's status stands for.
+pub fn recipient_status(status: MessageStatus) -> RecipientStatus {
+    match status {
+        MessageStatus::Delivered => RecipientStatus::Delivered,
+        MessageStatus::Read => RecipientStatus::Read,
+        MessageStatus::Failed => RecipientStatus::Failed,
+        MessageStatus::Received | MessageStatus::Queued | MessageStatus::Sent => {
+            RecipientStatus::Sent
+        }
+    }
+}
+
+/// How far along the funnel a status is; a recipient only moves forward.
+fn rank(status: RecipientStatus) -> u8 {
+    match status {
+        RecipientStatus::Pending => 0,
+        RecipientStatus::Sent => 1,
+        RecipientStatus::Delivered => 2,
+        RecipientStatus::Read => 3,
+        RecipientStatus::Replied => 4,
+        RecipientStatus::Failed
+        | RecipientStatus::SkippedOptedOut
+        | RecipientStatus::SkippedInvalid
+        | RecipientStatus::SkippedCancelled => 5,
+    }
+}
+
+/// Worse is lower; UNKNOWN says nothing.
+fn quality_rank(rating: QualityRating) -> Option<u8> {
+    match rating {
+        QualityRating::Green => Some(2),
+        QualityRating::Yellow => Some(1),
+        QualityRating::Red => Some(0),
+        QualityRating::Unknown => None,
+    }
+}
+
+impl CampaignService<'_> {
+    /// Called for every event after it is published; a failure is logged, never undoes it.
+    pub async fn on_event(&self, event: &Event) {
+        match &event.payload {
+            EventPayload::MessageStatusUpdated(update) => {
+                logged(
+                    "could not update a campaign recipient's status",
+                    self.on_status(update.message_id),
+                )
+                .await
+            }
+            EventPayload::MessageReceived(received) => {
+                logged(
+                    "could not mark a campaign recipient as replied",
+                    self.on_reply(event.workspace_id, received),
+                )
+                .await
+            }
+            EventPayload::SenderQualityChanged(change) => {
+                logged(
+                    "could not pause the campaigns of a sender whose quality dropped",
+                    self.on_quality(event.workspace_id, change),
+                )
+                .await
+            }
+            _ => {}
+        }
+    }
+
+    /// A delivery report for a campaign's message moves its recipient forward (a failure only
+    /// counts before delivery), and a failure may pause the campaign.
+    async fn on_status(&self, message_id: Uuid) -> Result<()> {
+        let db = &self.services.db;
+        let Some(message) = message::Entity::find_by_id(message_id).one(db).await? else {
+            return Ok(());
+        };
+        // The key names the campaign and contact, so the recipient is found even when the report
+        // beats the dispatcher's own write of the message id.
+        let Some((campaign_id, contact_id)) =
+            message.idempotency_key.as_deref().and_then(parse_key)
+        else {
+            return Ok(());
+        };
+        let Some(recipient) = campaign_recipient::Entity::find()
+            .filter(campaign_recipient::Column::CampaignId.eq(campaign_id))
+            .filter(campaign_recipient::Column::ContactId.eq(contact_id))
+            .one(db)
+            .await?
+        else {
+            return Ok(());
+        };
+        let status = recipient_status(message.status);
+        let forward = match status {
+            RecipientStatus::Failed => rank(recipient.status) < rank(RecipientStatus::Delivered),
+            status => {
+                rank(status) > rank(recipient.status) && recipient.status != RecipientStatus::Failed
+            }
+        };
+        if !forward {
+            return Ok(());
+        }
+        let now = Utc::now();
+        let mut model: campaign_recipient::ActiveModel = recipient.clone().into();
+        model.status = Set(status);
+        model.message_id = Set(Some(message.id));
+        model.sent_at = Set(Some(recipient.sent_at.unwrap_or(now)));
+        if status == RecipientStatus::Failed {
+            model.error_code = Set(message.error_code.clone());
+            model.error_message = Set(message.error_message.clone());
+        }
+        model.updated_at = Set(now);
+        let txn = crate::db::begin_write(db).await?;
+        model.update(&txn).await?;
+        txn.commit().await?;
+        self.changed(message.workspace_id, campaign_id).await;
+        if status == RecipientStatus::Failed
+            && let Some(campaign) = campaign::Entity::find_by_id(campaign_id).one(db).await?
+            && let Some(reason) = self.failure_rate_exceeded(&campaign).await?
+        {
+            self.pause_with(&campaign, reason, true).await?;
+        }
+        Ok(())
+    }
+
+    /// A customer wrote to a sender that recently sent them a campaign: the latest such
+    /// recipient is REPLIED, and the conversation belongs to that campaign.
+    async fn on_reply(&self, workspace_id: Uuid, received: &MessageReceived) -> Result<()> {
+        let db = &self.services.db;
+        let candidates = campaign_recipient::Entity::find()
+            .filter(campaign_recipient::Column::WorkspaceId.eq(workspace_id))
+            .filter(campaign_recipient::Column::Phone.eq(received.customer_phone.as_str()))
+            .filter(campaign_recipient::Column::SentAt.gt(Utc::now() - REPLY_ATTRIBUTION))
+            .filter(campaign_recipient::Column::Status.is_in([
+                RecipientStatus::Sent,
+                RecipientStatus::Delivered,
+                RecipientStatus::Read,
+            ]))
+            .order_by_desc(campaign_recipient::Column::SentAt)
+            .limit(20)
+            .all(db)
+            .await?;
+        for recipient in candidates {
+            let Some(campaign) = campaign::Entity::find_by_id(recipient.campaign_id)
+                .one(db)
+                .await?
+            else {
+                continue;
+            };
+            if campaign.sender_id != received.sender_id {
+                continue;
+            }
+            let txn = crate::db::begin_write(db).await?;
+            campaign_recipient::Entity::update_many()
+                .col_expr(
+                    campaign_recipient::Column::Status,
+                    Expr::value(RecipientStatus::Replied),
+                )
+                .col_expr(
+                    campaign_recipient::Column::ConversationId,
+                    Expr::value(received.conversation_id),
+                )
+                .col_expr(
+                    campaign_recipient::Column::UpdatedAt,
+                    Expr::value(Utc::now()),
+                )
+                .filter(campaign_recipient::Column::Id.eq(recipient.id))
+                .exec(&txn)
+                .await?;
+            conversation::Entity::update_many()
+                .col_expr(conversation::Column::CampaignId, Expr::value(campaign.id))
+                .filter(conversation::Column::Id.eq(received.conversation_id))
+                .filter(conversation::Column::CampaignId.is_null())
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            self.changed(workspace_id, campaign.id).await;
+            return Ok(());
+        }
+        Ok(())
+    }
+
+    /// The sender's quality fell to a campaign's limit or below: pause it.
+    async fn on_quality(&self, workspace_id: Uuid, change: &SenderQualityChanged) -> Result<()> {
+        let (Some(current), previous) =
+            (quality_rank(change.current), quality_rank(change.previous))
+        else {
+            return Ok(());
+        };
+        if previous.is_some_and(|p| p <= current) {
+            return Ok(());
+        }
+        let live = campaign::Entity::find()
+            .filter(campaign::Column::WorkspaceId.eq(workspace_id))
+            .filter(campaign::Column::SenderId.eq(change.sender.id))
+            .filter(
+                campaign::Column::Status
+                    .is_in([CampaignStatus::Scheduled, CampaignStatus::Running]),
+            )
+            .all(&self.services.db)
+            .await?;
+        let rating = serde_json::to_value(change.current)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        for campaign in live {
+            if quality_rank(campaign.pause_on_quality).is_some_and(|limit| current <= limit) {
+                let reason = format!(
+                    "the sender {}'s quality rating dropped to {rating}: sending more now risks \
+                     the number's messaging limits; resume when it recovers",
+                    change.sender.phone_number
+                );
+                self.pause_with(&campaign, reason, true).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A reason to pause when more than the campaign's threshold of its last sends failed.
+    pub(crate) async fn failure_rate_exceeded(
+        &self,
+        campaign: &campaign::Model,
+    ) -> Result<Option<String>> {
+        let window = campaign.failure_rate_window.max(1);
+        let recent: Vec<RecipientStatus> = campaign_recipient::Entity::find()
+            .select_only()
+            .column(campaign_recipient::Column::Status)
+            .filter(campaign_recipient::Column::CampaignId.eq(campaign.id))
+            .filter(campaign_recipient::Column::SentAt.is_not_null())
+            .order_by_desc(campaign_recipient::Column::SentAt)
+            .limit(window as u64)
+            .into_tuple()
+            .all(&self.services.db)
+            .await?;
+        let failed = recent
+            .iter()
+            .filter(|s| **s == RecipientStatus::Failed)
+            .count();
+        let allowed = campaign.failure_rate_threshold * f64::from(window);
+        Ok((failed as f64 > allowed).then(|| {
+            format!(
+                "failure rate too high: {failed} of the last {} sends failed (the limit is {:.0}% \
+                 of {window}); check the failures' error codes before resuming",
+                recent.len(),
+                campaign.failure_rate_threshold * 100.0
+            )
+        }))
+    }
+}
+
+/// `campaign:<campaign id>:<contact id>`, the key every campaign send carries.
+fn parse_key(key: &str) -> Option<(Uuid, Uuid)> {
+    let rest = key.strip_prefix("campaign:")?;
+    let (campaign, contact) = rest.split_once(':')?;
+    Some((
+        Uuid::parse_str(campaign).ok()?,
+        Uuid::parse_str(contact).ok()?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recipients_only_move_forward() {
+        assert!(rank(RecipientStatus::Read) > rank(RecipientStatus::Delivered));
+        assert!(rank(RecipientStatus::Replied) > rank(RecipientStatus::Read));
+        let id = Uuid::now_v7();
+        assert_eq!(parse_key(&format!("campaign:{id}:{id}")), Some((id, id)));
+        assert_eq!(parse_key("flow:1:2"), None);
+    }
+}
