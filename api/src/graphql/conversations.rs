@@ -196,6 +196,10 @@ impl Conversation {
     async fn ai_enabled(&self) -> bool {
         self.0.ai_enabled
     }
+    /// The campaign this conversation answered, when the customer replied to one.
+    async fn campaign_id(&self) -> Option<ID> {
+        self.0.campaign_id.map(Into::into)
+    }
     async fn input_variables(&self) -> Json<serde_json::Value> {
         Json(self.0.input_variables.clone())
     }

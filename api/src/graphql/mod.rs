@@ -2,6 +2,8 @@
 //! the shared plumbing every resolver uses (who is asking, error codes, ids, connections).
 
 pub(crate) mod assistants;
+mod campaign_events;
+mod campaigns;
 mod contacts;
 mod conversations;
 mod flow_tests;
@@ -14,13 +16,11 @@ mod webhooks;
 mod workspace;
 
 use async_graphql::{
-    Context, ErrorExtensions, ID, MergedObject, Schema, SchemaBuilder,
+    Context, ErrorExtensions, ID, MergedObject, MergedSubscription, Schema, SchemaBuilder,
     connection::{Connection, Edge},
 };
 use uuid::Uuid;
 use waflow_jobs::{Page, PageRequest, Services, services::api_keys::Principal};
-
-pub use subscriptions::SubscriptionRoot;
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
@@ -36,6 +36,7 @@ pub struct QueryRoot(
     webhooks::WebhookQuery,
     flows::FlowQuery,
     flow_tests::FlowTestQuery,
+    campaigns::CampaignQuery,
 );
 
 #[derive(MergedObject, Default)]
@@ -49,6 +50,13 @@ pub struct MutationRoot(
     conversations::ConversationMutation,
     webhooks::WebhookMutation,
     flows::FlowMutation,
+    campaigns::CampaignMutation,
+);
+
+#[derive(MergedSubscription, Default)]
+pub struct SubscriptionRoot(
+    subscriptions::EventSubscription,
+    campaign_events::CampaignSubscription,
 );
 
 /// Deeper or costlier documents are refused before they run: a connection nests at most a few
@@ -60,7 +68,7 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     Schema::build(
         QueryRoot::default(),
         MutationRoot::default(),
-        SubscriptionRoot,
+        SubscriptionRoot::default(),
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)

@@ -143,7 +143,7 @@ pub struct SenderQualityChangedEvent {
 
 /// The workspace's events that `pick` maps to `T`. A subscriber that falls too far behind gets
 /// an error and the stream ends (the client resubscribes); it never slows the publisher.
-fn workspace_events<T: Send + 'static>(
+pub(crate) fn workspace_events<T: Send + 'static>(
     services: &Services,
     workspace_id: Uuid,
     pick: impl Fn(&EventPayload) -> Option<T> + Send + Sync + 'static,
@@ -183,10 +183,11 @@ fn optional_id(
         .transpose()
 }
 
-pub struct SubscriptionRoot;
+#[derive(Default)]
+pub struct EventSubscription;
 
 #[Subscription]
-impl SubscriptionRoot {
+impl EventSubscription {
     /// Inbound messages, of one sender or all.
     async fn message_received(
         &self,
