@@ -5,6 +5,7 @@ mod ai_replies;
 mod assistants;
 mod auth;
 mod auto_reply;
+mod campaigns;
 mod cloud_api;
 mod contact_import;
 mod contacts;
