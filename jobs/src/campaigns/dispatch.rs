@@ -1,4 +1,4 @@
-//! Sending a campaign. One dispatcher at a time: the job carries the campaign's dispatch token
+//! Dispatching a campaign. One dispatcher at a time: the job carries the campaign's dispatch token
 //! (a pause, resume or cancel retires it) and holds a lease on the campaign row while it sends,
 //! renewed as it goes, so a dead worker's job that apalis hands out again waits for the lease to
 //! run out instead of sending beside a live one. A dispatcher sends for a slice of time and then
@@ -9,69 +9,25 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
-    sea_query::Expr,
-};
-use tokio::time::Instant;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use uuid::Uuid;
-use waflow_entities::{
-    campaign, campaign_recipient, contact,
-    enums::{CampaignStatus, MessageStatus, RecipientStatus},
-    message, sender,
-};
+use waflow_entities::{campaign, enums::CampaignStatus};
 
 use super::{
-    CampaignService, DispatchCampaign, Variables,
+    CampaignService, DispatchCampaign,
+    sending::SliceEnd,
     window::{SendWindow, SendWindowSpec, next_send_time, parse_zone},
 };
 use crate::{
     error::{Error, Result},
-    messaging::{SendTemplate, TemplateRef},
     queue::SystemJob,
 };
 
 /// How long a dispatcher's claim on a campaign lasts without renewal.
 const LEASE: chrono::Duration = chrono::Duration::seconds(15);
-const RENEW_AFTER: Duration = Duration::from_secs(5);
-/// How long one dispatcher job sends before handing over to the next: shorter than a worker's
-/// graceful shutdown, so a stopping worker finishes its slice and hands over.
-const SLICE: Duration = Duration::from_secs(10);
-/// The error code of a send whose outcome a crash hid.
-pub const DELIVERY_UNKNOWN: &str = "DELIVERY_UNKNOWN";
-/// Recipients read per query.
-const BATCH: u64 = 100;
-/// Subscribers hear about new counts at most this often from one dispatcher.
-const CHANGED_EVERY: Duration = Duration::from_millis(250);
+pub(super) const RENEW_AFTER: Duration = Duration::from_secs(5);
 
-/// Why a dispatcher stopped sending.
-enum SliceEnd {
-    /// No recipient is left.
-    Finished,
-    /// The slice is used up; the next job goes on.
-    Yield,
-    /// The campaign was paused, cancelled or handed to another chain.
-    Stopped,
-    /// The send window closed (or the start is ahead): sleep until then.
-    Closed(DateTime<Utc>, &'static str),
-}
-
-/// A recipient ready to be sent to, or already recorded as skipped.
-enum Prepared {
-    Skipped,
-    Ready(contact::Model, Variables),
-}
-
-/// What became of one send.
-enum Outcome {
-    Done,
-    /// The sender's shared budget is spent for now: try the same recipient after this long.
-    RetryAfter(Duration),
-    /// A safety rule says stop the whole campaign.
-    Pause(String),
-}
-
-fn is_current(campaign: &campaign::Model, token: Uuid) -> bool {
+pub(super) fn is_current(campaign: &campaign::Model, token: Uuid) -> bool {
     campaign.dispatch_token == Some(token)
         && matches!(
             campaign.status,
@@ -148,7 +104,7 @@ impl CampaignService<'_> {
         opens: DateTime<Utc>,
         why: &str,
     ) -> Result<()> {
-        let reason = super::waiting_text(opens, why);
+        let reason = super::lifecycle::waiting_text(opens, why);
         let txn = crate::db::begin_write(&self.services.db).await?;
         let moved = campaign::Entity::update_many()
             .col_expr(
@@ -204,7 +160,7 @@ impl CampaignService<'_> {
     }
 
     /// Extends the lease; false when this dispatcher no longer holds the campaign.
-    async fn renew(&self, campaign_id: Uuid, token: Uuid) -> Result<bool> {
+    pub(super) async fn renew(&self, campaign_id: Uuid, token: Uuid) -> Result<bool> {
         let txn = crate::db::begin_write(&self.services.db).await?;
         let renewed = campaign::Entity::update_many()
             .col_expr(
@@ -257,318 +213,5 @@ impl CampaignService<'_> {
         txn.commit().await?;
         self.changed(campaign.workspace_id, campaign.id).await;
         Ok(())
-    }
-
-    /// Sends to PENDING recipients in order until the slice ends or something says stop.
-    async fn send_slice(&self, campaign: &campaign::Model, token: Uuid) -> Result<SliceEnd> {
-        let db = &self.services.db;
-        let Some(sender) = sender::Entity::find_by_id(campaign.sender_id)
-            .one(db)
-            .await?
-        else {
-            self.pause_with(campaign, "the campaign's sender was deleted".into(), true)
-                .await?;
-            return Ok(SliceEnd::Stopped);
-        };
-        let rate = campaign
-            .messages_per_second
-            .min(sender.messages_per_second)
-            .max(1);
-        // A campaign that sent before (an earlier slice, before a pause) keeps its spacing
-        // across the hand-over.
-        let mut pace = Pace {
-            interval: Duration::from_secs_f64(1.0 / f64::from(rate)),
-            last: campaign.started_at.map(|_| Instant::now()),
-        };
-        let variables = Variables::from_json(&campaign.variables)?;
-        let started = Instant::now();
-        let mut renewed = Instant::now();
-        let mut announced = Instant::now();
-        loop {
-            let batch = campaign_recipient::Entity::find()
-                .filter(campaign_recipient::Column::CampaignId.eq(campaign.id))
-                .filter(campaign_recipient::Column::Status.eq(RecipientStatus::Pending))
-                .order_by_asc(campaign_recipient::Column::Id)
-                .limit(BATCH)
-                .all(db)
-                .await?;
-            if batch.is_empty() {
-                return Ok(SliceEnd::Finished);
-            }
-            for recipient in batch {
-                let Prepared::Ready(contact, rendered) =
-                    self.prepare(&variables, &recipient).await?
-                else {
-                    continue;
-                };
-                loop {
-                    if started.elapsed() > SLICE {
-                        return Ok(SliceEnd::Yield);
-                    }
-                    pace.wait().await;
-                    // Re-read right before every send: a pause or cancel stops the very next one.
-                    let Some(current) = campaign::Entity::find_by_id(campaign.id).one(db).await?
-                    else {
-                        return Ok(SliceEnd::Stopped);
-                    };
-                    if !is_current(&current, token) {
-                        return Ok(SliceEnd::Stopped);
-                    }
-                    if let Some((opens, why)) = closed_until(&current, Utc::now())? {
-                        return Ok(SliceEnd::Closed(opens, why));
-                    }
-                    if renewed.elapsed() > RENEW_AFTER {
-                        if !self.renew(campaign.id, token).await? {
-                            return Ok(SliceEnd::Stopped);
-                        }
-                        renewed = Instant::now();
-                    }
-                    match self
-                        .send_to(&current, &recipient, &contact, rendered.clone())
-                        .await?
-                    {
-                        Outcome::Done => break,
-                        Outcome::RetryAfter(wait) => tokio::time::sleep(wait).await,
-                        Outcome::Pause(reason) => {
-                            self.pause_with(&current, reason, true).await?;
-                            return Ok(SliceEnd::Stopped);
-                        }
-                    }
-                }
-                if announced.elapsed() >= CHANGED_EVERY {
-                    self.changed(campaign.workspace_id, campaign.id).await;
-                    announced = Instant::now();
-                }
-            }
-        }
-    }
-
-    /// Loads the recipient's contact and renders the variables for them, or records why the
-    /// recipient is skipped.
-    async fn prepare(
-        &self,
-        variables: &Variables,
-        recipient: &campaign_recipient::Model,
-    ) -> Result<Prepared> {
-        let Some(contact) = contact::Entity::find_by_id(recipient.contact_id)
-            .one(&self.services.db)
-            .await?
-        else {
-            return self
-                .skip(
-                    recipient,
-                    RecipientStatus::SkippedInvalid,
-                    "the contact was deleted",
-                )
-                .await;
-        };
-        if contact.opted_out {
-            return self
-                .skip(
-                    recipient,
-                    RecipientStatus::SkippedOptedOut,
-                    "the contact opted out",
-                )
-                .await;
-        }
-        let context = self.context(&contact).await?;
-        match variables.render(&context) {
-            Ok(rendered) => Ok(Prepared::Ready(contact, rendered)),
-            Err(why) => {
-                self.skip(recipient, RecipientStatus::SkippedInvalid, &why)
-                    .await
-            }
-        }
-    }
-
-    /// Sends the campaign's message to one recipient and records the outcome.
-    async fn send_to(
-        &self,
-        campaign: &campaign::Model,
-        recipient: &campaign_recipient::Model,
-        contact: &contact::Model,
-        rendered: Variables,
-    ) -> Result<Outcome> {
-        let db = &self.services.db;
-        let sent = self
-            .services
-            .messaging()
-            .send_template(
-                campaign.workspace_id,
-                SendTemplate {
-                    sender_id: campaign.sender_id,
-                    template: TemplateRef::Id(campaign.template_id),
-                    to: contact.phone.clone(),
-                    recipient_name: None,
-                    variables: rendered.positional,
-                    named_variables: rendered.named,
-                    idempotency_key: Some(format!("campaign:{}:{}", campaign.id, contact.id)),
-                },
-            )
-            .await;
-        match sent {
-            Ok(message)
-                if message.status == MessageStatus::Queued
-                    && message.provider_message_id.is_none() =>
-            {
-                self.delivery_unknown(recipient, message).await?;
-                self.after_failure(campaign).await
-            }
-            Ok(message) => {
-                self.mark_sent(recipient, &message).await?;
-                if message.status == MessageStatus::Failed {
-                    return self.after_failure(campaign).await;
-                }
-                Ok(Outcome::Done)
-            }
-            Err(Error::RateLimited {
-                retry_after_seconds,
-            }) => Ok(Outcome::RetryAfter(Duration::from_secs(
-                retry_after_seconds,
-            ))),
-            Err(Error::RecipientOptedOut) => self
-                .skip(
-                    recipient,
-                    RecipientStatus::SkippedOptedOut,
-                    "the contact opted out",
-                )
-                .await
-                .map(|_| Outcome::Done),
-            Err(error @ (Error::InvalidPhoneNumber { .. } | Error::Validation(_))) => self
-                .skip(
-                    recipient,
-                    RecipientStatus::SkippedInvalid,
-                    &error.public_message(),
-                )
-                .await
-                .map(|_| Outcome::Done),
-            Err(Error::SenderOffline { reason }) => {
-                Ok(Outcome::Pause(format!("the sender is offline: {reason}")))
-            }
-            Err(
-                error @ (Error::SenderQualityLow
-                | Error::SenderNotFound(_)
-                | Error::TemplateNotFound { .. }
-                | Error::TemplateNotApproved { .. }
-                | Error::TemplateVariablesMismatch { .. }),
-            ) => Ok(Outcome::Pause(error.public_message())),
-            Err(Error::SendFailed { message_id, .. }) => {
-                if let Some(message) = message::Entity::find_by_id(message_id).one(db).await? {
-                    self.mark_sent(recipient, &message).await?;
-                }
-                self.after_failure(campaign).await
-            }
-            Err(other) => Err(other),
-        }
-    }
-
-    /// An earlier attempt stored this message and stopped before the provider answered (its
-    /// worker died): the customer may or may not have it, and sending again could message them
-    /// twice. The message and recipient are FAILED with DELIVERY_UNKNOWN, never sent again.
-    async fn delivery_unknown(
-        &self,
-        recipient: &campaign_recipient::Model,
-        message: message::Model,
-    ) -> Result<()> {
-        let mut model: message::ActiveModel = message.into();
-        model.status = Set(MessageStatus::Failed);
-        model.error_code = Set(Some(DELIVERY_UNKNOWN.into()));
-        model.error_message = Set(Some(
-            "the worker sending this message stopped before the provider answered; it may or \
-             may not have been delivered, so it is not sent again"
-                .into(),
-        ));
-        model.updated_at = Set(Utc::now());
-        let txn = crate::db::begin_write(&self.services.db).await?;
-        let message = model.update(&txn).await?;
-        txn.commit().await?;
-        self.mark_sent(recipient, &message).await?;
-        self.services.messaging().publish_status(&message).await;
-        Ok(())
-    }
-
-    /// A send failed: pause the campaign if the recent failures pass its threshold.
-    async fn after_failure(&self, campaign: &campaign::Model) -> Result<Outcome> {
-        Ok(match self.failure_rate_exceeded(campaign).await? {
-            Some(reason) => Outcome::Pause(reason),
-            None => Outcome::Done,
-        })
-    }
-
-    async fn skip(
-        &self,
-        recipient: &campaign_recipient::Model,
-        status: RecipientStatus,
-        why: &str,
-    ) -> Result<Prepared> {
-        let txn = crate::db::begin_write(&self.services.db).await?;
-        campaign_recipient::Entity::update_many()
-            .col_expr(campaign_recipient::Column::Status, Expr::value(status))
-            .col_expr(
-                campaign_recipient::Column::ErrorMessage,
-                Expr::value(why.to_owned()),
-            )
-            .col_expr(
-                campaign_recipient::Column::UpdatedAt,
-                Expr::value(Utc::now()),
-            )
-            .filter(campaign_recipient::Column::Id.eq(recipient.id))
-            .filter(campaign_recipient::Column::Status.eq(RecipientStatus::Pending))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(Prepared::Skipped)
-    }
-
-    /// Records the message a recipient was sent, at the status it has reached by now (a
-    /// delivery report may have come in before this write).
-    async fn mark_sent(
-        &self,
-        recipient: &campaign_recipient::Model,
-        message: &message::Model,
-    ) -> Result<()> {
-        let now = Utc::now();
-        let txn = crate::db::begin_write(&self.services.db).await?;
-        campaign_recipient::Entity::update_many()
-            .col_expr(
-                campaign_recipient::Column::Status,
-                Expr::value(super::feedback::recipient_status(message.status)),
-            )
-            .col_expr(
-                campaign_recipient::Column::MessageId,
-                Expr::value(message.id),
-            )
-            .col_expr(
-                campaign_recipient::Column::ErrorCode,
-                Expr::value(message.error_code.clone()),
-            )
-            .col_expr(
-                campaign_recipient::Column::ErrorMessage,
-                Expr::value(message.error_message.clone()),
-            )
-            .col_expr(campaign_recipient::Column::SentAt, Expr::value(now))
-            .col_expr(campaign_recipient::Column::UpdatedAt, Expr::value(now))
-            .filter(campaign_recipient::Column::Id.eq(recipient.id))
-            .filter(campaign_recipient::Column::Status.eq(RecipientStatus::Pending))
-            .exec(&txn)
-            .await?;
-        txn.commit().await?;
-        Ok(())
-    }
-}
-
-/// Spaces provider requests `interval` apart, measured from the start of the previous one, so
-/// no one-second span holds more than the campaign's rate.
-struct Pace {
-    interval: Duration,
-    last: Option<Instant>,
-}
-
-impl Pace {
-    async fn wait(&mut self) {
-        if let Some(last) = self.last {
-            tokio::time::sleep_until(last + self.interval).await;
-        }
-        self.last = Some(Instant::now());
     }
 }
