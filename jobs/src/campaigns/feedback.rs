@@ -61,6 +61,15 @@ fn quality_rank(rating: QualityRating) -> Option<u8> {
     }
 }
 
+/// Whether a change from `previous` to `current` is a drop to `limit` or worse. Only a drop
+/// pauses: a campaign resumed on a YELLOW number is not paused again until it gets worse.
+fn drops_to(limit: QualityRating, previous: QualityRating, current: QualityRating) -> bool {
+    let (Some(limit), Some(current)) = (quality_rank(limit), quality_rank(current)) else {
+        return false;
+    };
+    current <= limit && quality_rank(previous).is_none_or(|p| p > current)
+}
+
 impl CampaignService<'_> {
     /// Called for every event after it is published; a failure is logged, never undoes it.
     pub async fn on_event(&self, event: &Event) {
@@ -204,12 +213,7 @@ impl CampaignService<'_> {
 
     /// The sender's quality fell to a campaign's limit or below: pause it.
     async fn on_quality(&self, workspace_id: Uuid, change: &SenderQualityChanged) -> Result<()> {
-        let (Some(current), previous) =
-            (quality_rank(change.current), quality_rank(change.previous))
-        else {
-            return Ok(());
-        };
-        if previous.is_some_and(|p| p <= current) {
+        if quality_rank(change.current).is_none() {
             return Ok(());
         }
         let live = campaign::Entity::find()
@@ -226,7 +230,7 @@ impl CampaignService<'_> {
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
         for campaign in live {
-            if quality_rank(campaign.pause_on_quality).is_some_and(|limit| current <= limit) {
+            if drops_to(campaign.pause_on_quality, change.previous, change.current) {
                 let reason = format!(
                     "the sender {}'s quality rating dropped to {rating}: sending more now risks \
                      the number's messaging limits; resume when it recovers",
@@ -291,5 +295,20 @@ mod tests {
         let id = Uuid::now_v7();
         assert_eq!(parse_key(&format!("campaign:{id}:{id}")), Some((id, id)));
         assert_eq!(parse_key("flow:1:2"), None);
+    }
+
+    #[test]
+    fn only_a_drop_to_the_limit_pauses() {
+        use QualityRating::*;
+        assert!(drops_to(Yellow, Green, Yellow));
+        assert!(drops_to(Yellow, Green, Red));
+        assert!(drops_to(Yellow, Yellow, Red));
+        assert!(drops_to(Red, Yellow, Red));
+        assert!(drops_to(Red, Unknown, Red));
+        // Not far enough for a RED limit, not a drop, or nothing known.
+        assert!(!drops_to(Red, Green, Yellow));
+        assert!(!drops_to(Yellow, Red, Yellow));
+        assert!(!drops_to(Yellow, Yellow, Green));
+        assert!(!drops_to(Yellow, Green, Unknown));
     }
 }

@@ -3,12 +3,12 @@
 
 use super::*;
 
-/// 200 tagged contacts, one opted out, five others without the tag: one send per eligible
+/// 300 tagged contacts, one opted out, five others without the tag: one send per eligible
 /// contact, rendered for that contact, never more than messagesPerSecond in any second.
 async fn a_campaign_reaches_every_eligible_contact_once_at_its_pace(app: TestApp) {
     let stand = Stand::new(&app, "PN-CAMP-BULK", json!([plan_template()])).await;
     stand.accepts(Duration::ZERO).await;
-    let vips = import_contacts(&app, "557", 200, "vip").await;
+    let vips = import_contacts(&app, "557", 300, "vip").await;
     let others = import_contacts(&app, "558", 5, "lapsed").await;
     let opted_out = &vips[17];
     app.ok(
@@ -17,7 +17,7 @@ async fn a_campaign_reaches_every_eligible_contact_once_at_its_pace(app: TestApp
     )
     .await;
 
-    const PER_SECOND: usize = 40;
+    const PER_SECOND: usize = 50;
     let id = create_campaign(
         &app,
         plan_campaign(
@@ -38,8 +38,8 @@ async fn a_campaign_reaches_every_eligible_contact_once_at_its_pace(app: TestApp
     assert_eq!(
         done["progress"],
         Counts {
-            total: 200,
-            sent: 199,
+            total: 300,
+            sent: 299,
             skipped: 1,
             ..Counts::default()
         }
@@ -49,8 +49,8 @@ async fn a_campaign_reaches_every_eligible_contact_once_at_its_pace(app: TestApp
     let sends = stand.sends().await;
     let to = recipients_of(&sends);
     let distinct: BTreeSet<&String> = to.iter().collect();
-    assert_eq!(sends.len(), 199, "one send per eligible contact");
-    assert_eq!(distinct.len(), 199, "no contact twice");
+    assert_eq!(sends.len(), 299, "one send per eligible contact");
+    assert_eq!(distinct.len(), 299, "no contact twice");
     let eligible: BTreeSet<String> = vips
         .iter()
         .filter(|p| *p != opted_out)
@@ -85,9 +85,9 @@ async fn a_campaign_reaches_every_eligible_contact_once_at_its_pace(app: TestApp
     assert_eq!(skipped[0]["phone"], opted_out.as_str());
     assert_eq!(skipped[0]["messageId"], Value::Null);
     let all = recipients(&app, &id, None).await;
-    assert_eq!(all.len(), 200);
+    assert_eq!(all.len(), 300);
     let sent = recipients(&app, &id, Some("SENT")).await;
-    assert_eq!(sent.len(), 199);
+    assert_eq!(sent.len(), 299);
     assert!(
         sent.iter()
             .all(|r| r["messageId"].is_string() && r["sentAt"].is_string()),
