@@ -39,6 +39,7 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/api/conversations/export", get(crate::export::export))
         .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
         .merge(crate::webhooks::routes())
         .merge(crate::flow_hooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
@@ -54,6 +55,18 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         );
     }
     router
+}
+
+/// 200 when this process can serve (database and Redis answer, schema current), else 503 with
+/// what is wrong: a load balancer keeps traffic away until it is ready.
+async fn readyz(State(state): State<AppState>) -> Response {
+    let readiness = state.services.readiness().await;
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(readiness)).into_response()
 }
 
 async fn graphiql() -> Html<String> {

@@ -21,6 +21,8 @@ pub struct Config {
     pub cors_origins: Vec<HeaderValue>,
     /// How long a conversation's end waits for its assistant's evaluation.
     pub evaluation_timeout: std::time::Duration,
+    /// Finished flow runs older than this are pruned; `None` keeps them all.
+    pub run_retention: Option<std::time::Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +101,18 @@ impl Config {
             },
             None => waflow_jobs::services::evaluation::DEFAULT_TIMEOUT,
         };
+        let run_retention = match var("WAFLOW_RUN_RETENTION_DAYS") {
+            Some(text) => match text.parse::<u64>() {
+                Ok(days @ 1..=36_500) => Some(std::time::Duration::from_secs(days * 86_400)),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "WAFLOW_RUN_RETENTION_DAYS",
+                        reason: format!("{text:?} is not a number of days from 1 to 36500"),
+                    });
+                }
+            },
+            None => None,
+        };
         Ok(Self {
             database_url,
             redis_url: var("REDIS_URL"),
@@ -108,6 +122,7 @@ impl Config {
             secret_key: var("WAFLOW_SECRET_KEY"),
             cors_origins,
             evaluation_timeout,
+            run_retention,
         })
     }
 

@@ -47,12 +47,10 @@ enum WorkspaceCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(error) = init_logging() {
+        eprintln!("error: {error}");
+        return ExitCode::FAILURE;
+    }
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -60,6 +58,27 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr as text, or as one JSON object per line with `WAFLOW_LOG_FORMAT=json`
+/// (for log collectors); the span fields (run, conversation, request ids) come along.
+fn init_logging() -> Result<(), String> {
+    // Read here too: logging starts before the configuration is, and may be set in `.env`.
+    let _ = dotenvy::dotenv();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match std::env::var("WAFLOW_LOG_FORMAT").as_deref().map(str::trim) {
+        Err(_) | Ok("" | "text") => logs.init(),
+        Ok("json") => logs.json().with_current_span(true).init(),
+        Ok(other) => {
+            return Err(format!(
+                "WAFLOW_LOG_FORMAT is invalid: {other:?} is neither \"text\" nor \"json\""
+            ));
+        }
+    }
+    Ok(())
 }
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
@@ -138,5 +157,6 @@ async fn open(config: &Config) -> Result<Services, AnyError> {
         None => Services::embedded(db, secrets).await?,
     };
     services.evaluation_timeout = config.evaluation_timeout;
+    services.run_retention = config.run_retention;
     Ok(services)
 }

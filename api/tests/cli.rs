@@ -134,7 +134,7 @@ async fn embedded_default_serves_with_no_services() {
 #[test]
 fn impossible_configurations_fail_at_start_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[(&str, &str)], &str); 4] = [
+    let cases: [(&[(&str, &str)], &str); 8] = [
         (
             &[("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")],
             "needs REDIS_URL",
@@ -147,6 +147,22 @@ fn impossible_configurations_fail_at_start_with_a_clear_message() {
         (
             &[("WAFLOW_SECRET_KEY", "short")],
             "WAFLOW_SECRET_KEY must be 32 random bytes",
+        ),
+        (
+            &[("WAFLOW_RUN_RETENTION_DAYS", "a month")],
+            "WAFLOW_RUN_RETENTION_DAYS is invalid",
+        ),
+        (
+            &[("WAFLOW_RUN_RETENTION_DAYS", "0")],
+            "WAFLOW_RUN_RETENTION_DAYS is invalid",
+        ),
+        (
+            &[("WAFLOW_EVALUATION_TIMEOUT_SECONDS", "soon")],
+            "WAFLOW_EVALUATION_TIMEOUT_SECONDS is invalid",
+        ),
+        (
+            &[("WAFLOW_LOG_FORMAT", "xml")],
+            "WAFLOW_LOG_FORMAT is invalid",
         ),
     ];
     for (env, expected) in cases {
@@ -169,4 +185,21 @@ fn workspace_names_are_validated() {
     let output = run(dir.path(), &["workspace", "create", "  "], &[]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("name: must not be empty"));
+}
+
+/// `WAFLOW_LOG_FORMAT=json`: every log line is one JSON object a collector can parse.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run(dir.path(), &["migrate"], &[("WAFLOW_LOG_FORMAT", "json")]);
+    assert!(output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(!lines.is_empty(), "migrate logs what it applies");
+    for line in lines {
+        let entry: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(entry["timestamp"].is_string() && entry["level"].is_string(), "{entry}");
+        assert!(entry["fields"]["message"].is_string(), "{entry}");
+    }
 }

@@ -9,6 +9,7 @@ pub mod db;
 pub mod error;
 pub mod events;
 pub mod flows;
+pub mod health;
 pub mod messaging;
 pub mod pagination;
 pub mod placeholders;

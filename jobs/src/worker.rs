@@ -28,6 +28,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 pub const CONCURRENCY: usize = 16;
 /// Cloud API senders are checked this often.
 pub const SENDER_REFRESH_PERIOD: i64 = 300;
+/// Old runs are pruned once per this many seconds, by one process.
+const PRUNE_PERIOD: i64 = 3600;
 /// How often the ticker looks for due work (flow schedules may fire every second).
 const TICKER_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -163,6 +165,7 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
     // The ticker wakes every second for flow schedules; the sender refresh tick changes every
     // few minutes, so it is claimed once per new tick, not once per wake-up.
     let mut claimed_refresh = None;
+    let mut claimed_prune = None;
     loop {
         let tick = Utc::now().timestamp() / SENDER_REFRESH_PERIOD;
         if claimed_refresh != Some(tick) {
@@ -176,6 +179,15 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
                 Err(error) => tracing::warn!(%error, "could not claim a schedule tick"),
             }
         }
+        if let Some(retention) = services.run_retention {
+            let hour = Utc::now().timestamp() / PRUNE_PERIOD;
+            if claimed_prune != Some(hour) {
+                claimed_prune = Some(hour);
+                if let Ok(true) = claim_tick(&services, "prune-runs", hour).await {
+                    tokio::spawn(prune_runs(services.clone(), retention));
+                }
+            }
+        }
         if let Err(error) = services.flows().fire_due_schedules().await {
             tracing::warn!(%error, "could not start the scheduled flows");
         }
@@ -183,6 +195,16 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
             _ = tokio::time::sleep(TICKER_INTERVAL) => {}
             _ = stopped.changed() => return,
         }
+    }
+}
+
+/// Deletes finished runs older than `retention`, in the background of one process per period.
+async fn prune_runs(services: Services, retention: Duration) {
+    let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    match services.flows().prune_finished_runs(cutoff).await {
+        Ok(0) => {}
+        Ok(pruned) => tracing::info!(pruned, %cutoff, "pruned finished flow runs"),
+        Err(error) => tracing::warn!(%error, "could not prune finished flow runs"),
     }
 }
 

@@ -18,6 +18,7 @@ mod flows;
 mod hardening;
 mod messaging;
 mod migrations;
+mod operations;
 mod outgoing_webhooks;
 mod pagination;
 mod scaling;

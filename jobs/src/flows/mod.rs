@@ -8,6 +8,7 @@ pub mod dry_run;
 pub mod engine;
 pub mod expr;
 pub mod runs;
+pub mod retention;
 pub mod schedule;
 pub mod state;
 pub mod triggers;

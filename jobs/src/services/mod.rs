@@ -39,6 +39,10 @@ pub struct Services {
     pub webhook_backoff: Vec<Duration>,
     /// How long a conversation's end waits for its evaluation before it is announced anyway.
     pub evaluation_timeout: Duration,
+    /// The production profile's Redis, for readiness checks; `None` when embedded.
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// Finished flow runs older than this are pruned in the background; `None` keeps them.
+    pub run_retention: Option<Duration>,
 }
 
 /// Where the production profile keeps its queue and shared state.
@@ -126,12 +130,14 @@ impl Services {
         let events = EventBus::redis(client, manager.clone(), format!("{}events", redis.prefix))
             .await
             .map_err(unreachable)?;
-        let limiter = RateLimiter::redis(manager, redis.prefix.clone());
+        let limiter = RateLimiter::redis(manager.clone(), redis.prefix.clone());
         let jobs = JobQueue {
             system: Queue::Redis(system),
             flows: Queue::Redis(flows),
         };
-        Ok(Self::assemble(db, secrets, limiter, jobs, events))
+        let mut services = Self::assemble(db, secrets, limiter, jobs, events);
+        services.redis = Some(manager);
+        Ok(services)
     }
 
     fn assemble(
@@ -158,6 +164,8 @@ impl Services {
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
             evaluation_timeout: evaluation::DEFAULT_TIMEOUT,
+            redis: None,
+            run_retention: None,
         }
     }
 

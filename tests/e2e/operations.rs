@@ -1,0 +1,129 @@
+//! Running Waflow: the readiness probe a load balancer asks, and the pruning of old flow runs.
+
+use chrono::{Duration, Utc};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, sea_query::Expr,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use waflow_entities::{flow_run, step_run};
+use waflow_tests::{Backend, TestApp, error_code};
+
+use crate::flows::{live_flow, run_flow, run_in};
+
+async fn readyz(app: &TestApp) -> (u16, Value) {
+    let response = app.http.get(app.url("/readyz")).send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Ready: the database and (in production) Redis answer, and the schema is current.
+async fn a_ready_process_says_so(app: TestApp) {
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["migrations"], "current");
+    match app.backend {
+        Backend::Sqlite => assert_eq!(body["redis"], Value::Null, "the embedded profile has none"),
+        Backend::Postgres => assert_eq!(body["redis"], "ok"),
+    }
+}
+
+/// A schema behind this binary (a rollout that skipped `waflow migrate`) is not ready: 503,
+/// saying what to do.
+async fn a_pending_migration_is_not_ready(app: TestApp) {
+    app.services
+        .db
+        .execute_unprepared(
+            "DELETE FROM seaql_migrations WHERE version = \
+             (SELECT MAX(version) FROM seaql_migrations)",
+        )
+        .await
+        .unwrap();
+    let (status, body) = readyz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["ready"], false);
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["migrations"], "1 pending: run `waflow migrate`");
+}
+
+async fn steps_of(app: &TestApp, run_id: Uuid) -> u64 {
+    step_run::Entity::find()
+        .filter(step_run::Column::RunId.eq(run_id))
+        .count(&app.services.db)
+        .await
+        .unwrap()
+}
+
+/// Finished runs older than the retention go, with their steps; recent ones and runs still
+/// waiting (however old) stay.
+async fn old_finished_runs_are_pruned(app: TestApp) {
+    let (quick, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "note", "type": "set_variables", "values": {"done": "yes"}}]}),
+    )
+    .await;
+    let (slow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "later", "type": "delay", "seconds": 86400}]}),
+    )
+    .await;
+    let old = run_flow(&app, &quick, json!({})).await;
+    let recent = run_flow(&app, &quick, json!({})).await;
+    let waiting = run_flow(&app, &slow, json!({})).await;
+    run_in(&app, &old, "SUCCEEDED").await;
+    run_in(&app, &recent, "SUCCEEDED").await;
+    run_in(&app, &waiting, "WAITING").await;
+    let [old, recent, waiting] = [old, recent, waiting].map(|id| Uuid::parse_str(&id).unwrap());
+    assert!(steps_of(&app, old).await > 0);
+
+    // The old run finished forty days ago; the waiting one started then.
+    let forty_days_ago = Utc::now() - Duration::days(40);
+    flow_run::Entity::update_many()
+        .col_expr(flow_run::Column::FinishedAt, Expr::value(forty_days_ago))
+        .filter(flow_run::Column::Id.eq(old))
+        .exec(&app.services.db)
+        .await
+        .unwrap();
+    flow_run::Entity::update_many()
+        .col_expr(flow_run::Column::CreatedAt, Expr::value(forty_days_ago))
+        .filter(flow_run::Column::Id.eq(waiting))
+        .exec(&app.services.db)
+        .await
+        .unwrap();
+
+    let pruned = app
+        .services
+        .flows()
+        .prune_finished_runs(Utc::now() - Duration::days(30))
+        .await
+        .unwrap();
+    assert_eq!(pruned, 1);
+    let gone = app
+        .gql(
+            "query($id: ID!) { flowRun(id: $id) { id } }",
+            json!({"id": old.to_string()}),
+        )
+        .await;
+    assert_eq!(error_code(&gone), Some("NOT_FOUND"), "{gone}");
+    assert_eq!(steps_of(&app, old).await, 0, "its steps went with it");
+    for kept in [recent, waiting] {
+        assert!(
+            flow_run::Entity::find_by_id(kept)
+                .one(&app.services.db)
+                .await
+                .unwrap()
+                .is_some()
+        );
+    }
+    assert!(steps_of(&app, recent).await > 0);
+}
+
+waflow_tests::on_both_databases!(
+    a_ready_process_says_so,
+    a_pending_migration_is_not_ready,
+    old_finished_runs_are_pruned,
+);
