@@ -34,17 +34,20 @@ impl AppState {
 }
 
 pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
+    crate::metrics::handle();
     let mut router = Router::new()
         .route("/graphql", get(graphiql).post(graphql_endpoint))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/api/conversations/export", get(crate::export::export))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::render))
         .merge(crate::webhooks::routes())
         .merge(crate::flow_hooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
         // After the layer: imports have a limit of their own.
         .merge(crate::import::routes())
+        .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(state);
     if !cors_origins.is_empty() {
         router = router.layer(
@@ -91,6 +94,7 @@ async fn graphql_endpoint(
             let request = request.into_inner().data(principal);
             let mut response = state.schema.execute(request).await;
             graphql::tag_rejected_documents(&mut response);
+            crate::metrics::record_graphql(&response);
             GraphQLResponse::from(response).into_response()
         }
         Err(error) => {

@@ -197,9 +197,12 @@ fn json_logs_are_one_object_per_line() {
     let lines: Vec<&str> = stderr.lines().collect();
     assert!(!lines.is_empty(), "migrate logs what it applies");
     for line in lines {
-        let entry: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
-        assert!(entry["timestamp"].is_string() && entry["level"].is_string(), "{entry}");
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(
+            entry["timestamp"].is_string() && entry["level"].is_string(),
+            "{entry}"
+        );
         assert!(entry["fields"]["message"].is_string(), "{entry}");
     }
 }

@@ -41,6 +41,35 @@ pub enum SystemJob {
     DispatchCampaign(crate::campaigns::DispatchCampaign),
 }
 
+/// A job's kind, the label its metrics carry (never its ids: they would explode the series).
+pub trait JobKind {
+    fn kind(&self) -> &'static str;
+}
+
+impl JobKind for SystemJob {
+    fn kind(&self) -> &'static str {
+        match self {
+            SystemJob::SandboxStatus { .. } => "sandbox_status",
+            SystemJob::RefreshSender { .. } => "refresh_sender",
+            SystemJob::EndIfInactive { .. } => "end_if_inactive",
+            SystemJob::DeliverWebhook { .. } => "deliver_webhook",
+            SystemJob::AutoReply { .. } => "auto_reply",
+            SystemJob::EvaluateConversation { .. } => "evaluate_conversation",
+            SystemJob::EvaluationDeadline { .. } => "evaluation_deadline",
+            SystemJob::DispatchCampaign(_) => "dispatch_campaign",
+        }
+    }
+}
+
+impl JobKind for crate::flows::FlowJob {
+    fn kind(&self) -> &'static str {
+        match self {
+            crate::flows::FlowJob::Run { .. } => "flow_run",
+            crate::flows::FlowJob::Reply { .. } => "flow_reply",
+        }
+    }
+}
+
 /// How long the sandbox takes to report SENT and DELIVERED after accepting a message.
 pub const SANDBOX_SENT_AFTER: Duration = Duration::from_secs(1);
 pub const SANDBOX_DELIVERED_AFTER: Duration = Duration::from_secs(2);
@@ -66,10 +95,11 @@ fn queue_error(e: impl std::fmt::Display) -> Error {
 
 impl<J> Queue<J>
 where
-    J: Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static,
+    J: JobKind + Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static,
 {
     /// Enqueues `job` to run now, or after `delay`.
     pub async fn push(&self, job: J, delay: Option<Duration>) -> Result<()> {
+        metrics::counter!("waflow_jobs_queued_total", "kind" => job.kind()).increment(1);
         let task = match delay {
             Some(delay) => TaskBuilder::new(job).run_after(delay),
             None => TaskBuilder::new(job),

@@ -18,7 +18,7 @@ use crate::{
         FlowJob,
         engine::{self, Resume},
     },
-    queue::{Queue, SystemJob},
+    queue::{JobKind, Queue, SystemJob},
 };
 
 /// How often an idle worker looks for due jobs. Delays are in whole seconds, so a shorter
@@ -35,6 +35,7 @@ const TICKER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs one job. Database trouble is transient (the queue tries again); anything else is final.
 async fn run_system_job(job: SystemJob, services: Data<Services>) -> Result<(), BoxDynError> {
+    let _running = Running::start(job.kind());
     let outcome = match &job {
         SystemJob::SandboxStatus { message_id, status } => {
             services
@@ -94,6 +95,7 @@ macro_rules! register {
 /// Runs one step of a flow run's life. A run's own failures are recorded on the run; only
 /// trouble reaching the database makes the queue try the job again.
 async fn run_flow_job(job: FlowJob, services: Data<Services>) -> Result<(), BoxDynError> {
+    let _running = Running::start(job.kind());
     let outcome = match job.clone() {
         FlowJob::Run { run_id, token } => {
             engine::execute(&services, run_id, Resume::Token(token)).await
@@ -105,17 +107,46 @@ async fn run_flow_job(job: FlowJob, services: Data<Services>) -> Result<(), BoxD
     outcome_of(&job, outcome)
 }
 
-fn outcome_of(job: &impl std::fmt::Debug, outcome: crate::Result<()>) -> Result<(), BoxDynError> {
+fn outcome_of(
+    job: &(impl std::fmt::Debug + JobKind),
+    outcome: crate::Result<()>,
+) -> Result<(), BoxDynError> {
+    let finished = |result: &'static str| {
+        metrics::counter!("waflow_jobs_finished_total", "kind" => job.kind(), "result" => result)
+            .increment(1);
+    };
     match outcome {
-        Ok(()) | Err(Error::NotFound(_)) => Ok(()),
+        Ok(()) | Err(Error::NotFound(_)) => {
+            finished("succeeded");
+            Ok(())
+        }
         Err(error @ Error::Database(_)) => {
+            finished("retried");
             tracing::warn!(?job, %error, "job failed; it will be retried");
             Err(error.into())
         }
         Err(error) => {
+            finished("failed");
             tracing::error!(?job, %error, "job failed for good");
             Err(AbortError::new(error).into())
         }
+    }
+}
+
+/// One job running in this process, counted in `waflow_jobs_running` until it ends (or its
+/// future is dropped at shutdown).
+struct Running(&'static str);
+
+impl Running {
+    fn start(kind: &'static str) -> Self {
+        metrics::gauge!("waflow_jobs_running", "kind" => kind).increment(1.0);
+        Running(kind)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        metrics::gauge!("waflow_jobs_running", "kind" => self.0).decrement(1.0);
     }
 }
 
@@ -200,7 +231,8 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
 
 /// Deletes finished runs older than `retention`, in the background of one process per period.
 async fn prune_runs(services: Services, retention: Duration) {
-    let cutoff = Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let cutoff =
+        Utc::now() - chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     match services.flows().prune_finished_runs(cutoff).await {
         Ok(0) => {}
         Ok(pruned) => tracing::info!(pruned, %cutoff, "pruned finished flow runs"),

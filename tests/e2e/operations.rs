@@ -1,4 +1,5 @@
-//! Running Waflow: the readiness probe a load balancer asks, and the pruning of old flow runs.
+//! Running Waflow: the readiness probe a load balancer asks, the metrics Prometheus scrapes, and
+//! the pruning of old flow runs.
 
 use chrono::{Duration, Utc};
 use sea_orm::{
@@ -122,8 +123,103 @@ async fn old_finished_runs_are_pruned(app: TestApp) {
     assert!(steps_of(&app, recent).await > 0);
 }
 
+/// The value of one series in a `/metrics` scrape (0 when absent), matched by its name and
+/// every label given.
+async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|line| {
+            line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
+        })
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// What happened shows in `/metrics`: messages by sender, HTTP requests by route, GraphQL
+/// errors by code, finished jobs by kind, open subscriptions. Other tests share the process's
+/// counters, so only this test's sender is counted exactly; the rest must at least grow.
+async fn metrics_count_what_happens(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550166").await;
+    let by_sender = [("sender", sender.as_str())];
+    assert_eq!(
+        metric(&app, "waflow_messages_received_total", &by_sender).await,
+        0.0
+    );
+    let requests = [("method", "POST"), ("route", "/graphql"), ("status", "200")];
+    let graphql_before = metric(&app, "waflow_http_requests_total", &requests).await;
+    let invalid_before = metric(
+        &app,
+        "waflow_graphql_errors_total",
+        &[("code", "VALIDATION_FAILED")],
+    )
+    .await;
+
+    app.customer_writes(&sender, "+14155550167", "hello").await;
+    app.ok(
+        "mutation($input: SendTextMessageInput!) { sendTextMessage(input: $input) { id } }",
+        json!({"input": {"senderId": sender, "to": "+14155550167", "text": "hi!"}}),
+    )
+    .await;
+    let bad = app.gql("{ noSuchField }", json!({})).await;
+    assert_eq!(error_code(&bad), Some("VALIDATION_FAILED"));
+
+    assert_eq!(
+        metric(&app, "waflow_messages_received_total", &by_sender).await,
+        1.0
+    );
+    assert_eq!(
+        metric(&app, "waflow_messages_sent_total", &by_sender).await,
+        1.0
+    );
+    assert!(metric(&app, "waflow_http_requests_total", &requests).await >= graphql_before + 3.0);
+    assert!(
+        metric(
+            &app,
+            "waflow_graphql_errors_total",
+            &[("code", "VALIDATION_FAILED")]
+        )
+        .await
+            > invalid_before
+    );
+    // The sandbox reports the send's progress through jobs.
+    waflow_tests::eventually("a sandbox status job to finish", || async {
+        (metric(
+            &app,
+            "waflow_jobs_finished_total",
+            &[("kind", "sandbox_status"), ("result", "succeeded")],
+        )
+        .await
+            >= 1.0)
+            .then_some(())
+    })
+    .await;
+
+    let mut subscriber = app.subscriber(&app.key).await.unwrap();
+    subscriber
+        .subscribe("watch", "subscription { messageReceived { messageId } }")
+        .await;
+    waflow_tests::eventually("the open subscription to count", || async {
+        (metric(&app, "waflow_graphql_subscriptions_active", &[]).await >= 1.0).then_some(())
+    })
+    .await;
+}
+
 waflow_tests::on_both_databases!(
     a_ready_process_says_so,
     a_pending_migration_is_not_ready,
     old_finished_runs_are_pruned,
+    metrics_count_what_happens,
 );

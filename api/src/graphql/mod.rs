@@ -72,6 +72,7 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
+    .extension(crate::metrics::ActiveSubscriptions)
 }
 
 pub fn build_schema(services: Services) -> ApiSchema {

@@ -12,7 +12,11 @@ use waflow_entities::{enums::RunStatus, flow_run};
 use super::FlowService;
 use crate::error::Result;
 
-const FINISHED: [RunStatus; 3] = [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled];
+const FINISHED: [RunStatus; 3] = [
+    RunStatus::Succeeded,
+    RunStatus::Failed,
+    RunStatus::Cancelled,
+];
 /// Runs deleted per transaction.
 const BATCH: u64 = 500;
 

@@ -102,6 +102,8 @@ impl MessagingService<'_> {
             other => other?,
         };
         if !received.duplicate {
+            metrics::counter!("waflow_messages_received_total", "sender" => sender.id.to_string())
+                .increment(1);
             if let Some(ended) = &received.ended {
                 self.publish_ended(sender.workspace_id, (**ended).clone())
                     .await;
@@ -277,9 +279,13 @@ impl MessagingService<'_> {
         if !moves_forward {
             return Ok(Some(found));
         }
+        let sender_label = found.sender_id.map(|s| s.to_string()).unwrap_or_default();
         let mut model: message::ActiveModel = found.into();
         model.status = Set(update.status);
         if update.status == MessageStatus::Failed {
+            // Refused after it was accepted (an undeliverable number, a marketing limit).
+            metrics::counter!("waflow_messages_failed_total", "sender" => sender_label)
+                .increment(1);
             model.error_code = Set(update.error_code);
             model.error_message = Set(update.error_message);
         }

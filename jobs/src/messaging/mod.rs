@@ -349,6 +349,8 @@ impl MessagingService<'_> {
         model.updated_at = Set(Utc::now());
         match outcome {
             Ok(accepted) => {
+                metrics::counter!("waflow_messages_sent_total", "sender" => sender.id.to_string())
+                    .increment(1);
                 model.provider_message_id = Set(Some(accepted.provider_message_id));
                 let message = model.update(&self.services.db).await?;
                 self.services
@@ -358,6 +360,8 @@ impl MessagingService<'_> {
                 Ok(message)
             }
             Err(refusal) => {
+                metrics::counter!("waflow_messages_failed_total", "sender" => sender.id.to_string())
+                    .increment(1);
                 model.status = Set(MessageStatus::Failed);
                 model.error_code = Set(Some(
                     refusal

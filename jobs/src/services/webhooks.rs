@@ -404,6 +404,8 @@ impl WebhookService<'_> {
         let now = Utc::now();
         let retry = match error {
             None => {
+                metrics::counter!("waflow_webhook_deliveries_total", "result" => "succeeded")
+                    .increment(1);
                 model.status = Set(DeliveryStatus::Succeeded);
                 model.delivered_at = Set(Some(now));
                 model.last_error = Set(None);
@@ -419,12 +421,16 @@ impl WebhookService<'_> {
                     .copied()
                 {
                     Some(wait) => {
+                        metrics::counter!("waflow_webhook_deliveries_total", "result" => "retrying")
+                            .increment(1);
                         model.next_attempt_at = Set(Some(
                             now + chrono::Duration::from_std(wait).unwrap_or_default(),
                         ));
                         Some(wait)
                     }
                     None => {
+                        metrics::counter!("waflow_webhook_deliveries_total", "result" => "failed")
+                            .increment(1);
                         model.status = Set(DeliveryStatus::Failed);
                         model.next_attempt_at = Set(None);
                         None
