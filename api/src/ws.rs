@@ -102,6 +102,11 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
     while let Some(message) = output.next().await {
         let message = match message {
             WsMessage::Text(text) => Message::Text(text.into()),
+            // async-graphql answers an unreadable message with 1002; graphql-transport-ws names
+            // it 4400 (Invalid message), which graphql-ws clients take as final.
+            WsMessage::Close(1002, reason) if protocol == WebSocketProtocols::GraphQLWS => {
+                close(4400, &reason)
+            }
             WsMessage::Close(code, reason) => close(code, &reason),
         };
         if sink.send(message).await.is_err() {
@@ -110,9 +115,18 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
     }
 }
 
+/// A close frame's reason is at most 123 bytes (RFC 6455); a longer one (serde's list of
+/// expected message types, say) would make the frame invalid and the client see a broken
+/// connection instead of the code.
+const MAX_CLOSE_REASON: usize = 123;
+
 fn close(code: u16, reason: &str) -> Message {
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
     Message::Close(Some(CloseFrame {
         code,
-        reason: reason.to_owned().into(),
+        reason: reason[..end].to_owned().into(),
     }))
 }

@@ -17,6 +17,8 @@ pub mod providers;
 pub mod queue;
 pub mod rate_limit;
 pub mod services;
+#[cfg(test)]
+mod test_support;
 pub mod validation;
 pub mod worker;
 

@@ -131,3 +131,30 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any template body parses or is refused with words, and renders without panicking;
+        /// a flow expression over any text and data renders or fails with a message.
+        #[test]
+        fn rendering_any_template(
+            text in crate::test_support::template_text(),
+            data in crate::test_support::json(),
+        ) {
+            if let Ok(placeholders) = super::Placeholders::parse(&text) {
+                let values: BTreeMap<String, String> =
+                    placeholders.names.iter().map(|n| (n.clone(), format!("<{n}>"))).collect();
+                let _ = super::render(&text, &values);
+            }
+            let _ = crate::flows::expr::render(&text, &serde_json::json!({"trigger": data}));
+            let _ = crate::flows::expr::check_template(&text);
+        }
+    }
+}

@@ -98,10 +98,42 @@ async fn delivery_statuses_stream_per_conversation(app: TestApp) {
     assert_eq!(seen, ["SENT", "DELIVERED"]);
 }
 
+/// A client that breaks the protocol is closed with 4400 (graphql-transport-ws's "invalid
+/// message"); the server and everyone else's subscriptions carry on.
+async fn malformed_messages_close_only_their_connection(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550188").await;
+    let mut bystander = app.subscriber(&app.key).await.unwrap();
+    bystander
+        .subscribe("inbound", "subscription { messageReceived { message } }")
+        .await;
+    for garbage in [
+        "not json {",
+        r#"{"type": "subscribe"}"#,
+        r#"{"type": "no_such_type", "id": "1"}"#,
+        r#"{"id": 5, "type": "subscribe", "payload": []}"#,
+    ] {
+        let mut rude = app.subscriber(&app.key).await.unwrap();
+        rude.send_raw(garbage).await;
+        assert_eq!(
+            rude.close_code(Duration::from_secs(5)).await,
+            Some(4400),
+            "{garbage}"
+        );
+    }
+    app.customer_writes(&sender, "+14155550189", "still here?")
+        .await;
+    let event = bystander
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("the other subscription still streams");
+    assert_eq!(event["messageReceived"]["message"], "still here?");
+}
+
 waflow_tests::on_both_databases!(
     connection_init_needs_a_valid_key,
     inbound_messages_and_new_conversations_stream_to_their_workspace,
     delivery_statuses_stream_per_conversation,
+    malformed_messages_close_only_their_connection,
 );
 
 /// Two server processes on one PostgreSQL and one Redis: a subscriber connected to one receives

@@ -897,6 +897,32 @@ impl Subscriber {
         }
     }
 
+    /// Sends `text` as it is, well-formed or not.
+    pub async fn send_raw(&mut self, text: &str) {
+        use futures::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .unwrap();
+    }
+
+    /// The close code the server ends the connection with, within `wait`.
+    pub async fn close_code(&mut self, wait: Duration) -> Option<u16> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next())
+                .await
+                .ok()??
+            {
+                Ok(Message::Close(frame)) => return Some(frame.map_or(0, |f| u16::from(f.code))),
+                Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
     /// The next `next` payload's data, within `wait`; `None` when nothing arrives.
     pub async fn next_event(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;

@@ -530,3 +530,18 @@ pub fn walk(steps: &[Step], path: &str, visit: &mut impl FnMut(&Step, &str)) {
         }
     }
 }
+
+#[cfg(test)]
+mod never_panics {
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any JSON saved as a flow is either a definition or a list of problems.
+        #[test]
+        fn parsing_any_definition(value in crate::test_support::json()) {
+            let _ = super::parse(&value);
+        }
+    }
+}

@@ -381,3 +381,27 @@ async fn quality(
     report.quality_updates += 1;
     Ok(())
 }
+
+#[cfg(test)]
+mod never_panics {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever Meta (or anyone) posts, reading a message, a status or a time returns a
+        /// value or nothing; it never panics.
+        #[test]
+        fn reading_any_json(value in crate::test_support::json()) {
+            let names: HashMap<&str, &str> = HashMap::from([("14155550123", "Ana")]);
+            let _ = inbound_message(&value, &names);
+            let _ = status_update(&value);
+            let _ = timestamp(&value);
+            for item in value["messages"].as_array().into_iter().flatten() {
+                let _ = inbound_message(item, &names);
+            }
+        }
+    }
+}
