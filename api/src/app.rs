@@ -24,12 +24,38 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub struct AppState {
     pub services: Services,
     pub schema: ApiSchema,
+    /// Fires once when the process is asked to stop; open WebSockets close on it.
+    pub shutdown: Shutdown,
 }
 
 impl AppState {
     pub fn new(services: Services) -> Self {
         let schema = graphql::build_schema(services.clone());
-        Self { services, schema }
+        Self {
+            services,
+            schema,
+            shutdown: Shutdown::default(),
+        }
+    }
+}
+
+/// One stop signal shared by everything that must wind down: the HTTP server (no new
+/// requests), the workers (no new jobs) and each open WebSocket (a close frame, so clients
+/// reconnect elsewhere instead of seeing a dropped connection).
+#[derive(Clone, Default)]
+pub struct Shutdown(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Shutdown {
+    pub fn trigger(&self) {
+        self.0.send_replace(true);
+    }
+
+    /// Completes once `trigger` was called (at once if it already was).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.0.subscribe();
+        async move {
+            let _ = receiver.wait_for(|stopped| *stopped).await;
+        }
     }
 }
 
@@ -127,12 +153,17 @@ pub fn strip_bearer(value: &str) -> Option<&str> {
 }
 
 /// Serves `router` on an already bound listener until Ctrl-C or SIGTERM.
-pub async fn serve_on(listener: tokio::net::TcpListener, router: Router) -> std::io::Result<()> {
+/// Serves until `shutdown` completes, then finishes the requests in flight.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(
         listener,
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown_signal())
+    .with_graceful_shutdown(shutdown)
     .await
 }
 

@@ -121,14 +121,27 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                     " with workers"
                 }
             );
+            let state = AppState::new(services.clone());
+            let shutdown = state.shutdown.clone();
+            tokio::spawn({
+                let shutdown = shutdown.clone();
+                async move {
+                    shutdown_signal().await;
+                    tracing::info!(
+                        "stopping: no new requests or jobs; finishing what is in flight"
+                    );
+                    shutdown.trigger();
+                }
+            });
             let api = serve_on(
                 listener,
-                router(AppState::new(services.clone()), &config.cors_origins),
+                router(state, &config.cors_origins),
+                shutdown.stopped(),
             );
             if no_worker {
                 api.await?;
             } else {
-                let workers = worker::run(services, shutdown_signal());
+                let workers = worker::run(services, shutdown.stopped());
                 let (api, workers) = tokio::join!(api, workers);
                 api?;
                 workers?;

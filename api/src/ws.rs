@@ -99,7 +99,17 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
                 Ok(data)
             }),
     );
-    while let Some(message) = output.next().await {
+    let stopped = state.shutdown.stopped();
+    tokio::pin!(stopped);
+    loop {
+        let message = tokio::select! {
+            message = output.next() => message,
+            () = &mut stopped => {
+                let _ = sink.send(close(1001, "the server is shutting down; reconnect")).await;
+                break;
+            }
+        };
+        let Some(message) = message else { break };
         let message = match message {
             WsMessage::Text(text) => Message::Text(text.into()),
             // async-graphql answers an unreadable message with 1002; graphql-transport-ws names

@@ -206,3 +206,84 @@ fn json_logs_are_one_object_per_line() {
         assert!(entry["fields"]["message"].is_string(), "{entry}");
     }
 }
+
+/// SIGTERM: open subscriptions get a close frame (1001, so clients reconnect elsewhere), the
+/// process finishes what it was doing and exits 0.
+#[tokio::test]
+async fn sigterm_closes_subscriptions_and_exits_cleanly() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+
+    let dir = tempfile::tempdir().unwrap();
+    let created = run(dir.path(), &["workspace", "create", "Acme"], &[]);
+    let key = String::from_utf8(created.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .to_owned();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = waflow(dir.path(), &["serve"], &[("WAFLOW_LISTEN", &listen)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Server(child);
+    wait_healthy(&format!("http://{listen}")).await;
+
+    let mut request = format!("ws://{listen}/graphql/ws")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    for message in [
+        serde_json::json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {key}")}}),
+        serde_json::json!({"id": "1", "type": "subscribe",
+            "payload": {"query": "subscription { messageReceived { message } }"}}),
+    ] {
+        socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+    match socket.next().await {
+        Some(Ok(Message::Text(ack))) => assert!(ack.contains("connection_ack"), "{ack}"),
+        other => panic!("expected connection_ack, got {other:?}"),
+    }
+
+    let pid = server.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Close(frame)) = message {
+                return frame.map(|f| u16::from(f.code));
+            }
+        }
+        None
+    })
+    .await
+    .expect("a close frame soon after SIGTERM");
+    assert_eq!(closed, Some(1001));
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "waflow serve did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+}

@@ -335,7 +335,7 @@ pub async fn spawn_server(services: Services, cors_origins: &[&str]) -> SocketAd
     let addr = listener.local_addr().unwrap();
     let origins: Vec<_> = cors_origins.iter().map(|o| o.parse().unwrap()).collect();
     let app = router(AppState::new(services), &origins);
-    tokio::spawn(async move { serve_on(listener, app).await });
+    tokio::spawn(async move { serve_on(listener, app, std::future::pending()).await });
     addr
 }
 
