@@ -47,16 +47,37 @@ pub async fn render() -> Response {
         .into_response()
 }
 
+/// The header a request id comes in (from a proxy) and goes back out in.
+pub const REQUEST_ID: &str = "x-request-id";
+
 /// Counts every request by route template (never the raw path: ids would explode the series)
-/// and status, and times it.
+/// and status, and times it. Everything logged while serving it carries its `request_id` (the
+/// caller's `X-Request-Id`, or a new one), which the response returns.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let method = request.method().to_string();
+    let request_id = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let span = tracing::info_span!("request", %request_id, %method, %route);
     let started = Instant::now();
-    let response = next.run(request).await;
+    let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request served"
+        )
+    });
+    if let Ok(value) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
     metrics::counter!("waflow_http_requests_total", "method" => method, "route" => route.clone(),
         "status" => response.status().as_u16().to_string())
     .increment(1);

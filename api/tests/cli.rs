@@ -287,3 +287,56 @@ async fn sigterm_closes_subscriptions_and_exits_cleanly() {
     };
     assert!(status.success(), "exit status after SIGTERM: {status:?}");
 }
+
+/// Every log line of a request carries its id (the caller's `X-Request-Id`, or a new one the
+/// response returns), so one request can be followed through JSON logs.
+#[tokio::test]
+async fn request_ids_reach_the_logs_and_the_response() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let child = waflow(
+        dir.path(),
+        &["serve"],
+        &[
+            ("WAFLOW_LISTEN", &listen),
+            ("WAFLOW_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info,waflow_api=debug"),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log_path).unwrap())
+    .spawn()
+    .unwrap();
+    let server = Server(child);
+    let base = format!("http://{listen}");
+    wait_healthy(&base).await;
+
+    let http = reqwest::Client::new();
+    let given = http
+        .get(format!("{base}/readyz"))
+        .header("x-request-id", "req-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(given.headers()["x-request-id"], "req-42");
+    let made = http.get(format!("{base}/readyz")).send().await.unwrap();
+    let made_id = made.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(made_id.len(), 36, "a UUID: {made_id}");
+    drop(server);
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    let served: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|entry| entry["fields"]["message"] == "request served")
+        .collect();
+    for id in ["req-42", made_id.as_str()] {
+        let entry = served
+            .iter()
+            .find(|e| e["span"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no log line of request {id} in:\n{logs}"));
+        assert_eq!(entry["span"]["route"], "/readyz");
+        assert_eq!(entry["fields"]["status"], 200);
+    }
+}

@@ -35,6 +35,33 @@ const TICKER_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Runs one job. Database trouble is transient (the queue tries again); anything else is final.
 async fn run_system_job(job: SystemJob, services: Data<Services>) -> Result<(), BoxDynError> {
+    let span = job_span(&job);
+    tracing::Instrument::instrument(system_job(job, services), span).await
+}
+
+/// A span naming the job and what it works on, so its log lines can be found by run,
+/// conversation or campaign id.
+fn job_span(job: &SystemJob) -> tracing::Span {
+    let kind = job.kind();
+    match job {
+        SystemJob::EndIfInactive { conversation_id }
+        | SystemJob::AutoReply { conversation_id }
+        | SystemJob::EvaluateConversation { conversation_id }
+        | SystemJob::EvaluationDeadline { conversation_id } => {
+            tracing::info_span!("job", kind, %conversation_id)
+        }
+        SystemJob::SandboxStatus { message_id, .. } => {
+            tracing::info_span!("job", kind, %message_id)
+        }
+        SystemJob::RefreshSender { sender_id } => tracing::info_span!("job", kind, %sender_id),
+        SystemJob::DeliverWebhook { delivery_id } => tracing::info_span!("job", kind, %delivery_id),
+        SystemJob::DispatchCampaign(d) => {
+            tracing::info_span!("job", kind, campaign_id = %d.campaign_id)
+        }
+    }
+}
+
+async fn system_job(job: SystemJob, services: Data<Services>) -> Result<(), BoxDynError> {
     let _running = Running::start(job.kind());
     let outcome = match &job {
         SystemJob::SandboxStatus { message_id, status } => {
@@ -95,6 +122,14 @@ macro_rules! register {
 /// Runs one step of a flow run's life. A run's own failures are recorded on the run; only
 /// trouble reaching the database makes the queue try the job again.
 async fn run_flow_job(job: FlowJob, services: Data<Services>) -> Result<(), BoxDynError> {
+    let run_id = match &job {
+        FlowJob::Run { run_id, .. } | FlowJob::Reply { run_id, .. } => *run_id,
+    };
+    let span = tracing::info_span!("job", kind = job.kind(), %run_id);
+    tracing::Instrument::instrument(flow_job(job, services), span).await
+}
+
+async fn flow_job(job: FlowJob, services: Data<Services>) -> Result<(), BoxDynError> {
     let _running = Running::start(job.kind());
     let outcome = match job.clone() {
         FlowJob::Run { run_id, token } => {
