@@ -149,6 +149,7 @@ fn outcome_of(
     let finished = |result: &'static str| {
         metrics::counter!("waflow_jobs_finished_total", "kind" => job.kind(), "result" => result)
             .increment(1);
+        tracing::debug!(result, "job finished");
     };
     match outcome {
         Ok(()) | Err(Error::NotFound(_)) => {

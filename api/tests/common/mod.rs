@@ -1,0 +1,61 @@
+//! What the tests of the `waflow` binary share: running it as a user would (an empty folder,
+//! only the environment given), free ports, and waiting for health.
+
+#![allow(dead_code)]
+
+use std::{
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Output},
+    time::{Duration, Instant},
+};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_waflow");
+
+/// `waflow` in `dir` with a clean environment: only what a user would have set.
+pub fn waflow(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir)
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    waflow(dir, args, env).output().expect("run waflow")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub async fn wait_healthy(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if reqwest::get(format!("{base}/healthz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("waflow serve did not become healthy at {base}");
+}
