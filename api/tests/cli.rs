@@ -163,8 +163,8 @@ fn json_logs_are_one_object_per_line() {
 /// process finishes what it was doing and exits 0.
 #[tokio::test]
 async fn sigterm_closes_subscriptions_and_exits_cleanly() {
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
 
     let dir = tempfile::tempdir().unwrap();
     let created = run(dir.path(), &["workspace", "create", "Acme"], &[]);
@@ -183,28 +183,12 @@ async fn sigterm_closes_subscriptions_and_exits_cleanly() {
     let mut server = Server(child);
     wait_healthy(&format!("http://{listen}")).await;
 
-    let mut request = format!("ws://{listen}/graphql/ws")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    for message in [
-        serde_json::json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {key}")}}),
-        serde_json::json!({"id": "1", "type": "subscribe",
-            "payload": {"query": "subscription { messageReceived { message } }"}}),
-    ] {
-        socket
-            .send(Message::Text(message.to_string().into()))
-            .await
-            .unwrap();
-    }
-    match socket.next().await {
-        Some(Ok(Message::Text(ack))) => assert!(ack.contains("connection_ack"), "{ack}"),
-        other => panic!("expected connection_ack, got {other:?}"),
-    }
+    let mut socket = common::subscribe(
+        &format!("http://{listen}"),
+        &key,
+        "subscription { messageReceived { message } }",
+    )
+    .await;
 
     let pid = server.0.id().to_string();
     assert!(

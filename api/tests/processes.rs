@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Server, free_port, run, waflow, wait_healthy};
+use common::{Server, Socket, free_port, run, subscribe, waflow, wait_healthy};
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
@@ -143,7 +143,7 @@ fn runs_in_log(path: &Path) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_apis_and_two_workers_share_one_postgres_and_redis() {
-    let Some((database_url, _name)) = fresh_database().await else {
+    let Some((database_url, database)) = fresh_database().await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -189,18 +189,18 @@ async fn two_apis_and_two_workers_share_one_postgres_and_redis() {
         .to_owned();
 
     let listen = [free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
-    let _api_one = start(
+    let api_one = start(
         &["serve", "--no-worker"],
         &[("WAFLOW_LISTEN", listen[0].clone())],
         "api-1.log",
     );
-    let _api_two = start(
+    let api_two = start(
         &["serve", "--no-worker"],
         &[("WAFLOW_LISTEN", listen[1].clone())],
         "api-2.log",
     );
     let mut worker_one = start(&["worker"], &[], "worker-1.log");
-    let _worker_two = start(&["worker"], &[], "worker-2.log");
+    let worker_two = start(&["worker"], &[], "worker-2.log");
     let [one, two] = listen.map(|l| Api {
         base: format!("http://{l}"),
         key: key.clone(),
@@ -231,7 +231,12 @@ async fn two_apis_and_two_workers_share_one_postgres_and_redis() {
         .as_str()
         .unwrap()
         .to_owned();
-    let mut subscriber = subscribe(&two, "subscription { messageReceived { message } }").await;
+    let mut subscriber = subscribe(
+        &two.base,
+        &two.key,
+        "subscription { messageReceived { message } }",
+    )
+    .await;
     one.gql(
         "mutation($input: SimulateInboundMessageInput!) { simulateInboundMessage(input: $input) { id } }",
         json!({"input": {"senderId": sender, "from": CUSTOMER, "text": "hello from process one"}}),
@@ -297,13 +302,27 @@ async fn two_apis_and_two_workers_share_one_postgres_and_redis() {
     .await;
     worker_one.0.kill().unwrap();
     worker_one.0.wait().unwrap();
+    // A job the dead worker had taken returns to the queue once its heartbeats are missed
+    // (15 s); allow for that on a loaded machine, and say what was left if it does not.
+    let deadline = Instant::now() + Duration::from_secs(120);
     for run_id in &waiting {
-        until(
-            "the surviving worker to finish",
-            Duration::from_secs(60),
-            || async { (one.run_status(run_id).await == "SUCCEEDED").then_some(()) },
-        )
-        .await;
+        loop {
+            let status = one.run_status(run_id).await;
+            if status == "SUCCEEDED" {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log =
+                    std::fs::read_to_string(dir.path().join("worker-2.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "run {run_id} is {status} two minutes after the worker died; the survivor's \
+                     last lines:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     let messages = one
         .gql(
@@ -327,6 +346,20 @@ async fn two_apis_and_two_workers_share_one_postgres_and_redis() {
             "{text:?} exactly once: {bodies:?}"
         );
     }
+    drop((api_one, api_two, worker_two));
+    drop_database(&database).await;
+}
+
+async fn drop_database(name: &str) {
+    let admin_url = env_or(
+        "WAFLOW_TEST_POSTGRES_URL",
+        "postgres://postgres@127.0.0.1:5432/test",
+    );
+    if let Ok(admin) = Database::connect(&admin_url).await {
+        let _ = admin
+            .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+            .await;
+    }
 }
 
 /// A CRM stand-in that answers after 300 ms; returns its base URL.
@@ -342,47 +375,6 @@ async fn slow_crm() -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await });
     format!("http://{addr}")
-}
-
-type Socket =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn subscribe(api: &Api, query: &str) -> Socket {
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-    let url = format!("{}/graphql/ws", api.base.replacen("http", "ws", 1));
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let init = json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {}", api.key)}});
-    socket
-        .send(Message::Text(init.to_string().into()))
-        .await
-        .unwrap();
-    match socket.next().await {
-        Some(Ok(Message::Text(ack))) => assert!(ack.contains("connection_ack"), "{ack}"),
-        other => panic!("expected connection_ack, got {other:?}"),
-    }
-    let subscribe = json!({"id": "1", "type": "subscribe", "payload": {"query": query}});
-    socket
-        .send(Message::Text(subscribe.to_string().into()))
-        .await
-        .unwrap();
-    // Round-trip a ping so the subscription is registered before anything happens.
-    socket
-        .send(Message::Text(json!({"type": "ping"}).to_string().into()))
-        .await
-        .unwrap();
-    loop {
-        if let Some(Ok(Message::Text(text))) = socket.next().await
-            && text.contains("pong")
-        {
-            return socket;
-        }
-    }
 }
 
 async fn next_data(socket: &mut Socket) -> Value {

@@ -59,3 +59,49 @@ pub async fn wait_healthy(base: &str) {
     }
     panic!("waflow serve did not become healthy at {base}");
 }
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A graphql-transport-ws connection to `base` with `key`, subscribed to `query` (and the
+/// subscription registered: a ping is answered after it).
+pub async fn subscribe(base: &str, key: &str, query: &str) -> Socket {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
+    let url = format!("{}/graphql/ws", base.replacen("http", "ws", 1));
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let init = serde_json::json!({"type": "connection_init", "payload": {"authorization": format!("Bearer {key}")}});
+    socket
+        .send(Message::Text(init.to_string().into()))
+        .await
+        .unwrap();
+    match socket.next().await {
+        Some(Ok(Message::Text(ack))) => assert!(ack.contains("connection_ack"), "{ack}"),
+        other => panic!("expected connection_ack, got {other:?}"),
+    }
+    let subscribe =
+        serde_json::json!({"id": "1", "type": "subscribe", "payload": {"query": query}});
+    socket
+        .send(Message::Text(subscribe.to_string().into()))
+        .await
+        .unwrap();
+    // Round-trip a ping so the subscription is registered before anything happens.
+    socket
+        .send(Message::Text(
+            serde_json::json!({"type": "ping"}).to_string().into(),
+        ))
+        .await
+        .unwrap();
+    loop {
+        if let Some(Ok(Message::Text(text))) = socket.next().await
+            && text.contains("pong")
+        {
+            return socket;
+        }
+    }
+}
