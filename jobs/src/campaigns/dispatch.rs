@@ -35,26 +35,36 @@ pub(super) fn is_current(campaign: &campaign::Model, token: Uuid) -> bool {
         )
 }
 
-/// When the campaign may not send now: until when, and why.
-pub(super) fn closed_until(
-    campaign: &campaign::Model,
-    now: DateTime<Utc>,
-) -> Result<Option<(DateTime<Utc>, &'static str)>> {
-    let zone = parse_zone(&campaign.timezone)?;
-    let window = match &campaign.send_window {
-        Some(json) => {
-            let spec: SendWindowSpec = serde_json::from_value(json.clone())
-                .map_err(|e| Error::Internal(format!("stored send window is malformed: {e}")))?;
-            Some(SendWindow::parse(&spec)?)
-        }
-        None => None,
-    };
-    Ok(next_send_time(
-        campaign.start_at,
-        window.as_ref(),
-        zone,
-        now,
-    ))
+/// When a campaign may send: its start, window and timezone, parsed once. They cannot change
+/// after creation, so a dispatcher reads them once per slice, not once per send.
+pub(super) struct SendSchedule {
+    start_at: Option<DateTime<Utc>>,
+    window: Option<SendWindow>,
+    zone: chrono_tz::Tz,
+}
+
+impl SendSchedule {
+    pub(super) fn of(campaign: &campaign::Model) -> Result<Self> {
+        let window = match &campaign.send_window {
+            Some(json) => {
+                let spec: SendWindowSpec = serde_json::from_value(json.clone()).map_err(|e| {
+                    Error::Internal(format!("stored send window is malformed: {e}"))
+                })?;
+                Some(SendWindow::parse(&spec)?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            start_at: campaign.start_at,
+            window,
+            zone: parse_zone(&campaign.timezone)?,
+        })
+    }
+
+    /// When the campaign may not send at `now`: until when, and why.
+    pub(super) fn closed_until(&self, now: DateTime<Utc>) -> Option<(DateTime<Utc>, &'static str)> {
+        next_send_time(self.start_at, self.window.as_ref(), self.zone, now)
+    }
 }
 
 impl CampaignService<'_> {
@@ -70,7 +80,7 @@ impl CampaignService<'_> {
         if !is_current(&campaign, job.token) {
             return Ok(());
         }
-        if let Some((opens, why)) = closed_until(&campaign, Utc::now())? {
+        if let Some((opens, why)) = SendSchedule::of(&campaign)?.closed_until(Utc::now()) {
             return self.wait_until(&campaign, job, opens, why).await;
         }
         if !self.claim(&campaign, job.token).await? {

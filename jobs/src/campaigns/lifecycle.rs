@@ -270,7 +270,9 @@ async fn schedule(
 
 /// Why a campaign that may not send now waits, as its status reason; `None` when it may.
 fn waiting_reason(campaign: &campaign::Model) -> Result<Option<String>> {
-    Ok(dispatch::closed_until(campaign, Utc::now())?.map(|(opens, why)| waiting_text(opens, why)))
+    Ok(dispatch::SendSchedule::of(campaign)?
+        .closed_until(Utc::now())
+        .map(|(opens, why)| waiting_text(opens, why)))
 }
 
 pub(super) fn waiting_text(opens: chrono::DateTime<Utc>, why: &str) -> String {

@@ -19,7 +19,7 @@ use waflow_entities::{
 
 use super::{
     CampaignService, Variables,
-    dispatch::{RENEW_AFTER, closed_until, is_current},
+    dispatch::{RENEW_AFTER, SendSchedule, is_current},
 };
 use crate::{
     error::{Error, Result},
@@ -90,6 +90,7 @@ impl CampaignService<'_> {
             last: campaign.started_at.map(|_| Instant::now()),
         };
         let variables = Variables::from_json(&campaign.variables)?;
+        let schedule = SendSchedule::of(campaign)?;
         let started = Instant::now();
         let mut renewed = Instant::now();
         let mut announced = Instant::now();
@@ -123,7 +124,7 @@ impl CampaignService<'_> {
                     if !is_current(&current, token) {
                         return Ok(SliceEnd::Stopped);
                     }
-                    if let Some((opens, why)) = closed_until(&current, Utc::now())? {
+                    if let Some((opens, why)) = schedule.closed_until(Utc::now()) {
                         return Ok(SliceEnd::Closed(opens, why));
                     }
                     if renewed.elapsed() > RENEW_AFTER {
