@@ -225,10 +225,7 @@ impl CampaignService<'_> {
             )
             .all(&self.services.db)
             .await?;
-        let rating = serde_json::to_value(change.current)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let rating = super::wire_name(change.current);
         for campaign in live {
             if drops_to(campaign.pause_on_quality, change.previous, change.current) {
                 let reason = format!(

@@ -282,23 +282,16 @@ pub(super) fn waiting_text(opens: chrono::DateTime<Utc>, why: &str) -> String {
     )
 }
 
-fn status_name(status: CampaignStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 fn expect_status(campaign: &campaign::Model, allowed: &[CampaignStatus], what: &str) -> Result<()> {
     if allowed.contains(&campaign.status) {
         return Ok(());
     }
-    let allowed: Vec<String> = allowed.iter().map(|s| status_name(*s)).collect();
+    let allowed: Vec<String> = allowed.iter().map(|s| super::wire_name(*s)).collect();
     Err(Error::field(
         "status",
         format!(
             "the campaign is {}; only a {} campaign can be {what}",
-            status_name(campaign.status),
+            super::wire_name(campaign.status),
             allowed.join(" or ")
         ),
     ))

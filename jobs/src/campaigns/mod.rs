@@ -281,6 +281,14 @@ impl CampaignService<'_> {
     }
 }
 
+/// An enum as the API writes it (`SCHEDULED`, `SKIPPED_OPTED_OUT`), for messages to users.
+fn wire_name(value: impl Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 /// Runs `f` and logs instead of failing: feedback must never undo the event that caused it.
 pub(crate) async fn logged<F: std::future::Future<Output = Result<()>>>(what: &str, f: F) {
     if let Err(error) = f.await {
