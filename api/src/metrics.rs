@@ -1,9 +1,12 @@
 //! Prometheus metrics at `GET /metrics`: HTTP requests, GraphQL requests and errors, open
-//! subscriptions here; messages, jobs and webhook deliveries are counted where they happen (in
+//! subscriptions and the job queues' backlog here; messages, jobs and webhook deliveries are counted where they happen (in
 //! `waflow-jobs`, through the `metrics` facade). One recorder per process, installed when the
 //! first router is built.
 
-use std::{sync::OnceLock, time::Instant};
+use std::{
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
 use async_graphql::{
     Response as GqlResponse,
@@ -11,12 +14,15 @@ use async_graphql::{
     futures_util::{StreamExt, stream::BoxStream},
 };
 use axum::{
-    extract::{MatchedPath, Request},
+    extract::{MatchedPath, Request, State},
     http::header,
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use waflow_jobs::Services;
+
+use crate::AppState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -37,7 +43,8 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// `GET /metrics` in Prometheus' text format.
-pub async fn render() -> Response {
+pub async fn render(State(state): State<AppState>) -> Response {
+    record_queue_backlog(&state.services).await;
     let handle = handle();
     handle.run_upkeep();
     (
@@ -45,6 +52,27 @@ pub async fn render() -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+/// The queues' backlog, read as the scrape asks: the queues are shared, so this is the same in
+/// every process. A slow or unreachable queue leaves the last figures and says so in the log.
+async fn record_queue_backlog(services: &Services) {
+    match tokio::time::timeout(Duration::from_secs(2), services.jobs.stats()).await {
+        Ok(Ok(queues)) => {
+            for q in queues {
+                let depth = |state: &'static str, n: u64| {
+                    metrics::gauge!("waflow_queue_depth", "queue" => q.queue, "state" => state)
+                        .set(n as f64);
+                };
+                depth("ready", q.ready);
+                depth("scheduled", q.scheduled);
+                metrics::gauge!("waflow_queue_oldest_job_age_seconds", "queue" => q.queue)
+                    .set(q.oldest_ready_age.as_secs_f64());
+            }
+        }
+        Ok(Err(error)) => tracing::warn!(%error, "queue figures left out of /metrics"),
+        Err(_) => tracing::warn!("the job queue took over 2 s to answer; figures left out"),
+    }
 }
 
 /// The header a request id comes in (from a proxy) and goes back out in.

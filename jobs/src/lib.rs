@@ -15,6 +15,7 @@ pub mod pagination;
 pub mod placeholders;
 pub mod providers;
 pub mod queue;
+pub mod queue_stats;
 pub mod rate_limit;
 pub mod services;
 #[cfg(test)]

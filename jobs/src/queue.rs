@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskSink};
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use serde::{Deserialize, Serialize};
@@ -95,21 +95,53 @@ fn queue_error(e: impl std::fmt::Display) -> Error {
 
 impl<J> Queue<J>
 where
-    J: JobKind + Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static,
+    J: JobKind + Clone + Serialize + for<'de> Deserialize<'de> + Send + Sync + Unpin + 'static,
 {
     /// Enqueues `job` to run now, or after `delay`.
     pub async fn push(&self, job: J, delay: Option<Duration>) -> Result<()> {
         metrics::counter!("waflow_jobs_queued_total", "kind" => job.kind()).increment(1);
-        let task = match delay {
+        let builder = match delay {
             Some(delay) => TaskBuilder::new(job).run_after(delay),
             None => TaskBuilder::new(job),
-        }
-        .build();
+        };
         match self {
-            Queue::Sqlite(storage) => storage.clone().push_task(task).await.map_err(queue_error),
-            Queue::Redis(storage) => storage.clone().push_task(task).await.map_err(queue_error),
+            Queue::Sqlite(storage) => storage
+                .clone()
+                .push_task(builder.build())
+                .await
+                .map_err(queue_error),
+            Queue::Redis(storage) => {
+                // Redis keeps no due time once a job is ready to run; the id carries it, so
+                // the queue's oldest job can be aged (`stats`).
+                let due = std::time::SystemTime::now() + delay.unwrap_or_default();
+                let id = ulid::Ulid::from_datetime(due);
+                let task = builder.task_id(TaskId::from_ulid(id)).build();
+                let pushed = storage.clone().push_task(task.clone()).await;
+                match pushed {
+                    // After Redis restarted, the connection learns it on its first command
+                    // and reconnects: the same push (same id, so never twice) goes through.
+                    Err(error) if is_connection_lost(&error) => {
+                        tracing::warn!(%error, "Redis connection lost; pushing the job again");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        storage.clone().push_task(task).await.map_err(queue_error)
+                    }
+                    other => other.map_err(queue_error),
+                }
+            }
         }
     }
+}
+
+fn is_connection_lost(error: &impl std::fmt::Display) -> bool {
+    let text = error.to_string();
+    [
+        "broken pipe",
+        "connection reset",
+        "connection refused",
+        "connection closed",
+    ]
+    .iter()
+    .any(|sign| text.to_lowercase().contains(sign))
 }
 
 /// The queues of this deployment.

@@ -8,6 +8,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{flow_run, step_run};
+use waflow_jobs::{queue::SystemJob, queue_stats::QueueStats};
 use waflow_tests::{Backend, TestApp, error_code};
 
 use crate::flows::{live_flow, run_flow, run_in};
@@ -215,6 +216,70 @@ async fn metrics_count_what_happens(app: TestApp) {
         (metric(&app, "waflow_graphql_subscriptions_active", &[]).await >= 1.0).then_some(())
     })
     .await;
+}
+
+/// The backlog `/metrics` reports, read from the queue itself: jobs due and not taken, jobs
+/// waiting for their time, and how long the oldest due one has waited. No worker runs here, so
+/// nothing is taken.
+async fn queue_backlog_is_measured(backend: Backend) {
+    let Some(app) = waflow_tests::spawn_app_without_workers(backend).await else {
+        return;
+    };
+    let jobs = &app.services.jobs;
+    let system = |stats: Vec<QueueStats>| stats.into_iter().find(|q| q.queue == "system").unwrap();
+    let empty = system(jobs.stats().await.unwrap());
+    assert_eq!((empty.ready, empty.scheduled), (0, 0));
+    assert_eq!(empty.oldest_ready_age, std::time::Duration::ZERO);
+
+    let refresh = || SystemJob::RefreshSender {
+        sender_id: Uuid::now_v7(),
+    };
+    for _ in 0..3 {
+        jobs.system.push(refresh(), None).await.unwrap();
+    }
+    for _ in 0..2 {
+        let an_hour = Some(std::time::Duration::from_secs(3600));
+        jobs.system.push(refresh(), an_hour).await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let backlog = system(jobs.stats().await.unwrap());
+    assert_eq!((backlog.ready, backlog.scheduled), (3, 2), "{backlog:?}");
+    assert!(
+        backlog.oldest_ready_age >= std::time::Duration::from_secs(1)
+            && backlog.oldest_ready_age < std::time::Duration::from_secs(60),
+        "{backlog:?}"
+    );
+    let flows = jobs.stats().await.unwrap();
+    assert_eq!(flows.iter().find(|q| q.queue == "flows").unwrap().ready, 0);
+
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "waflow_queue_depth{queue=\"system\",state=\"ready\"}",
+        "waflow_queue_depth{queue=\"flows\",state=\"scheduled\"}",
+        "waflow_queue_oldest_job_age_seconds{queue=\"system\"}",
+    ] {
+        assert!(text.contains(series), "{series} in {text}");
+    }
+}
+
+mod queue_backlog_is_measured {
+    #[tokio::test]
+    async fn sqlite() {
+        super::queue_backlog_is_measured(waflow_tests::Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        super::queue_backlog_is_measured(waflow_tests::Backend::Postgres).await;
+    }
 }
 
 waflow_tests::on_both_databases!(

@@ -60,6 +60,10 @@ const SQLITE_HEARTBEAT: Duration = Duration::from_secs(2);
 /// A crashed worker's jobs go back to the queue after this many missed heartbeats.
 const REDIS_HEARTBEAT: Duration = Duration::from_secs(5);
 const REDIS_MISSED_HEARTBEATS: usize = 3;
+/// Jobs a worker fetches from Redis per poll. Its tasks wait in line for one of its
+/// `worker::CONCURRENCY` slots, so a small batch lets a burst spread over every worker and leaves
+/// few jobs stranded behind a killed one (apalis-redis' default is 10).
+const REDIS_BATCH: usize = 2;
 
 impl Services {
     /// The embedded profile: jobs in the (SQLite) database itself, limits in this process.
@@ -85,12 +89,12 @@ impl Services {
                 .missed_heartbeats(3)
         };
         let jobs = JobQueue {
-            system: Queue::Sqlite(
-                apalis_sqlite::SqliteStorage::new(&pool).with_config(sqlite_queue("waflow-system")),
-            ),
-            flows: Queue::Sqlite(
-                apalis_sqlite::SqliteStorage::new(&pool).with_config(sqlite_queue("waflow-flows")),
-            ),
+            system: Queue::Sqlite(apalis_sqlite::SqliteStorage::new(&pool).with_config(
+                sqlite_queue(&crate::queue_stats::sqlite_queue_name("system")),
+            )),
+            flows: Queue::Sqlite(apalis_sqlite::SqliteStorage::new(&pool).with_config(
+                sqlite_queue(&crate::queue_stats::sqlite_queue_name("flows")),
+            )),
         };
         let events = EventBus::in_process();
         Ok(Self::assemble(
@@ -120,6 +124,7 @@ impl Services {
         let redis_queue = |name: &str| {
             apalis_redis::Config::default()
                 .queue(format!("{}{name}", redis.prefix))
+                .batch_size(REDIS_BATCH)
                 .heartbeat_interval(REDIS_HEARTBEAT)
                 .missed_heartbeats(REDIS_MISSED_HEARTBEATS)
         };
