@@ -123,19 +123,23 @@ async fn graphql_endpoint(
             crate::metrics::record_graphql(&response);
             GraphQLResponse::from(response).into_response()
         }
-        Err(error) => {
-            let status = match error {
-                waflow_jobs::Error::Unauthenticated => StatusCode::UNAUTHORIZED,
-                _ => {
-                    tracing::error!(?error, "authenticating a request failed");
-                    StatusCode::SERVICE_UNAVAILABLE
-                }
-            };
+        Err(waflow_jobs::Error::Unauthenticated) => {
+            let error = waflow_jobs::Error::Unauthenticated;
             let body = serde_json::json!({"errors": [{
                 "message": error.public_message(),
                 "extensions": {"code": error.code()},
             }]});
-            (status, Json(body)).into_response()
+            (StatusCode::UNAUTHORIZED, Json(body)).into_response()
+        }
+        Err(error) => {
+            // The key could not be checked: the database is out of reach. Nothing ran, so the
+            // client may safely send the same request again.
+            tracing::error!(?error, "authenticating a request failed");
+            let body = serde_json::json!({"errors": [{
+                "message": "Waflow cannot reach its database; try again shortly",
+                "extensions": {"code": "UNAVAILABLE"},
+            }]});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
         }
     }
 }

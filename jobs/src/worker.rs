@@ -5,6 +5,7 @@ use std::{future::Future, time::Duration};
 
 use apalis::prelude::{
     AbortError, BackendExt, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt,
+    WorkerContext, WorkerError,
 };
 use chrono::Utc;
 use sea_orm::{EntityTrait, Set, sea_query::OnConflict};
@@ -30,6 +31,8 @@ pub const CONCURRENCY: usize = 16;
 pub const SENDER_REFRESH_PERIOD: i64 = 300;
 /// Old runs are pruned once per this many seconds, by one process.
 const PRUNE_PERIOD: i64 = 3600;
+/// How long a failed worker waits before it starts again.
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// How often the ticker looks for due work (flow schedules may fire every second).
 const TICKER_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -101,15 +104,15 @@ macro_rules! register {
         let name = $name;
         let services = $services.clone();
         match $queue {
-            Queue::Sqlite(storage) => $monitor.register(move |_| {
-                WorkerBuilder::new(name.clone())
+            Queue::Sqlite(storage) => $monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
                     .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
                     .data(services.clone())
                     .concurrency(CONCURRENCY)
                     .build($handler)
             }),
-            Queue::Redis(storage) => $monitor.register(move |_| {
-                WorkerBuilder::new(name.clone())
+            Queue::Redis(storage) => $monitor.register(move |restarts| {
+                WorkerBuilder::new(format!("{name}-{restarts}"))
                     .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
                     .data(services.clone())
                     .concurrency(CONCURRENCY)
@@ -176,6 +179,7 @@ struct Running(&'static str);
 impl Running {
     fn start(kind: &'static str) -> Self {
         metrics::gauge!("waflow_jobs_running", "kind" => kind).increment(1.0);
+        tracing::debug!("job started");
         Running(kind)
     }
 }
@@ -184,6 +188,20 @@ impl Drop for Running {
     fn drop(&mut self) {
         metrics::gauge!("waflow_jobs_running", "kind" => self.0).decrement(1.0);
     }
+}
+
+/// A worker whose queue failed (Redis restarted, the SQLite file locked too long) is started
+/// again, under a new name, rather than left dead while the process looks healthy. The pause
+/// keeps an outage from becoming a busy loop; `block_in_place` keeps it off the other tasks
+/// (a single-threaded runtime, as in tests, just sleeps).
+fn restart_after_a_pause(worker: &WorkerContext, error: &WorkerError) -> bool {
+    tracing::warn!(worker = worker.name(), %error, "worker stopped; starting it again in 1 s");
+    let pause = || std::thread::sleep(RESTART_PAUSE);
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(pause),
+        _ => pause(),
+    }
+    true
 }
 
 /// Runs the workers until `shutdown` completes, then lets running jobs finish (bounded).
@@ -200,7 +218,7 @@ pub async fn run(
         )
     };
     let monitor = register!(
-        Monitor::new(),
+        Monitor::new().should_restart(restart_after_a_pause),
         name("system"),
         services.jobs.system.clone(),
         services,

@@ -3,6 +3,10 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod proxy;
+pub mod redis_server;
+
 use std::{
     net::TcpListener,
     path::Path,
@@ -104,4 +108,30 @@ pub async fn subscribe(base: &str, key: &str, query: &str) -> Socket {
             return socket;
         }
     }
+}
+
+/// The next `next` message's data; panics when none comes within `within`.
+pub async fn next_data(socket: &mut Socket, within: Duration) -> serde_json::Value {
+    try_next_data(socket, within)
+        .await
+        .expect("an event in time")
+}
+
+/// The next `next` message's data, or `None` when none comes within `within`.
+pub async fn try_next_data(socket: &mut Socket, within: Duration) -> Option<serde_json::Value> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    tokio::time::timeout(within, async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Text(text)) = message {
+                let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if message["type"] == "next" {
+                    return message["payload"]["data"].clone();
+                }
+            }
+        }
+        panic!("the subscription ended");
+    })
+    .await
+    .ok()
 }
