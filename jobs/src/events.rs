@@ -4,11 +4,13 @@
 //! One bus, two implementations. Embedded: an in-process broadcast channel. Production: every
 //! process publishes to one Redis channel and keeps one subscription to it that feeds its local
 //! broadcast channel, so a subscriber connected to any process sees events caused on any other.
-//! The local channel is bounded: a subscriber that falls behind loses its place and is told
-//! (`Lagged`), and a publisher never waits for subscribers.
+//! Locally, events are routed by workspace and sender (`event_router`), so a subscription wakes
+//! only for events it may want. Each channel is bounded: a subscriber that falls behind loses its
+//! place and is told (`Lagged`), and a publisher never waits for subscribers.
 
 use std::{sync::Arc, time::Duration};
 
+use crate::event_router::LocalRouter;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -265,7 +267,7 @@ impl From<&waflow_entities::sender::Model> for SenderRef {
 
 #[derive(Clone)]
 pub struct EventBus {
-    local: broadcast::Sender<Arc<Event>>,
+    local: LocalRouter,
     redis: Option<RedisFanOut>,
 }
 
@@ -287,7 +289,7 @@ impl std::fmt::Debug for EventBus {
 impl EventBus {
     pub fn in_process() -> Self {
         Self {
-            local: broadcast::channel(BUFFER).0,
+            local: LocalRouter::default(),
             redis: None,
         }
     }
@@ -300,7 +302,7 @@ impl EventBus {
         publisher: redis::aio::ConnectionManager,
         channel: String,
     ) -> redis::RedisResult<Self> {
-        let local = broadcast::channel(BUFFER).0;
+        let local = LocalRouter::default();
         let mut first = client.get_async_pubsub().await?;
         first.subscribe(&channel).await?;
         tokio::spawn(listen(client, channel.clone(), local.clone(), first));
@@ -314,7 +316,7 @@ impl EventBus {
     pub async fn publish(&self, event: Event) {
         match &self.redis {
             None => {
-                let _ = self.local.send(Arc::new(event));
+                self.local.deliver(event);
             }
             Some(fan_out) => {
                 let json = serde_json::to_string(&event).expect("events serialize");
@@ -330,15 +332,21 @@ impl EventBus {
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.local.subscribe()
+    /// Events of `workspace_id` published from now on (by any process), or only those about
+    /// `sender_id` when given.
+    pub fn subscribe(
+        &self,
+        workspace_id: Uuid,
+        sender_id: Option<Uuid>,
+    ) -> broadcast::Receiver<Arc<Event>> {
+        self.local.subscribe(workspace_id, sender_id)
     }
 }
 
 async fn listen(
     client: redis::Client,
     channel: String,
-    local: broadcast::Sender<Arc<Event>>,
+    local: LocalRouter,
     first: redis::aio::PubSub,
 ) {
     let mut subscribed = Some(first);
@@ -351,7 +359,7 @@ async fn listen(
                 };
                 match serde_json::from_str::<Event>(&payload) {
                     Ok(event) => {
-                        let _ = local.send(Arc::new(event));
+                        local.deliver(event);
                     }
                     Err(error) => {
                         tracing::warn!(%error, "ignoring an event this version cannot read")

@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod crypto;
 pub mod db;
 pub mod error;
+mod event_router;
 pub mod events;
 pub mod flows;
 pub mod health;

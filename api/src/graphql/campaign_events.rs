@@ -123,7 +123,7 @@ impl CampaignSubscription {
             services: services.clone(),
             workspace_id,
             campaign_id,
-            receiver: services.events.subscribe(),
+            receiver: services.events.subscribe(workspace_id, None),
             first: true,
             failed: false,
         };
@@ -152,6 +152,7 @@ impl CampaignSubscription {
         Ok(workspace_events(
             services,
             workspace_id,
+            None,
             |payload| match payload {
                 EventPayload::CampaignPaused(p) => Some(CampaignPausedEvent {
                     campaign_id: p.campaign_id.into(),

@@ -141,14 +141,16 @@ pub struct SenderQualityChangedEvent {
     current: QualityRating,
 }
 
-/// The workspace's events that `pick` maps to `T`. A subscriber that falls too far behind gets
-/// an error and the stream ends (the client resubscribes); it never slows the publisher.
+/// The workspace's events (only those about `sender`, when given) that `pick` maps to `T`. A
+/// subscriber that falls too far behind gets an error and the stream ends (the client
+/// resubscribes); it never slows the publisher.
 pub(crate) fn workspace_events<T: Send + 'static>(
     services: &Services,
     workspace_id: Uuid,
+    sender: Option<Uuid>,
     pick: impl Fn(&EventPayload) -> Option<T> + Send + Sync + 'static,
 ) -> impl Stream<Item = async_graphql::Result<T>> + Send + 'static {
-    let receiver = services.events.subscribe();
+    let receiver = services.events.subscribe(workspace_id, sender);
     let pick = std::sync::Arc::new(pick);
     async_graphql::futures_util::stream::unfold(Some(receiver), move |state| {
         let pick = pick.clone();
@@ -200,6 +202,7 @@ impl EventSubscription {
         Ok(workspace_events(
             services,
             workspace_id,
+            sender,
             move |payload| match payload {
                 EventPayload::MessageReceived(m) if sender.is_none_or(|s| s == m.sender_id) => {
                     Some(MessageReceivedEvent {
@@ -229,6 +232,7 @@ impl EventSubscription {
         Ok(workspace_events(
             services,
             workspace_id,
+            sender,
             move |payload| match payload {
                 EventPayload::ConversationStarted(c) if sender.is_none_or(|s| s == c.sender.id) => {
                     Some(ConversationStartedEvent {
@@ -256,6 +260,7 @@ impl EventSubscription {
         Ok(workspace_events(
             services,
             workspace_id,
+            None,
             move |payload| match payload {
                 EventPayload::MessageStatusUpdated(m)
                     if conversation.is_none_or(|c| c == m.conversation_id) =>
@@ -285,6 +290,7 @@ impl EventSubscription {
         Ok(workspace_events(
             services,
             workspace_id,
+            sender,
             move |payload| match payload {
                 EventPayload::ConversationEnded(e)
                     if sender.is_none_or(|s| e.sender.as_ref().is_some_and(|x| x.id == s)) =>
@@ -309,6 +315,7 @@ impl EventSubscription {
         Ok(workspace_events(
             services,
             workspace_id,
+            None,
             move |payload| match payload {
                 EventPayload::FlowRunUpdated(u)
                     if flow.is_none_or(|f| f == u.flow_id) && run.is_none_or(|r| r == u.run_id) =>
@@ -337,6 +344,7 @@ impl EventSubscription {
         Ok(workspace_events(
             services,
             workspace_id,
+            None,
             |payload| match payload {
                 EventPayload::SenderQualityChanged(q) => Some(SenderQualityChangedEvent {
                     sender: (&q.sender).into(),
