@@ -27,25 +27,6 @@ async fn readyz(api: &Api) -> (u16, Value) {
     (status, response.json().await.unwrap_or_default())
 }
 
-async fn online_sender(api: &Api, meta: &CloudApi) -> String {
-    let sender = api.cloud_sender(meta).await;
-    until(
-        "the sender to be online",
-        Duration::from_secs(30),
-        || async {
-            let data = api
-                .gql(
-                    "query($id: ID!) { sender(id: $id) { status } }",
-                    json!({"id": sender}),
-                )
-                .await;
-            (data["sender"]["status"] == "ONLINE").then_some(())
-        },
-    )
-    .await;
-    sender
-}
-
 /// Redis (with its append-only file, as production needs) shuts down and comes back while runs
 /// wait in a delay: the processes reconnect by themselves, the runs finish with one message
 /// each, readiness says what happened, and an open subscription hears new events again.
@@ -64,7 +45,7 @@ async fn a_redis_restart_loses_no_job_and_subscriptions_resume() {
     cluster.worker("worker").await;
     let api = cluster.api("api", &key).await;
     let meta = CloudApi::start().await;
-    let sender = online_sender(&api, &meta).await;
+    let sender = api.cloud_sender(&meta).await;
     assert_eq!(
         api.webhook(&inbound_text(CUSTOMER, "wamid.BEFORE", "hi"))
             .await,
@@ -163,7 +144,7 @@ async fn a_postgres_outage_is_survived_without_a_restart() {
     cluster.worker("worker").await;
     let api = cluster.api("api", &key).await;
     let meta = CloudApi::start().await;
-    online_sender(&api, &meta).await;
+    api.cloud_sender(&meta).await;
     let first = inbound_text("+14155550101", "wamid.FIRST", "before the outage");
     assert_eq!(api.webhook(&first).await, 200);
 

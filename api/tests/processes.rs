@@ -28,20 +28,6 @@ async fn two_apis_and_two_workers_share_one_postgres_and_redis() {
     let two = cluster.api("api-2", &key).await;
     let meta = CloudApi::start().await;
     let sender = one.cloud_sender(&meta).await;
-    until(
-        "the sender to be online",
-        Duration::from_secs(30),
-        || async {
-            let data = one
-                .gql(
-                    "query($id: ID!) { sender(id: $id) { status } }",
-                    json!({"id": sender}),
-                )
-                .await;
-            (data["sender"]["status"] == "ONLINE").then_some(())
-        },
-    )
-    .await;
 
     one_delivery_of_many_is_stored_once(&one, &two, &sender).await;
     runs_spread_over_the_workers(&cluster, &one, &two).await;

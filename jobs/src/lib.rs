@@ -14,6 +14,7 @@ pub mod health;
 pub mod messaging;
 pub mod pagination;
 pub mod placeholders;
+mod poll_timer;
 pub mod providers;
 pub mod queue;
 pub mod queue_stats;

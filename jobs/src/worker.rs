@@ -19,6 +19,7 @@ use crate::{
         FlowJob,
         engine::{self, Resume},
     },
+    poll_timer::EveryInterval,
     queue::{JobKind, Queue, SystemJob},
 };
 
@@ -110,14 +111,22 @@ macro_rules! register {
         match $queue {
             Queue::Sqlite(storage) => $monitor.register(move |restarts| {
                 WorkerBuilder::new(format!("{name}-{restarts}"))
-                    .backend(storage.clone().poll_with_interval(POLL_INTERVAL))
+                    .backend(
+                        storage
+                            .clone()
+                            .poll_with_strategy(EveryInterval::new(POLL_INTERVAL)),
+                    )
                     .data(services.clone())
                     .concurrency(CONCURRENCY)
                     .build($handler)
             }),
             Queue::Redis(storage) => $monitor.register(move |restarts| {
                 WorkerBuilder::new(format!("{name}-{restarts}"))
-                    .backend(storage.clone().poll_with_interval(REDIS_POLL_INTERVAL))
+                    .backend(
+                        storage
+                            .clone()
+                            .poll_with_strategy(EveryInterval::new(REDIS_POLL_INTERVAL)),
+                    )
                     .data(services.clone())
                     .concurrency(CONCURRENCY)
                     .build($handler)

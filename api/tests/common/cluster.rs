@@ -288,7 +288,8 @@ impl Api {
         Ok(())
     }
 
-    /// A Cloud API sender whose provider is `meta`, its webhooks signed with [`APP_SECRET`].
+    /// A Cloud API sender whose provider is `meta`, its webhooks signed with [`APP_SECRET`],
+    /// once a worker has found it ONLINE.
     pub async fn cloud_sender(&self, meta: &CloudApi) -> String {
         let data = self
             .gql(
@@ -299,7 +300,18 @@ impl Api {
                         "verifyToken": "verify", "apiBaseUrl": meta.base_url}}}),
             )
             .await;
-        data["createSender"]["id"].as_str().unwrap().to_owned()
+        let id = data["createSender"]["id"].as_str().unwrap().to_owned();
+        until(
+            "the sender to be online",
+            Duration::from_secs(30),
+            || async {
+                let query = "query($id: ID!) { sender(id: $id) { status } }";
+                let data = self.gql(query, json!({"id": id})).await;
+                (data["sender"]["status"] == "ONLINE").then_some(())
+            },
+        )
+        .await;
+        id
     }
 
     /// Delivers `body` as Meta would, signed; returns the HTTP status.
