@@ -123,8 +123,7 @@ async fn graphql_endpoint(
             crate::metrics::record_graphql(&response);
             GraphQLResponse::from(response).into_response()
         }
-        Err(waflow_jobs::Error::Unauthenticated) => {
-            let error = waflow_jobs::Error::Unauthenticated;
+        Err(error @ waflow_jobs::Error::Unauthenticated) => {
             let body = serde_json::json!({"errors": [{
                 "message": error.public_message(),
                 "extensions": {"code": error.code()},

@@ -1,7 +1,7 @@
 //! Prometheus metrics at `GET /metrics`: HTTP requests, GraphQL requests and errors, open
-//! subscriptions and the job queues' backlog here; messages, jobs and webhook deliveries are counted where they happen (in
-//! `waflow-jobs`, through the `metrics` facade). One recorder per process, installed when the
-//! first router is built.
+//! subscriptions and the job queues' backlog here; messages, jobs and webhook deliveries are
+//! counted where they happen (in `waflow-jobs`, through the `metrics` facade). One recorder per
+//! process, installed when the first router is built.
 
 use std::{
     sync::OnceLock,

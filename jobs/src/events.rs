@@ -10,7 +10,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use crate::event_router::LocalRouter;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -20,6 +19,8 @@ use waflow_entities::enums::{
     ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageDirection,
     MessageKind, MessageRole, MessageStatus, QualityRating, RunStatus, StepStatus,
 };
+
+use crate::event_router::LocalRouter;
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 pub const BUFFER: usize = 1024;

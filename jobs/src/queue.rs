@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use apalis::prelude::{TaskBuilder, TaskId, TaskSink};
+use apalis::prelude::{TaskBuilder, TaskId, TaskSink, TaskSinkError};
 use apalis_redis::RedisStorage;
 use apalis_sqlite::SqliteStorage;
 use serde::{Deserialize, Serialize};
@@ -132,16 +132,17 @@ where
     }
 }
 
-fn is_connection_lost(error: &impl std::fmt::Display) -> bool {
-    let text = error.to_string();
-    [
-        "broken pipe",
-        "connection reset",
-        "connection refused",
-        "connection closed",
-    ]
-    .iter()
-    .any(|sign| text.to_lowercase().contains(sign))
+/// The connection to Redis went away under the push (as opposed to Redis refusing it).
+fn is_connection_lost(error: &TaskSinkError<apalis_redis::Error>) -> bool {
+    matches!(
+        error,
+        TaskSinkError::PushError(apalis_redis::Error::Database(e)) if e.is_connection_dropped()
+    )
+}
+
+/// The name a queue (`system`, `flows`) has in the SQLite `Jobs` table, its `job_type`.
+pub fn sqlite_queue_name(queue: &str) -> String {
+    format!("waflow-{queue}")
 }
 
 /// The queues of this deployment.

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::{
     error::{Error, Result},
-    queue::{JobQueue, Queue},
+    queue::{JobQueue, Queue, sqlite_queue_name},
 };
 
 /// One queue's backlog.
@@ -20,11 +20,6 @@ pub struct QueueStats {
     pub scheduled: u64,
     /// How long the oldest ready job has been due; zero when none is.
     pub oldest_ready_age: Duration,
-}
-
-/// The name a queue has in the SQLite `Jobs` table (its `job_type`).
-pub fn sqlite_queue_name(queue: &str) -> String {
-    format!("waflow-{queue}")
 }
 
 impl JobQueue {

@@ -124,18 +124,16 @@ async fn old_finished_runs_are_pruned(app: TestApp) {
     assert!(steps_of(&app, recent).await > 0);
 }
 
+/// One `/metrics` scrape, as Prometheus reads it.
+async fn scrape(app: &TestApp) -> String {
+    let response = app.http.get(app.url("/metrics")).send().await.unwrap();
+    response.text().await.unwrap()
+}
+
 /// The value of one series in a `/metrics` scrape (0 when absent), matched by its name and
 /// every label given.
 async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(app).await;
     text.lines()
         .filter(|line| {
             line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} "))
@@ -252,15 +250,7 @@ async fn queue_backlog_is_measured(backend: Backend) {
     let flows = jobs.stats().await.unwrap();
     assert_eq!(flows.iter().find(|q| q.queue == "flows").unwrap().ready, 0);
 
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&app).await;
     for series in [
         "waflow_queue_depth{queue=\"system\",state=\"ready\"}",
         "waflow_queue_depth{queue=\"flows\",state=\"scheduled\"}",

@@ -89,12 +89,14 @@ impl Services {
                 .missed_heartbeats(3)
         };
         let jobs = JobQueue {
-            system: Queue::Sqlite(apalis_sqlite::SqliteStorage::new(&pool).with_config(
-                sqlite_queue(&crate::queue_stats::sqlite_queue_name("system")),
-            )),
-            flows: Queue::Sqlite(apalis_sqlite::SqliteStorage::new(&pool).with_config(
-                sqlite_queue(&crate::queue_stats::sqlite_queue_name("flows")),
-            )),
+            system: Queue::Sqlite(
+                apalis_sqlite::SqliteStorage::new(&pool)
+                    .with_config(sqlite_queue(&crate::queue::sqlite_queue_name("system"))),
+            ),
+            flows: Queue::Sqlite(
+                apalis_sqlite::SqliteStorage::new(&pool)
+                    .with_config(sqlite_queue(&crate::queue::sqlite_queue_name("flows"))),
+            ),
         };
         let events = EventBus::in_process();
         Ok(Self::assemble(
