@@ -30,6 +30,12 @@ pub struct Model {
     pub locked_until: Option<DateTimeUtc>,
     /// `reply:<sender id>:<phone>` while a `wait_for_reply` step waits.
     pub waiting_for: Option<String>,
+    /// When a parked run is due: its state's wake-up time (a delay's end, a retry's backoff, a
+    /// reply's timeout), copied here so overdue runs can be found with an index.
+    pub wake_at: Option<DateTimeUtc>,
+    /// Who holds the lease: each job that takes the run draws a new id, and saves only while
+    /// the row still names it.
+    pub locked_by: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

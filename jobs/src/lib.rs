@@ -4,6 +4,7 @@
 
 pub mod ai;
 pub mod campaigns;
+pub mod crash_points;
 pub mod crypto;
 pub mod db;
 pub mod error;

@@ -18,6 +18,7 @@ mod m0011_ai_replies;
 mod m0012_flow_engine;
 mod m0013_contact_tags;
 mod m0014_campaigns;
+mod m0015_run_fencing;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_flow_engine::Migration),
             Box::new(m0013_contact_tags::Migration),
             Box::new(m0014_campaigns::Migration),
+            Box::new(m0015_run_fencing::Migration),
         ]
     }
 }

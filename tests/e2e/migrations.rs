@@ -8,9 +8,9 @@ use waflow_entities::{
     contact, conversation,
     enums::{
         ConversationStatus, ConversationType, MessageDirection, MessageKind, MessageRole,
-        MessageStatus,
+        MessageStatus, RunStatus,
     },
-    message,
+    flow_run, message,
 };
 use waflow_migration::{Migrator, MigratorTrait};
 use waflow_tests::{Backend, TestApp, test_database};
@@ -167,3 +167,68 @@ async fn database_enforces_uniqueness(app: TestApp) {
 }
 
 waflow_tests::on_both_databases!(database_enforces_uniqueness);
+
+/// Runs parked before `wake_at` existed get it from their state, so the reconciler does not
+/// take them for overdue; finished runs do not.
+async fn parked_runs_keep_their_wake_time(backend: Backend) {
+    // No workers: the runs stay as this test writes them.
+    let Some(app) = waflow_tests::spawn_app_without_workers(backend).await else {
+        return;
+    };
+    let (flow, _) = crate::flows::live_flow(
+        &app,
+        serde_json::json!({"trigger": {"type": "manual"}, "steps": [{"id": "pause", "type": "delay", "seconds": 60}]}),
+    )
+    .await;
+    let parked = crate::flows::run_flow(&app, &flow, serde_json::json!({})).await;
+    let finished = crate::flows::run_flow(&app, &flow, serde_json::json!({})).await;
+    let db = &app.services.db;
+    let at = "2026-12-01T10:00:00.123456Z";
+    let state = serde_json::json!({"frames": [{"block": {"kind": "root"}, "index": 0}],
+        "wake": {"token": Uuid::now_v7(), "at": at, "reason": "delay"}});
+    for (id, status) in [
+        (&parked, RunStatus::Waiting),
+        (&finished, RunStatus::Succeeded),
+    ] {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        flow_run::Entity::update_many()
+            .set(flow_run::ActiveModel {
+                status: Set(status),
+                state: Set(state.clone()),
+                ..Default::default()
+            })
+            .filter(flow_run::Column::Id.eq(Uuid::parse_str(id).unwrap()))
+            .exec(db)
+            .await
+            .unwrap();
+    }
+    Migrator::down(db, Some(1)).await.unwrap();
+    Migrator::up(db, None).await.unwrap();
+    let wake_at = |id: &str| {
+        let id = Uuid::parse_str(id).unwrap();
+        async move {
+            use sea_orm::EntityTrait;
+            flow_run::Entity::find_by_id(id)
+                .one(db)
+                .await
+                .unwrap()
+                .unwrap()
+                .wake_at
+        }
+    };
+    assert_eq!(
+        wake_at(&parked).await,
+        Some(chrono::DateTime::parse_from_rfc3339(at).unwrap().to_utc())
+    );
+    assert_eq!(wake_at(&finished).await, None);
+}
+
+#[tokio::test]
+async fn parked_runs_keep_their_wake_time_on_sqlite() {
+    parked_runs_keep_their_wake_time(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn parked_runs_keep_their_wake_time_on_postgres() {
+    parked_runs_keep_their_wake_time(Backend::Postgres).await;
+}

@@ -42,6 +42,14 @@ pub struct Worker {
 
 impl Worker {
     pub fn start(app: &TestApp) -> Self {
+        Self::start_with(app, |_| {})
+    }
+
+    /// A worker whose services `configure` changes first (crash points, lease, reconciler).
+    pub fn start_with(
+        app: &TestApp,
+        configure: impl FnOnce(&mut Services) + Send + 'static,
+    ) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -61,6 +69,8 @@ impl Worker {
                 _ => Services::embedded(db, secrets).await,
             }
             .expect("the worker's services");
+            let mut services = services;
+            configure(&mut services);
             worker::run(services, std::future::pending()).await
         });
         Self {
@@ -80,6 +90,39 @@ impl Drop for Worker {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
+        }
+    }
+}
+
+impl TestApp {
+    /// Empties the flow queue, as if every flow job (ready, scheduled, or held by a worker) had
+    /// been lost: what the reconciler exists for.
+    pub async fn lose_flow_jobs(&self) {
+        match &self._redis {
+            Some(redis) => {
+                let client = redis::Client::open(redis.url.as_str()).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let queue = format!("{}flows", redis.prefix);
+                let mut keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{queue}:inflight*"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                keys.extend([format!("{queue}:active"), format!("{queue}:scheduled")]);
+                let _: () = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            None => {
+                use sea_orm::ConnectionTrait;
+                self.services
+                    .db
+                    .execute_unprepared("DELETE FROM Jobs WHERE job_type = 'waflow-flows'")
+                    .await
+                    .unwrap();
+            }
         }
     }
 }

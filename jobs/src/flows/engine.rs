@@ -22,15 +22,15 @@ use super::{
     expr, runs,
     state::{Block, Frame, RunState, StepIndex, Wake, WakeReason},
 };
-use crate::{Services, error::Result};
+use crate::{Services, crash_points::CrashPoint, error::Result};
 
-/// How long a worker's hold on a run lasts without renewal.
-const LEASE: Duration = Duration::from_secs(15);
-const RENEW_EVERY: Duration = Duration::from_secs(5);
 /// How soon a job that found its run held by another worker tries again.
 const HELD_RETRY: Duration = Duration::from_secs(1);
 /// Default timeout of an http_request step.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a worker's hold on a run lasts without renewal, unless `Services::flow_lease` says
+/// otherwise; it is renewed three times per length while the worker works.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// Why a job continues a run.
 #[derive(Debug, Clone)]
@@ -49,80 +49,117 @@ pub fn is_finished(status: RunStatus) -> bool {
 }
 
 /// The flow job: continues the run if no other worker holds it.
+///
+/// Every job is a poke: whatever it carries, it does what the run's row says is due. So a job
+/// delivered twice, late, or after its worker died does no harm, and one that finds nothing
+/// due leaves the run to the wake-up that is due later.
 pub async fn execute(services: &Services, run_id: Uuid, resume: Resume) -> Result<()> {
     let db = &services.db;
     let Some(run) = flow_run::Entity::find_by_id(run_id).one(db).await? else {
         return Ok(());
     };
     if is_finished(run.status) {
-        return Ok(());
+        // Mostly a stale wake-up. It may also be the job of a worker that died after saving the
+        // run's end and before releasing the next run of its concurrency key: release it again
+        // (a second release only pokes a run that checks for itself whether it may start).
+        return runs::release_next(services, &run).await;
     }
-    if !lock(services, run_id).await? {
+    let Some(lease) = Lease::take(services, run_id).await? else {
         let job = match resume {
             Resume::Token(token) => FlowJob::Run { run_id, token },
             Resume::Reply(reply) => FlowJob::Reply { run_id, reply },
         };
-        return services.jobs.flows.push(job, Some(HELD_RETRY)).await;
-    }
-    let work = run_locked(services, run_id, resume);
+        services.jobs.flows.push(job, Some(HELD_RETRY)).await?;
+        services
+            .crash_points
+            .pass(CrashPoint::HeldRetryQueued, run_id)
+            .await;
+        return Ok(());
+    };
+    let work = run_locked(services, &lease, resume);
     tokio::pin!(work);
-    let mut renew = tokio::time::interval(RENEW_EVERY);
+    let mut renew = tokio::time::interval(services.flow_lease / 3);
     renew.tick().await;
     let outcome = loop {
         tokio::select! {
             outcome = &mut work => break outcome,
             _ = renew.tick() => {
-                if let Err(error) = extend(services, run_id).await {
+                if let Err(error) = lease.extend(services).await {
                     tracing::warn!(%run_id, %error, "cannot renew the hold on a flow run");
                 }
             }
         }
     };
-    let unlocked = flow_run::Entity::update_many()
-        .col_expr(
-            flow_run::Column::LockedUntil,
-            Expr::value(Option::<chrono::DateTime<Utc>>::None),
-        )
-        .filter(flow_run::Column::Id.eq(run_id))
-        .exec(db)
-        .await;
+    let released = lease.release(services).await;
     outcome?;
-    unlocked?;
-    Ok(())
+    released
 }
 
-async fn lock(services: &Services, run_id: Uuid) -> Result<bool> {
-    let now = Utc::now();
-    let taken = flow_run::Entity::update_many()
-        .col_expr(flow_run::Column::LockedUntil, Expr::value(now + LEASE))
-        .filter(flow_run::Column::Id.eq(run_id))
-        .filter(
-            Condition::any()
-                .add(flow_run::Column::LockedUntil.is_null())
-                .add(flow_run::Column::LockedUntil.lt(now)),
-        )
-        .exec(&services.db)
-        .await?
-        .rows_affected;
-    Ok(taken == 1)
+/// A job's hold on a run: the row's `locked_by` names this job until `locked_until`. Renewal,
+/// release and every save check the name, so a worker that stalled past its lease and lost the
+/// run to another can no longer write to it.
+pub(crate) struct Lease {
+    run_id: Uuid,
+    pub(crate) holder: Uuid,
 }
 
-async fn extend(services: &Services, run_id: Uuid) -> Result<()> {
-    flow_run::Entity::update_many()
-        .col_expr(
-            flow_run::Column::LockedUntil,
-            Expr::value(Utc::now() + LEASE),
-        )
-        .filter(flow_run::Column::Id.eq(run_id))
-        .exec(&services.db)
-        .await?;
-    Ok(())
+impl Lease {
+    async fn take(services: &Services, run_id: Uuid) -> Result<Option<Lease>> {
+        let now = Utc::now();
+        let holder = Uuid::now_v7();
+        let taken = flow_run::Entity::update_many()
+            .col_expr(
+                flow_run::Column::LockedUntil,
+                Expr::value(now + services.flow_lease),
+            )
+            .col_expr(flow_run::Column::LockedBy, Expr::value(holder))
+            .filter(flow_run::Column::Id.eq(run_id))
+            .filter(
+                Condition::any()
+                    .add(flow_run::Column::LockedUntil.is_null())
+                    .add(flow_run::Column::LockedUntil.lt(now)),
+            )
+            .exec(&services.db)
+            .await?
+            .rows_affected;
+        Ok((taken == 1).then_some(Lease { run_id, holder }))
+    }
+
+    async fn extend(&self, services: &Services) -> Result<()> {
+        flow_run::Entity::update_many()
+            .col_expr(
+                flow_run::Column::LockedUntil,
+                Expr::value(Utc::now() + services.flow_lease),
+            )
+            .filter(flow_run::Column::Id.eq(self.run_id))
+            .filter(flow_run::Column::LockedBy.eq(self.holder))
+            .exec(&services.db)
+            .await?;
+        Ok(())
+    }
+
+    async fn release(&self, services: &Services) -> Result<()> {
+        flow_run::Entity::update_many()
+            .col_expr(
+                flow_run::Column::LockedUntil,
+                Expr::value(Option::<chrono::DateTime<Utc>>::None),
+            )
+            .col_expr(
+                flow_run::Column::LockedBy,
+                Expr::value(Option::<Uuid>::None),
+            )
+            .filter(flow_run::Column::Id.eq(self.run_id))
+            .filter(flow_run::Column::LockedBy.eq(self.holder))
+            .exec(&services.db)
+            .await?;
+        Ok(())
+    }
 }
 
-async fn run_locked(services: &Services, run_id: Uuid, resume: Resume) -> Result<()> {
+async fn run_locked(services: &Services, lease: &Lease, resume: Resume) -> Result<()> {
     let db = &services.db;
     // Re-read under the lease: the row may have moved since the job looked.
-    let Some(run) = flow_run::Entity::find_by_id(run_id).one(db).await? else {
+    let Some(run) = flow_run::Entity::find_by_id(lease.run_id).one(db).await? else {
         return Ok(());
     };
     if is_finished(run.status) {
@@ -140,24 +177,26 @@ async fn run_locked(services: &Services, run_id: Uuid, resume: Resume) -> Result
     let definition = match definition::parse(&version.definition) {
         Ok(definition) => definition,
         Err(_) => {
-            let mut executor = Executor::new(services, run, flow, state, None);
+            let mut executor = Executor::new(services, lease, run, flow, state, None);
             return executor
                 .fail_run(None, "the flow version's definition cannot be read".into())
                 .await;
         }
     };
-    let mut executor = Executor::new(services, run, flow, state, Some(definition));
+    let mut executor = Executor::new(services, lease, run, flow, state, Some(definition));
     match executor.resume(resume).await? {
         true => executor.advance().await,
         false => Ok(()),
     }
 }
 
-/// Stops execution: the run was cancelled while a step ran.
-struct Cancelled;
+/// Stops execution: the run was cancelled while a step ran, or this job lost its lease.
+struct Stopped;
 
 struct Executor<'a> {
     services: &'a Services,
+    /// This job's hold on the run: saves go through only while the row still names it.
+    holder: Uuid,
     run: flow_run::Model,
     flow: flow::Model,
     state: RunState,
@@ -168,6 +207,7 @@ struct Executor<'a> {
 impl<'a> Executor<'a> {
     fn new(
         services: &'a Services,
+        lease: &Lease,
         run: flow_run::Model,
         flow: flow::Model,
         state: RunState,
@@ -175,6 +215,7 @@ impl<'a> Executor<'a> {
     ) -> Self {
         Self {
             services,
+            holder: lease.holder,
             run,
             flow,
             state,
@@ -197,18 +238,43 @@ impl<'a> Executor<'a> {
         )
     }
 
-    /// Applies what woke the run; false when the job is stale and the run must be left alone.
+    /// Applies what is due, whichever job brought it: true when the run goes on, false when it
+    /// must be left alone (nothing is due yet, or an earlier run of its key has not finished).
     async fn resume(&mut self, resume: Resume) -> Result<bool> {
         let now = Utc::now();
-        match (self.state.wake.clone(), resume) {
-            (Some(wake), Resume::Token(Some(token))) if wake.token == token => {
-                if wake.at > now {
-                    // Early (the queue counts whole seconds): come back at the time; a delay
-                    // never ends before its time.
-                    let wait = (wake.at - now).to_std().unwrap_or_default();
-                    self.schedule(Some(token), wait).await?;
-                    return Ok(false);
+        let Some(wake) = self.state.wake.clone() else {
+            return match self.run.status {
+                RunStatus::Queued => {
+                    if runs::blocked_by_earlier(self.services, &self.run).await? {
+                        return Ok(false);
+                    }
+                    self.run.status = RunStatus::Running;
+                    self.run.started_at = Some(now);
+                    self.saved().await
                 }
+                // Between two steps: its worker died, a reply was taken, or a retry from the
+                // failed step was asked for. Any job continues it.
+                RunStatus::Running => Ok(true),
+                _ => Ok(false),
+            };
+        };
+        match resume {
+            Resume::Reply(reply) if self.run.waiting_for.is_some() => {
+                self.state.wake = None;
+                self.run.waiting_for = None;
+                self.finish_parked(json!({"timed_out": false, "message": reply}))
+                    .await?;
+                self.run.status = RunStatus::Running;
+                let saved = self.saved().await?;
+                self.services
+                    .crash_points
+                    .pass(CrashPoint::ReplyTaken, self.run.id)
+                    .await;
+                Ok(saved)
+            }
+            // Due: the first job to come performs the wake-up, be it the one scheduled for it,
+            // a duplicate, or the reconciler's.
+            _ if wake.at <= now => {
                 self.state.wake = None;
                 match wake.reason {
                     WakeReason::Delay => self.finish_parked(json!({})).await?,
@@ -220,32 +286,27 @@ impl<'a> Executor<'a> {
                     WakeReason::Retry => {}
                 }
                 self.run.status = RunStatus::Running;
-                Ok(true)
+                self.saved().await
             }
-            (Some(_), Resume::Reply(reply)) if self.run.waiting_for.is_some() => {
-                self.state.wake = None;
-                self.run.waiting_for = None;
-                self.finish_parked(json!({"timed_out": false, "message": reply}))
-                    .await?;
-                self.run.status = RunStatus::Running;
-                Ok(true)
+            // The scheduled wake-up came early (the queue counts whole seconds): it goes back
+            // for its time, so a delay never ends early and stays the run's one wake-up.
+            Resume::Token(Some(token)) if token == wake.token => {
+                let wait = (wake.at - now).to_std().unwrap_or_default();
+                self.schedule(Some(token), wait).await?;
+                self.services
+                    .crash_points
+                    .pass(CrashPoint::WakeRescheduled, self.run.id)
+                    .await;
+                Ok(false)
             }
-            // A wake-up or reply nobody waits for any more.
-            (Some(_), _) | (None, Resume::Reply(_)) => Ok(false),
-            (None, Resume::Token(_)) => match self.run.status {
-                RunStatus::Queued => {
-                    if runs::blocked_by_earlier(self.services, &self.run).await? {
-                        return Ok(false);
-                    }
-                    self.run.status = RunStatus::Running;
-                    self.run.started_at = Some(now);
-                    self.checkpoint().await.map(|_| true)
-                }
-                // Picked up after a crash (or a retry from the failed step): go on.
-                RunStatus::Running => Ok(true),
-                _ => Ok(false),
-            },
+            // Not due, and not the wake-up: that one is still in the queue.
+            _ => Ok(false),
         }
+    }
+
+    /// Saves the run after a change of state; false when it was cancelled or taken meanwhile.
+    async fn saved(&mut self) -> Result<bool> {
+        Ok(self.checkpoint().await?.is_ok())
     }
 
     /// Runs steps until the run finishes or parks.
@@ -372,21 +433,21 @@ impl<'a> Executor<'a> {
             .map(|raw| expr::render_value(&raw, &context).unwrap_or(raw));
         match leaf {
             Leaf::Delay { seconds, until } => {
-                let at = match (seconds, until) {
-                    (Some(s), _) => Utc::now() + chrono::Duration::seconds(*s as i64),
+                let until = match (seconds, until) {
+                    (Some(s), _) => Deadline::After(*s),
                     (None, Some(until)) => match expr::render(until, &context).map(|t| {
                         chrono::DateTime::parse_from_rfc3339(t.trim())
                             .map(|t| t.with_timezone(&Utc))
                             .map_err(|_| format!("until: {t:?} is not an RFC 3339 time"))
                     }) {
-                        Ok(Ok(at)) => at,
+                        Ok(Ok(at)) => Deadline::At(at),
                         Ok(Err(e)) | Err(e) => {
                             return self.step_failed(step, input, StepError::permanent(e)).await;
                         }
                     },
-                    (None, None) => Utc::now(),
+                    (None, None) => Deadline::After(0),
                 };
-                self.park(step, input, at, WakeReason::Delay, None).await
+                self.park(step, input, until, WakeReason::Delay, None).await
             }
             Leaf::WaitForReply {
                 timeout_seconds,
@@ -411,10 +472,16 @@ impl<'a> Executor<'a> {
                     );
                     return self.step_failed(step, input, error).await;
                 };
-                let at = Utc::now() + chrono::Duration::seconds(*timeout_seconds as i64);
                 let waiting_for = runs::reply_key(sender, phone.as_str());
-                self.park(step, input, at, WakeReason::ReplyTimeout, Some(waiting_for))
-                    .await
+                let until = Deadline::After(*timeout_seconds);
+                self.park(
+                    step,
+                    input,
+                    until,
+                    WakeReason::ReplyTimeout,
+                    Some(waiting_for),
+                )
+                .await
             }
             Leaf::Stop {} => {
                 self.done_at_once(step, input.as_ref(), json!({"stopped": true}))
@@ -554,15 +621,8 @@ impl<'a> Executor<'a> {
             self.state.attempt += 1;
             let wait = Duration::from_secs(step.retry.backoff_seconds)
                 .max(error.retry_after.unwrap_or_default());
-            let token = Uuid::now_v7();
-            self.state.wake = Some(Wake {
-                token,
-                at: Utc::now() + wait,
-                reason: WakeReason::Retry,
-            });
-            if self.checkpoint().await?.is_ok() {
-                self.schedule(Some(token), wait).await?;
-            }
+            self.park_until(Utc::now() + wait, WakeReason::Retry)
+                .await?;
             return Ok(Next::Stop);
         }
         if step.on_error == definition::OnError::Continue {
@@ -594,26 +654,45 @@ impl<'a> Executor<'a> {
         self.after_failure(step, error).await
     }
 
-    /// Parks the run at `step` until `at` (or a reply), and schedules its wake-up.
+    /// Parks the run at `step` until its deadline (or a reply), and schedules its wake-up.
     async fn park(
         &mut self,
         step: &Step,
         input: Option<Value>,
-        at: chrono::DateTime<Utc>,
+        until: Deadline,
         reason: WakeReason,
         waiting_for: Option<String>,
     ) -> Result<Next> {
         let key = self.step_key(&step.id);
-        self.start_record(step, &key, input.as_ref()).await?;
-        let token = Uuid::now_v7();
-        self.state.wake = Some(Wake { token, at, reason });
+        let record = self.start_record(step, &key, input.as_ref()).await?;
+        // Counted from the step's record, which a job re-run after a crash finds as it was: the
+        // wait is not restarted by the crash.
+        let at = match until {
+            Deadline::After(seconds) => {
+                record.started_at + chrono::Duration::seconds(seconds as i64)
+            }
+            Deadline::At(at) => at,
+        };
         self.run.status = RunStatus::Waiting;
         self.run.waiting_for = waiting_for;
-        if self.checkpoint().await?.is_ok() {
-            let wait = (at - Utc::now()).to_std().unwrap_or_default();
-            self.schedule(Some(token), wait).await?;
-        }
+        self.park_until(at, reason).await?;
         Ok(Next::Stop)
+    }
+
+    /// Schedules the run's wake-up at `at`, then saves it as parked. In that order: a crash
+    /// between the two leaves a wake-up that finds the run still at its step and continues it,
+    /// where the other order would leave a parked run that nothing wakes.
+    async fn park_until(&mut self, at: chrono::DateTime<Utc>, reason: WakeReason) -> Result<()> {
+        let token = Uuid::now_v7();
+        let wait = (at - Utc::now()).to_std().unwrap_or_default();
+        self.schedule(Some(token), wait).await?;
+        let crash_points = &self.services.crash_points;
+        crash_points.pass(CrashPoint::WakeQueued, self.run.id).await;
+        self.state.wake = Some(Wake { token, at, reason });
+        if self.checkpoint().await?.is_ok() {
+            crash_points.pass(CrashPoint::Parked, self.run.id).await;
+        }
+        Ok(())
     }
 
     /// The parked step is over (its time came, or the reply): record its output, move on.
@@ -706,14 +785,16 @@ impl<'a> Executor<'a> {
         self.services.jobs.flows.push(job, delay).await
     }
 
-    /// Saves the run; `Err(Cancelled)` when it was cancelled meanwhile (nothing is saved).
-    async fn checkpoint(&mut self) -> Result<Result<(), Cancelled>> {
+    /// Saves the run; `Err(Stopped)` when it was cancelled meanwhile or another worker took
+    /// it over (nothing is saved then).
+    async fn checkpoint(&mut self) -> Result<Result<(), Stopped>> {
         self.run.state = serde_json::to_value(&self.state).expect("run state serializes");
+        self.run.wake_at = self.state.wake.as_ref().map(|w| w.at);
         self.run.updated_at = Utc::now();
-        if runs::save(self.services, &self.run).await? {
+        if runs::save(self.services, &self.run, self.holder).await? {
             Ok(Ok(()))
         } else {
-            Ok(Err(Cancelled))
+            Ok(Err(Stopped))
         }
     }
 
@@ -722,9 +803,18 @@ impl<'a> Executor<'a> {
         self.run.status = RunStatus::Succeeded;
         self.run.finished_at = Some(Utc::now());
         if self.checkpoint().await?.is_ok() {
-            runs::release_next(self.services, &self.run).await?;
+            self.released().await?;
         }
         Ok(())
+    }
+
+    /// The run's end is saved: the next run of its concurrency key may start.
+    async fn released(&self) -> Result<()> {
+        self.services
+            .crash_points
+            .pass(CrashPoint::Finished, self.run.id)
+            .await;
+        runs::release_next(self.services, &self.run).await
     }
 
     async fn fail_run(&mut self, step_id: Option<&str>, error: String) -> Result<()> {
@@ -736,7 +826,7 @@ impl<'a> Executor<'a> {
         self.run.finished_at = Some(Utc::now());
         if self.checkpoint().await?.is_ok() {
             runs::failed(self.services, &self.run, &self.flow, step_id).await?;
-            runs::release_next(self.services, &self.run).await?;
+            self.released().await?;
         }
         Ok(())
     }
@@ -745,4 +835,11 @@ impl<'a> Executor<'a> {
 enum Next {
     Continue,
     Stop,
+}
+
+/// When a parked step's wait ends.
+enum Deadline {
+    /// This many seconds after the step started.
+    After(u64),
+    At(chrono::DateTime<Utc>),
 }

@@ -364,6 +364,7 @@ impl FlowService<'_> {
         model.status = Set(RunStatus::Cancelled);
         model.finished_at = Set(Some(Utc::now()));
         model.waiting_for = Set(None);
+        model.wake_at = Set(None);
         model.updated_at = Set(Utc::now());
         let run = model.update(&self.services.db).await?;
         runs::publish_update(self.services, &run, None).await;
@@ -408,6 +409,7 @@ impl FlowService<'_> {
         model.error = Set(None);
         model.finished_at = Set(None);
         model.state = Set(serde_json::to_value(&state).expect("state serializes"));
+        model.wake_at = Set(None);
         model.updated_at = Set(Utc::now());
         let run = model.update(&self.services.db).await?;
         runs::announce(self.services, &run).await?;

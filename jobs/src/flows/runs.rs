@@ -68,6 +68,8 @@ pub async fn create(
         updated_at: Set(now),
         locked_until: Set(None),
         waiting_for: Set(None),
+        wake_at: Set(None),
+        locked_by: Set(None),
     }
     .insert(&services.db)
     .await?;
@@ -91,8 +93,9 @@ pub async fn announce(services: &Services, run: &flow_run::Model) -> Result<()> 
         .await
 }
 
-/// Saves a run's progress unless it was cancelled meanwhile (false then).
-pub async fn save(services: &Services, run: &flow_run::Model) -> Result<bool> {
+/// Saves a run's progress for the job holding it (`holder`, its lease); false when the run was
+/// cancelled meanwhile or another job holds it now, and nothing is saved.
+pub async fn save(services: &Services, run: &flow_run::Model, holder: Uuid) -> Result<bool> {
     let changed = flow_run::Entity::update_many()
         .set(flow_run::ActiveModel {
             status: Set(run.status),
@@ -102,10 +105,12 @@ pub async fn save(services: &Services, run: &flow_run::Model) -> Result<bool> {
             finished_at: Set(run.finished_at),
             updated_at: Set(run.updated_at),
             waiting_for: Set(run.waiting_for.clone()),
+            wake_at: Set(run.wake_at),
             ..Default::default()
         })
         .filter(flow_run::Column::Id.eq(run.id))
         .filter(flow_run::Column::Status.ne(RunStatus::Cancelled))
+        .filter(flow_run::Column::LockedBy.eq(holder))
         .exec(&services.db)
         .await?
         .rows_affected;

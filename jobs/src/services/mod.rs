@@ -43,6 +43,11 @@ pub struct Services {
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Finished flow runs older than this are pruned in the background; `None` keeps them.
     pub run_retention: Option<Duration>,
+    /// How long a worker's hold on a flow run lasts without renewal: a dead worker's runs wait
+    /// this long at most before another worker may take them.
+    pub flow_lease: Duration,
+    /// Points where a test stops a job dead; none outside tests.
+    pub crash_points: crate::crash_points::CrashPoints,
 }
 
 /// Where the production profile keeps its queue and shared state.
@@ -173,6 +178,8 @@ impl Services {
             evaluation_timeout: evaluation::DEFAULT_TIMEOUT,
             redis: None,
             run_retention: None,
+            flow_lease: crate::flows::engine::DEFAULT_LEASE,
+            crash_points: Default::default(),
         }
     }
 
