@@ -47,7 +47,7 @@ const SQLITE_BACKLOG: &str = "
            OR (status = 'Failed' AND attempts < max_attempts))";
 
 impl<J> Queue<J> {
-    async fn stats(&self, queue: &'static str) -> Result<QueueStats> {
+    pub(crate) async fn stats(&self, queue: &'static str) -> Result<QueueStats> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();

@@ -8,7 +8,7 @@ use apalis::prelude::{
     WorkerContext, WorkerError,
 };
 use chrono::Utc;
-use sea_orm::{EntityTrait, Set, sea_query::OnConflict};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
 use uuid::Uuid;
 use waflow_entities::schedule_tick;
 
@@ -264,6 +264,7 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
     // few minutes, so it is claimed once per new tick, not once per wake-up.
     let mut claimed_refresh = None;
     let mut claimed_prune = None;
+    let mut claimed_reconcile = None;
     loop {
         let tick = Utc::now().timestamp() / SENDER_REFRESH_PERIOD;
         if claimed_refresh != Some(tick) {
@@ -284,6 +285,14 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
                 if let Ok(true) = claim_tick(&services, "prune-runs", hour).await {
                     tokio::spawn(prune_runs(services.clone(), retention));
                 }
+            }
+        }
+        let every = services.reconcile.every.as_secs().max(1) as i64;
+        let tick = Utc::now().timestamp() / every;
+        if claimed_reconcile != Some(tick) {
+            claimed_reconcile = Some(tick);
+            if let Ok(true) = claim_tick(&services, "reconcile-runs", tick).await {
+                tokio::spawn(reconcile_runs(services.clone()));
             }
         }
         if let Err(error) = services.flows().fire_due_schedules().await {
@@ -307,6 +316,18 @@ async fn prune_runs(services: Services, retention: Duration) {
     }
 }
 
+/// Wakes the runs whose jobs were lost (see `flows::reconcile`), in the background of one
+/// process per tick.
+async fn reconcile_runs(services: Services) {
+    match services.flows().reconcile_runs().await {
+        Ok(woken) if !woken.is_empty() => {
+            tracing::warn!(runs = woken.len(), "the reconciler woke flow runs");
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not look for lost flow runs"),
+    }
+}
+
 async fn enqueue_sender_refreshes(services: &Services) -> crate::Result<()> {
     for sender_id in services.senders().cloud_api_sender_ids().await? {
         services
@@ -317,6 +338,10 @@ async fn enqueue_sender_refreshes(services: &Services) -> crate::Result<()> {
     }
     Ok(())
 }
+
+/// How many past ticks of a periodic task are kept; older claims are deleted by the winner of
+/// a new one, so the table stays small however often a task ticks.
+const TICKS_KEPT: i64 = 10;
 
 /// Claims `tick` of the periodic task `name`: true for exactly one caller across all processes.
 pub async fn claim_tick(services: &Services, name: &str, tick: i64) -> crate::Result<bool> {
@@ -332,5 +357,12 @@ pub async fn claim_tick(services: &Services, name: &str, tick: i64) -> crate::Re
     )
     .exec_without_returning(&services.db)
     .await?;
+    if inserted == 1 {
+        schedule_tick::Entity::delete_many()
+            .filter(schedule_tick::Column::Name.eq(name))
+            .filter(schedule_tick::Column::Tick.lt(tick - TICKS_KEPT))
+            .exec(&services.db)
+            .await?;
+    }
     Ok(inserted == 1)
 }

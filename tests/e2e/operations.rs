@@ -132,7 +132,7 @@ async fn scrape(app: &TestApp) -> String {
 
 /// The value of one series in a `/metrics` scrape (0 when absent), matched by its name and
 /// every label given.
-async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub async fn metric(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = scrape(app).await;
     text.lines()
         .filter(|line| {

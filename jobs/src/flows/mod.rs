@@ -7,6 +7,7 @@ pub mod definition;
 pub mod dry_run;
 pub mod engine;
 pub mod expr;
+pub mod reconcile;
 pub mod retention;
 pub mod runs;
 pub mod schedule;

@@ -46,6 +46,8 @@ pub struct Services {
     /// How long a worker's hold on a flow run lasts without renewal: a dead worker's runs wait
     /// this long at most before another worker may take them.
     pub flow_lease: Duration,
+    /// When and how the reconciler looks for runs that nothing is going to wake.
+    pub reconcile: crate::flows::reconcile::ReconcileSettings,
     /// Points where a test stops a job dead; none outside tests.
     pub crash_points: crate::crash_points::CrashPoints,
 }
@@ -179,6 +181,7 @@ impl Services {
             redis: None,
             run_retention: None,
             flow_lease: crate::flows::engine::DEFAULT_LEASE,
+            reconcile: crate::flows::reconcile::ReconcileSettings::default(),
             crash_points: Default::default(),
         }
     }

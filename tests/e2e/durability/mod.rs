@@ -3,6 +3,7 @@
 //! Cloud API sender at Meta's stand-in and count what reached it.
 
 mod crash_points;
+mod reconciler;
 mod workers_die;
 
 use std::time::Duration;
@@ -63,6 +64,7 @@ pub async fn sends_of(meta: &Meta, text: &str) -> usize {
 pub fn worker(app: &TestApp, points: Option<CrashPoints>) -> Worker {
     Worker::start_with(app, move |services| {
         services.flow_lease = LEASE;
+        services.reconcile.grace = Duration::from_secs(24 * 3600);
         if let Some(points) = points {
             services.crash_points = points;
         }
