@@ -37,6 +37,10 @@ enum Command {
         #[command(subcommand)]
         command: WorkspaceCommand,
     },
+    /// Run workspaces' templates for a server process, on stdin and stdout (started by
+    /// `serve` and `worker`, never by hand).
+    #[command(hide = true)]
+    Sandbox,
 }
 
 #[derive(Subcommand)]
@@ -45,13 +49,30 @@ enum WorkspaceCommand {
     Create { name: String },
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // The sandbox caps its own memory before anything else runs: no runtime, no threads.
+    if let Command::Sandbox = cli.command {
+        return match waflow_jobs::sandbox::child::serve() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("error: sandbox: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(error) = init_logging() {
         eprintln!("error: {error}");
         return ExitCode::FAILURE;
     }
-    match run(Cli::parse()).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -90,7 +111,7 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
     }
     let config = Config::from_env()?;
     match cli.command {
-        Command::Schema => unreachable!("handled above"),
+        Command::Schema | Command::Sandbox => unreachable!("handled above"),
         Command::Migrate => {
             let db = db::connect(&config.database_url).await?;
             let pending = db::pending_migrations(&db).await?;
@@ -171,5 +192,9 @@ async fn open(config: &Config) -> Result<Services, AnyError> {
     };
     services.evaluation_timeout = config.evaluation_timeout;
     services.run_retention = config.run_retention;
+    // Templates run in this same program, started again as `waflow sandbox`.
+    let this_program = std::env::current_exe()
+        .map_err(|e| format!("cannot find this program to start its template sandbox: {e}"))?;
+    services.sandbox = waflow_jobs::sandbox::Sandbox::command(this_program, &["sandbox"]);
     Ok(services)
 }

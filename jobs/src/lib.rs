@@ -20,6 +20,7 @@ pub mod providers;
 pub mod queue;
 pub mod queue_stats;
 pub mod rate_limit;
+pub mod sandbox;
 pub mod services;
 #[cfg(test)]
 mod test_support;

@@ -153,8 +153,13 @@ mod never_panics {
                     placeholders.names.iter().map(|n| (n.clone(), format!("<{n}>"))).collect();
                 let _ = super::render(&text, &values);
             }
-            let _ = crate::flows::expr::render(&text, &serde_json::json!({"trigger": data}));
-            let _ = crate::flows::expr::check_template(&text);
+            use crate::sandbox::render::{Request, Source, execute};
+            let _ = execute(Request::Render {
+                source: text.clone(),
+                context: serde_json::json!({"trigger": data}),
+                strict: true,
+            });
+            let _ = execute(Request::Check { sources: vec![Source::Template(text)] });
         }
     }
 }

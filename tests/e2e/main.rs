@@ -16,6 +16,7 @@ mod evaluation;
 mod flow_examples;
 mod flows;
 mod hardening;
+mod hostile;
 mod messaging;
 mod migrations;
 mod operations;

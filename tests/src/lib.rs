@@ -70,6 +70,7 @@ impl Worker {
             }
             .expect("the worker's services");
             let mut services = services;
+            services.sandbox = sandbox();
             configure(&mut services);
             worker::run(services, std::future::pending()).await
         });
@@ -342,6 +343,7 @@ async fn spawn(
         }
     };
     let mut services = services;
+    services.sandbox = sandbox();
     // Webhook retries a second apart, so tests see a whole retry series (production waits
     // minutes to an hour).
     services.webhook_backoff = vec![Duration::from_secs(1); 5];
@@ -368,6 +370,25 @@ async fn spawn(
         _redis: redis,
         database: guard,
     })
+}
+
+/// A pool of the template sandbox of this package (`src/bin/template-sandbox.rs`), built
+/// beside the test binaries. A pool per server or worker, as in production: its processes' pipes
+/// belong to the runtime that started them, and each test has its own runtime.
+pub fn sandbox() -> waflow_jobs::sandbox::Sandbox {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test> → target/<profile>/template-sandbox
+    let program = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("template-sandbox"))
+        .expect("the test binary lives in target/<profile>/deps");
+    assert!(
+        program.exists(),
+        "{} is missing: build the waflow-tests package's binaries",
+        program.display()
+    );
+    waflow_jobs::sandbox::Sandbox::command(program, &[])
 }
 
 /// Serves `services` on a free loopback port, with the given CORS origins.

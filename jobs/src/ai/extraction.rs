@@ -159,7 +159,9 @@ pub async fn evaluate(
     if assistant.provider == AssistantProvider::Scripted {
         return Ok(scripted::extract(&fields, transcript_text));
     }
-    let system = prompt::render_system_prompt(&assistant.system_prompt, variables)?;
+    let templates = services.sandbox.for_workspace(assistant.workspace_id);
+    let system =
+        prompt::render_system_prompt(&templates, &assistant.system_prompt, variables).await?;
     let mut messages = vec![
         ChatMessage::new(ChatRole::System, instructions(&system, &fields)),
         ChatMessage::new(

@@ -85,15 +85,25 @@ pub async fn reply(
     assistant: &assistant::Model,
     request: ReplyRequest<'_>,
 ) -> Result<Option<String>> {
+    let templates = services.sandbox.for_workspace(assistant.workspace_id);
     match assistant.provider {
-        AssistantProvider::Scripted => scripted::reply(
-            &settings::scripted_rules(assistant),
-            assistant.fallback_reply.as_deref(),
-            request.unanswered,
-            request.variables,
-        ),
+        AssistantProvider::Scripted => {
+            scripted::reply(
+                &templates,
+                &settings::scripted_rules(assistant),
+                assistant.fallback_reply.as_deref(),
+                request.unanswered,
+                request.variables,
+            )
+            .await
+        }
         AssistantProvider::OpenaiCompatible => {
-            let system = prompt::render_system_prompt(&assistant.system_prompt, request.variables)?;
+            let system = prompt::render_system_prompt(
+                &templates,
+                &assistant.system_prompt,
+                request.variables,
+            )
+            .await?;
             let mut messages = Vec::with_capacity(request.history.len() + 1);
             if !system.trim().is_empty() {
                 messages.push(ChatMessage::new(ChatRole::System, system));

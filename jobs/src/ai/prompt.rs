@@ -9,7 +9,10 @@ use waflow_entities::{
 };
 
 use super::{ChatMessage, ChatRole};
-use crate::error::{Error, Result};
+use crate::{
+    error::Result,
+    sandbox::{TemplateError, Templates},
+};
 
 /// A template context for a conversation: its input variables, then `customer_name`,
 /// `customer_phone` and `customer_identifier` where they are known and not given.
@@ -37,22 +40,26 @@ pub fn variables(conversation: &conversation::Model, contact: Option<&contact::M
     Value::Object(vars)
 }
 
-/// Renders a prompt or reply template (minijinja) over `vars`.
-pub fn render(field: &str, template: &str, vars: &Value) -> Result<String> {
-    let env = minijinja::Environment::new();
-    env.render_str(template, vars).map_err(|e| {
-        Error::field(
-            field,
-            format!(
-                "cannot be rendered: {}",
-                e.detail().unwrap_or(&e.kind().to_string())
-            ),
-        )
-    })
+/// Renders a prompt or reply template (minijinja, in the sandbox) over `vars`; the problem is
+/// reported on `field`.
+pub async fn render(
+    templates: &Templates<'_>,
+    field: &str,
+    template: &str,
+    vars: &Value,
+) -> Result<String> {
+    templates
+        .render_lenient(template, vars)
+        .await
+        .map_err(|e: TemplateError| e.on_field(field))
 }
 
-pub fn render_system_prompt(template: &str, vars: &Value) -> Result<String> {
-    render("systemPrompt", template, vars)
+pub async fn render_system_prompt(
+    templates: &Templates<'_>,
+    template: &str,
+    vars: &Value,
+) -> Result<String> {
+    render(templates, "systemPrompt", template, vars).await
 }
 
 /// The conversation's messages as chat messages: the customer's as `user`, the assistant's and
@@ -116,14 +123,22 @@ mod tests {
         assert_eq!(bounded(history.clone(), 1), history[2..].to_vec());
     }
 
-    #[test]
-    fn system_prompt_renders_variables_and_reports_errors() {
+    #[tokio::test]
+    async fn system_prompt_renders_variables_and_reports_errors() {
+        let sandbox = crate::sandbox::Sandbox::in_process();
+        let templates = sandbox.for_workspace(uuid::Uuid::nil());
         let vars = serde_json::json!({"customer_name": "Ada", "plan": "pro"});
+        let prompt = "Help {{ customer_name }} on {{ plan }}.";
         assert_eq!(
-            render_system_prompt("Help {{ customer_name }} on {{ plan }}.", &vars).unwrap(),
+            render_system_prompt(&templates, prompt, &vars)
+                .await
+                .unwrap(),
             "Help Ada on pro."
         );
-        let err = render_system_prompt("{{ customer_name | nosuchfilter }}", &vars).unwrap_err();
+        let bad = "{{ customer_name | nosuchfilter }}";
+        let err = render_system_prompt(&templates, bad, &vars)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), "VALIDATION_FAILED");
     }
 }

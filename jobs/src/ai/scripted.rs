@@ -8,6 +8,7 @@ use waflow_entities::enums::ExtractionType;
 use super::prompt;
 use crate::{
     error::{Error, Result},
+    sandbox::Templates,
     services::assistants::{ExtractionField, ScriptedRule},
 };
 
@@ -18,7 +19,8 @@ fn compile(field: &str, pattern: &str) -> Result<Regex> {
 /// The reply of the first rule whose pattern matches `message`, rendered with the conversation's
 /// variables, `message`, `captures` (by number, 0 being the whole match) and `groups` (named
 /// captures); else the fallback reply; else `None`.
-pub fn reply(
+pub async fn reply(
+    templates: &Templates<'_>,
     rules: &[ScriptedRule],
     fallback: Option<&str>,
     message: &str,
@@ -49,11 +51,17 @@ pub fn reply(
         context.insert("captures".into(), Value::Array(captures));
         context.insert("groups".into(), Value::Object(groups));
         let field = format!("scriptedRules[{i}].reply");
-        return prompt::render(&field, &rule.reply, &Value::Object(context)).map(Some);
+        let context = Value::Object(context);
+        return prompt::render(templates, &field, &rule.reply, &context)
+            .await
+            .map(Some);
     }
     match fallback {
         Some(template) => {
-            prompt::render("fallbackReply", template, &Value::Object(context)).map(Some)
+            let context = Value::Object(context);
+            prompt::render(templates, "fallbackReply", template, &context)
+                .await
+                .map(Some)
         }
         None => Ok(None),
     }
@@ -114,8 +122,10 @@ mod tests {
         }
     }
 
-    #[test]
-    fn first_matching_rule_answers_with_captures_and_variables() {
+    #[tokio::test]
+    async fn first_matching_rule_answers_with_captures_and_variables() {
+        let sandbox = crate::sandbox::Sandbox::in_process();
+        let templates = sandbox.for_workspace(uuid::Uuid::nil());
         let rules = [
             rule(
                 r"(?i)order (?P<number>\d+)",
@@ -125,15 +135,22 @@ mod tests {
             rule(r"(?i)price of (\w+)", "{{ captures[1] }} costs 10 EUR."),
         ];
         let vars = json!({"customer_name": "Ada"});
-        let answer = |m: &str| reply(&rules, Some("Sorry, {{ message }}?"), m, &vars).unwrap();
+        let fallback = Some("Sorry, {{ message }}?");
+        let answer = async |m: &str| {
+            reply(&templates, &rules, fallback, m, &vars)
+                .await
+                .unwrap()
+                .unwrap()
+        };
         assert_eq!(
-            answer("Where is order 42?").unwrap(),
+            answer("Where is order 42?").await,
             "Ada, order 42 ships today."
         );
-        assert_eq!(answer("my ORDER").unwrap(), "Which order?");
-        assert_eq!(answer("price of tea").unwrap(), "tea costs 10 EUR.");
-        assert_eq!(answer("hello").unwrap(), "Sorry, hello?");
-        assert_eq!(reply(&rules, None, "hello", &vars).unwrap(), None);
+        assert_eq!(answer("my ORDER").await, "Which order?");
+        assert_eq!(answer("price of tea").await, "tea costs 10 EUR.");
+        assert_eq!(answer("hello").await, "Sorry, hello?");
+        let none = reply(&templates, &rules, None, "hello", &vars).await;
+        assert_eq!(none.unwrap(), None);
     }
 
     #[test]

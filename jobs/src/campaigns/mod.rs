@@ -92,7 +92,8 @@ impl Services {
 impl CampaignService<'_> {
     /// Checks and stores a DRAFT campaign; nothing is sent until it is started.
     pub async fn create(&self, workspace_id: Uuid, input: NewCampaign) -> Result<campaign::Model> {
-        let checked = setup::check(&input)?;
+        let templates = self.services.sandbox.for_workspace(workspace_id);
+        let checked = setup::check(&templates, &input).await?;
         let db = &self.services.db;
         if let Audience::Filter(filter) = &input.audience {
             self.services
@@ -239,9 +240,11 @@ impl CampaignService<'_> {
                 json!({"contact": {"phone": to.as_str(), "name": null, "attributes": {}, "tags": []}})
             }
         };
+        let templates = self.services.sandbox.for_workspace(workspace_id);
         let variables = Variables::from_json(&campaign.variables)?
-            .render(&context)
-            .map_err(|message| Error::field("variables", message))?;
+            .render(&templates, &context)
+            .await
+            .map_err(|e| e.on_field("variables"))?;
         self.services
             .messaging()
             .send_template(

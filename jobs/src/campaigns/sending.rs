@@ -24,6 +24,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     messaging::{SendTemplate, TemplateRef},
+    sandbox::TemplateError,
 };
 
 /// How long one dispatcher job sends before handing over to the next: shorter than a worker's
@@ -182,12 +183,14 @@ impl CampaignService<'_> {
                 .await;
         }
         let context = self.context(&contact).await?;
-        match variables.render(&context) {
+        let templates = self.services.sandbox.for_workspace(contact.workspace_id);
+        match variables.render(&templates, &context).await {
             Ok(rendered) => Ok(Prepared::Ready(contact, rendered)),
-            Err(why) => {
+            Err(TemplateError::Template(why)) => {
                 self.skip(recipient, RecipientStatus::SkippedInvalid, &why)
                     .await
             }
+            Err(ours) => Err(ours.on_field("variables")),
         }
     }
 

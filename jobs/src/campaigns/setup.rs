@@ -17,9 +17,9 @@ use waflow_entities::{
 use super::window::{SendWindow, SendWindowSpec};
 use crate::{
     error::{Error, Result},
-    flows::expr,
     messaging::{body_of, match_variables},
     placeholders::Placeholders,
+    sandbox::{SourceChecks, TemplateError, Templates},
     services::{contacts::ContactFilter, templates::Components},
     validation::Problems,
 };
@@ -135,16 +135,22 @@ impl Variables {
     }
 
     /// Renders every variable for one contact (`{"contact": {...}}`).
-    pub fn render(&self, context: &Value) -> Result<Self, String> {
-        let one = |source: &String| expr::render(source, context);
-        Ok(Self {
-            positional: self.positional.iter().map(one).collect::<Result<_, _>>()?,
-            named: self
-                .named
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), one(v)?)))
-                .collect::<Result<_, String>>()?,
-        })
+    pub async fn render(
+        &self,
+        templates: &Templates<'_>,
+        context: &Value,
+    ) -> Result<Self, TemplateError> {
+        let mut rendered = Self::default();
+        for source in &self.positional {
+            rendered
+                .positional
+                .push(templates.render(source, context).await?);
+        }
+        for (name, source) in &self.named {
+            let value = templates.render(source, context).await?;
+            rendered.named.insert(name.clone(), value);
+        }
+        Ok(rendered)
     }
 }
 
@@ -159,7 +165,7 @@ pub struct Checked {
 }
 
 /// Checks what needs no lookup, reporting every problem at once.
-pub fn check(input: &NewCampaign) -> Result<Checked> {
+pub async fn check(templates: &Templates<'_>, input: &NewCampaign) -> Result<Checked> {
     let mut problems = Problems::new();
     problems.text("name", &input.name, 200);
     let variables = match input.variables.as_ref().map(Variables::from_json) {
@@ -173,10 +179,12 @@ pub fn check(input: &NewCampaign) -> Result<Checked> {
         }
         Some(Err(other)) => return Err(other),
     };
+    let mut sources = SourceChecks::default();
     for (field, source) in variables.fields() {
-        if let Err(message) = expr::check_template(source) {
-            problems.add(field, message);
-        }
+        sources.template(field, source);
+    }
+    for (field, message) in sources.run(templates).await? {
+        problems.add(field, message);
     }
     match &input.audience {
         Audience::ContactIds(ids) => problems.check(
@@ -332,22 +340,21 @@ mod tests {
         assert!(!has_opt_out_hint(&components("Nonstop deals", None, None)));
     }
 
-    #[test]
-    fn variables_render_per_contact_and_report_the_missing() {
+    #[tokio::test]
+    async fn variables_render_per_contact_and_report_the_missing() {
+        let sandbox = crate::sandbox::Sandbox::in_process();
+        let templates = sandbox.for_workspace(uuid::Uuid::nil());
         let variables = Variables::from_json(&serde_json::json!([
             "{{ contact.name }}",
             "{{ contact.attributes.plan }}"
         ]))
         .unwrap();
         let ana = serde_json::json!({"contact": {"name": "Ana", "attributes": {"plan": "gold"}}});
-        assert_eq!(variables.render(&ana).unwrap().positional, ["Ana", "gold"]);
+        let rendered = variables.render(&templates, &ana).await.unwrap();
+        assert_eq!(rendered.positional, ["Ana", "gold"]);
         let bare = serde_json::json!({"contact": {"name": "Bo", "attributes": {}}});
-        assert!(
-            variables
-                .render(&bare)
-                .unwrap_err()
-                .contains("contact.attributes.plan")
-        );
+        let missing = variables.render(&templates, &bare).await.unwrap_err();
+        assert!(missing.to_string().contains("contact.attributes.plan"));
         assert!(Variables::from_json(&serde_json::json!("x")).is_err());
         assert!(Variables::from_json(&serde_json::json!([1])).is_err());
     }

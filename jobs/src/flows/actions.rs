@@ -7,10 +7,11 @@ use std::{collections::BTreeMap, time::Duration};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{definition::TemplateVariables, expr};
+use super::definition::TemplateVariables;
 use crate::{
     Error, Services,
     messaging::{SendTemplate, SendText, TemplateRef},
+    sandbox::{TemplateError, Templates},
     services::ai_replies::GenerateAiReply,
 };
 use waflow_entities::{enums::MessageStatus, message};
@@ -39,6 +40,18 @@ impl StepError {
             message: message.into(),
             retryable: true,
             retry_after: None,
+        }
+    }
+
+    /// A template of `field` gave no result: the template's fault fails for good (a limit
+    /// included, so a hostile template is not retried); the sandbox's may pass later.
+    pub fn template(field: &str, error: TemplateError) -> Self {
+        match error {
+            TemplateError::Template(m) => Self::permanent(format!("{field}: {m}")),
+            TemplateError::Unavailable(m) => {
+                tracing::error!(field, error = %m, "the template sandbox failed a step");
+                Self::transient(format!("{field}: {m}"))
+            }
         }
     }
 }
@@ -87,14 +100,22 @@ pub struct StepContext<'a> {
 }
 
 impl StepContext<'_> {
-    pub fn render(&self, field: &str, template: &str) -> Result<String, StepError> {
-        expr::render(template, self.context)
-            .map_err(|e| StepError::permanent(format!("{field}: {e}")))
+    fn templates(&self) -> Templates<'_> {
+        self.services.sandbox.for_workspace(self.workspace_id)
     }
 
-    pub fn render_value(&self, field: &str, value: &Value) -> Result<Value, StepError> {
-        expr::render_value(value, self.context)
-            .map_err(|e| StepError::permanent(format!("{field}: {e}")))
+    pub async fn render(&self, field: &str, template: &str) -> Result<String, StepError> {
+        self.templates()
+            .render(template, self.context)
+            .await
+            .map_err(|e| StepError::template(field, e))
+    }
+
+    pub async fn render_value(&self, field: &str, value: &Value) -> Result<Value, StepError> {
+        self.templates()
+            .render_value(value, self.context)
+            .await
+            .map_err(|e| StepError::template(field, e))
     }
 }
 
@@ -123,20 +144,23 @@ pub async fn send_template(
     variables: &TemplateVariables,
     recipient_name: Option<&String>,
 ) -> StepResult {
-    let (positional, named) = match variables {
-        TemplateVariables::Positional(list) => (
-            list.iter()
-                .enumerate()
-                .map(|(i, v)| cx.render(&format!("variables[{i}]"), v))
-                .collect::<Result<Vec<_>, _>>()?,
-            BTreeMap::new(),
-        ),
-        TemplateVariables::Named(map) => (
-            Vec::new(),
-            map.iter()
-                .map(|(k, v)| Ok((k.clone(), cx.render(&format!("variables.{k}"), v)?)))
-                .collect::<Result<BTreeMap<_, _>, StepError>>()?,
-        ),
+    let mut positional = Vec::new();
+    let mut named = BTreeMap::new();
+    match variables {
+        TemplateVariables::Positional(list) => {
+            for (i, v) in list.iter().enumerate() {
+                positional.push(cx.render(&format!("variables[{i}]"), v).await?);
+            }
+        }
+        TemplateVariables::Named(map) => {
+            for (k, v) in map {
+                named.insert(k.clone(), cx.render(&format!("variables.{k}"), v).await?);
+            }
+        }
+    }
+    let recipient_name = match recipient_name {
+        Some(n) => Some(cx.render("recipientName", n).await?),
+        None => None,
     };
     let input = SendTemplate {
         sender_id,
@@ -144,10 +168,8 @@ pub async fn send_template(
             name: template.to_owned(),
             language: language.to_owned(),
         },
-        to: cx.render("to", to)?,
-        recipient_name: recipient_name
-            .map(|n| cx.render("recipientName", n))
-            .transpose()?,
+        to: cx.render("to", to).await?,
+        recipient_name,
         variables: positional,
         named_variables: named,
         idempotency_key: Some(cx.idempotency_key.clone()),
@@ -163,8 +185,8 @@ pub async fn send_template(
 pub async fn send_text(cx: &StepContext<'_>, sender_id: Uuid, to: &str, text: &str) -> StepResult {
     let input = SendText {
         sender_id,
-        to: cx.render("to", to)?,
-        text: cx.render("text", text)?,
+        to: cx.render("to", to).await?,
+        text: cx.render("text", text).await?,
         idempotency_key: Some(cx.idempotency_key.clone()),
     };
     let sent = cx
@@ -184,9 +206,12 @@ pub async fn generate_ai_reply(
 ) -> StepResult {
     let input = GenerateAiReply {
         assistant_id,
-        customer_identifier: cx.render("customerIdentifier", customer_identifier)?,
-        message: cx.render("message", message)?,
-        variables: Some(cx.render_value("variables", &Value::Object(variables.clone()))?),
+        customer_identifier: cx.render("customerIdentifier", customer_identifier).await?,
+        message: cx.render("message", message).await?,
+        variables: Some(
+            cx.render_value("variables", &Value::Object(variables.clone()))
+                .await?,
+        ),
     };
     let answer = cx
         .services
@@ -212,15 +237,15 @@ pub async fn http_request(
     body: Option<&Value>,
     timeout: Duration,
 ) -> StepResult {
-    let url = cx.render("url", url)?;
+    let url = cx.render("url", url).await?;
     let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
         .map_err(|_| StepError::permanent(format!("method {method:?} is not an HTTP method")))?;
     let mut request = cx.services.http.request(method, &url).timeout(timeout);
     for (name, value) in headers {
-        request = request.header(name, cx.render(&format!("headers.{name}"), value)?);
+        request = request.header(name, cx.render(&format!("headers.{name}"), value).await?);
     }
     if let Some(body) = body {
-        request = request.json(&cx.render_value("body", body)?);
+        request = request.json(&cx.render_value("body", body).await?);
     }
     let response = request.send().await.map_err(|e| {
         StepError::transient(if e.is_timeout() {
@@ -263,7 +288,7 @@ pub async fn http_request(
 }
 
 pub async fn end_conversation(cx: &StepContext<'_>, conversation_id: &str) -> StepResult {
-    let rendered = cx.render("conversationId", conversation_id)?;
+    let rendered = cx.render("conversationId", conversation_id).await?;
     let id = Uuid::parse_str(rendered.trim())
         .map_err(|_| StepError::permanent(format!("conversationId: {rendered:?} is not an id")))?;
     match cx

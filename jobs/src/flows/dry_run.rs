@@ -4,12 +4,13 @@
 
 use serde_json::{Map, Value, json};
 
+use uuid::Uuid;
+
 use super::{
     definition::{Action, Definition, Leaf, Step},
-    expr,
     state::RunState,
 };
-use crate::Services;
+use crate::{Services, sandbox::Templates};
 
 /// One step as the dry run saw it.
 #[derive(Debug, Clone)]
@@ -41,6 +42,7 @@ enum Halt {
 
 struct Walker<'a> {
     services: &'a Services,
+    workspace_id: Uuid,
     allow_http: bool,
     trigger: Value,
     state: RunState,
@@ -53,12 +55,14 @@ struct Walker<'a> {
 /// Walks `definition` with `payload` as its trigger.
 pub async fn dry_run(
     services: &Services,
+    workspace_id: Uuid,
     definition: &Definition,
     payload: Value,
     allow_http: bool,
 ) -> Trace {
     let mut walker = Walker {
         services,
+        workspace_id,
         allow_http,
         trigger: payload,
         state: RunState::new(),
@@ -78,7 +82,11 @@ pub async fn dry_run(
     }
 }
 
-impl Walker<'_> {
+impl<'a> Walker<'a> {
+    fn templates(&self) -> Templates<'a> {
+        self.services.sandbox.for_workspace(self.workspace_id)
+    }
+
     fn trace(
         &mut self,
         step: &Step,
@@ -147,7 +155,7 @@ impl Walker<'_> {
             } => {
                 let mut chosen = None;
                 for (i, branch) in branches.iter().enumerate() {
-                    match expr::is_true(&branch.when, &context) {
+                    match self.templates().is_true(&branch.when, &context).await {
                         Ok(true) => {
                             chosen = Some(i);
                             break;
@@ -174,7 +182,7 @@ impl Walker<'_> {
                 }
             }
             Action::Loop { items, steps } => {
-                let list = match expr::eval(items, &context) {
+                let list = match self.templates().eval(items, &context).await {
                     Ok(Value::Array(list)) => list,
                     Ok(other) => {
                         return self.trace(
@@ -205,11 +213,11 @@ impl Walker<'_> {
             }
             Action::Leaf(leaf) => {
                 let raw = serde_json::to_value(leaf).unwrap_or(Value::Null);
-                let input = match expr::render_value(&raw, &context) {
+                let input = match self.templates().render_value(&raw, &context).await {
                     Ok(input) => input,
-                    Err(e) => return self.trace(step, at, Some(raw), Err(e)),
+                    Err(e) => return self.trace(step, at, Some(raw), Err(e.to_string())),
                 };
-                let result = self.leaf(leaf, &input, &context).await;
+                let result = self.leaf(leaf, &input).await;
                 let stop = matches!(leaf, Leaf::Stop {});
                 self.trace(step, at, Some(input), result)?;
                 if stop { Err(Halt::Stop) } else { Ok(()) }
@@ -229,7 +237,7 @@ impl Walker<'_> {
     }
 
     /// What the step would do, without doing it.
-    async fn leaf(&mut self, leaf: &Leaf, input: &Value, context: &Value) -> Result<Value, String> {
+    async fn leaf(&mut self, leaf: &Leaf, input: &Value) -> Result<Value, String> {
         Ok(match leaf {
             Leaf::SendTemplate { .. } | Leaf::SendText { .. } => {
                 json!({"dry_run": true, "sent": false, "message": input})
@@ -245,8 +253,9 @@ impl Walker<'_> {
                 json!({"dry_run": true, "skipped": true, "timed_out": false, "message": null})
             }
             Leaf::Stop {} => json!({"stopped": true}),
-            Leaf::SetVariables { values } => {
-                let rendered = expr::render_value(&Value::Object(values.clone()), context)?;
+            // Rendered with the step's input.
+            Leaf::SetVariables { .. } => {
+                let rendered = input["values"].clone();
                 if let Value::Object(map) = &rendered {
                     self.state.vars.extend(map.clone());
                 }

@@ -19,7 +19,7 @@ use super::{
     FlowJob,
     actions::{self, StepContext, StepError},
     definition::{self, Action, Definition, Leaf, Step},
-    expr, runs,
+    runs,
     state::{Block, Frame, RunState, StepIndex, Wake, WakeReason},
 };
 use crate::{Services, crash_points::CrashPoint, error::Result};
@@ -223,6 +223,10 @@ impl<'a> Executor<'a> {
         }
     }
 
+    fn templates(&self) -> crate::sandbox::Templates<'a> {
+        self.services.sandbox.for_workspace(self.run.workspace_id)
+    }
+
     fn context(&self) -> Value {
         self.state
             .context(&self.run.trigger_payload, self.run.id, self.run.flow_id)
@@ -371,14 +375,14 @@ impl<'a> Executor<'a> {
         let context = self.context();
         let mut chosen = None;
         for (i, branch) in branches.iter().enumerate() {
-            match expr::is_true(&branch.when, &context) {
+            match self.templates().is_true(&branch.when, &context).await {
                 Ok(true) => {
                     chosen = Some(i);
                     break;
                 }
                 Ok(false) => {}
                 Err(e) => {
-                    let error = StepError::permanent(format!("branches[{i}].when: {e}"));
+                    let error = StepError::template(&format!("branches[{i}].when"), e);
                     return self.step_failed(step, None, error).await;
                 }
             }
@@ -396,7 +400,7 @@ impl<'a> Executor<'a> {
     }
 
     async fn start_loop(&mut self, step: &Step, items: &str) -> Result<Next> {
-        let list = match expr::eval(items, &self.context()) {
+        let list = match self.templates().eval(items, &self.context()).await {
             Ok(Value::Array(list)) => list,
             Ok(other) => {
                 let error =
@@ -404,9 +408,8 @@ impl<'a> Executor<'a> {
                 return self.step_failed(step, None, error).await;
             }
             Err(e) => {
-                return self
-                    .step_failed(step, None, StepError::permanent(format!("items: {e}")))
-                    .await;
+                let error = StepError::template("items", e);
+                return self.step_failed(step, None, error).await;
             }
         };
         let output = json!({"count": list.len()});
@@ -428,23 +431,31 @@ impl<'a> Executor<'a> {
 
     async fn leaf(&mut self, step: &Step, leaf: &Leaf) -> Result<Next> {
         let context = self.context();
-        let input = serde_json::to_value(leaf)
-            .ok()
-            .map(|raw| expr::render_value(&raw, &context).unwrap_or(raw));
+        let raw = serde_json::to_value(leaf).expect("a step serializes");
+        // The step's record shows its input rendered; a template that cannot be rendered shows
+        // as written, and fails the step where it is used, with its field named.
+        let rendered = self.templates().render_value(&raw, &context).await;
+        let input = Some(rendered.clone().unwrap_or(raw));
         match leaf {
             Leaf::Delay { seconds, until } => {
                 let until = match (seconds, until) {
                     (Some(s), _) => Deadline::After(*s),
-                    (None, Some(until)) => match expr::render(until, &context).map(|t| {
-                        chrono::DateTime::parse_from_rfc3339(t.trim())
-                            .map(|t| t.with_timezone(&Utc))
-                            .map_err(|_| format!("until: {t:?} is not an RFC 3339 time"))
-                    }) {
-                        Ok(Ok(at)) => Deadline::At(at),
-                        Ok(Err(e)) | Err(e) => {
-                            return self.step_failed(step, input, StepError::permanent(e)).await;
+                    (None, Some(until)) => {
+                        let at = match self.templates().render(until, &context).await {
+                            Ok(t) => chrono::DateTime::parse_from_rfc3339(t.trim())
+                                .map(|t| Deadline::At(t.with_timezone(&Utc)))
+                                .map_err(|_| {
+                                    StepError::permanent(format!(
+                                        "until: {t:?} is not an RFC 3339 time"
+                                    ))
+                                }),
+                            Err(e) => Err(StepError::template("until", e)),
+                        };
+                        match at {
+                            Ok(at) => at,
+                            Err(e) => return self.step_failed(step, input, e).await,
                         }
-                    },
+                    }
                     (None, None) => Deadline::After(0),
                 };
                 self.park(step, input, until, WakeReason::Delay, None).await
@@ -461,7 +472,7 @@ impl<'a> Executor<'a> {
                         .and_then(|s| Uuid::parse_str(s).ok())
                 });
                 let phone = match phone {
-                    Some(p) => expr::render(p, &context).ok(),
+                    Some(p) => self.templates().render(p, &context).await.ok(),
                     None => trigger["customer_phone"].as_str().map(str::to_owned),
                 };
                 let (Some(sender), Some(phone)) =
@@ -489,19 +500,21 @@ impl<'a> Executor<'a> {
                 self.succeed().await?;
                 Ok(Next::Stop)
             }
-            Leaf::SetVariables { values } => {
-                match expr::render_value(&Value::Object(values.clone()), &context) {
-                    Ok(Value::Object(rendered)) => {
-                        self.state.vars.extend(rendered.clone());
-                        self.done_at_once(step, input.as_ref(), Value::Object(rendered))
-                            .await?;
-                        self.step_done();
-                        Ok(Next::Continue)
-                    }
-                    Ok(_) => unreachable!("an object renders to an object"),
-                    Err(e) => self.step_failed(step, input, StepError::permanent(e)).await,
+            // The values were rendered with the step's input.
+            Leaf::SetVariables { .. } => match rendered.map(|mut i| i["values"].take()) {
+                Ok(Value::Object(values)) => {
+                    self.state.vars.extend(values.clone());
+                    self.done_at_once(step, input.as_ref(), Value::Object(values))
+                        .await?;
+                    self.step_done();
+                    Ok(Next::Continue)
                 }
-            }
+                Ok(_) => unreachable!("an object renders to an object"),
+                Err(e) => {
+                    let error = StepError::template("values", e);
+                    self.step_failed(step, input, error).await
+                }
+            },
             action => self.act(step, action, input, &context).await,
         }
     }

@@ -6,7 +6,6 @@ pub mod actions;
 pub mod definition;
 pub mod dry_run;
 pub mod engine;
-pub mod expr;
 pub mod reconcile;
 pub mod retention;
 pub mod runs;
@@ -319,7 +318,14 @@ impl FlowService<'_> {
         allow_http: bool,
     ) -> Result<dry_run::Trace> {
         let definition = validate::validate(self.services, workspace_id, definition).await?;
-        Ok(dry_run::dry_run(self.services, &definition, payload, allow_http).await)
+        Ok(dry_run::dry_run(
+            self.services,
+            workspace_id,
+            &definition,
+            payload,
+            allow_http,
+        )
+        .await)
     }
 
     pub async fn run(&self, workspace_id: Uuid, id: Uuid) -> Result<flow_run::Model> {

@@ -13,7 +13,7 @@ use waflow_entities::{
     flow, flow_run, flow_version, step_run,
 };
 
-use super::{FlowJob, expr, state::RunState};
+use super::{FlowJob, state::RunState};
 use crate::{
     Services,
     error::Result,
@@ -39,7 +39,12 @@ pub async fn create(
         .get("concurrencyKey")
         .and_then(Value::as_str);
     let concurrency_key = match key_template {
-        Some(template) => match expr::render(template, &json!({"trigger": trigger})) {
+        Some(template) => match services
+            .sandbox
+            .for_workspace(flow.workspace_id)
+            .render(template, &json!({"trigger": trigger}))
+            .await
+        {
             Ok(key) if !key.trim().is_empty() => Some(key),
             Ok(_) => None,
             Err(error) => {

@@ -8,8 +8,7 @@ use uuid::Uuid;
 use waflow_entities::{assistant, enums::TemplateStatus, sender, template};
 
 use super::definition::{self, Action, Definition, Leaf, Step, TemplateVariables, Trigger};
-use super::expr;
-use crate::{Services, error::Result, validation::Problems};
+use crate::{Services, error::Result, sandbox::SourceChecks, validation::Problems};
 
 const HTTP_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// The longest a delay or a wait for a reply may be: 30 days.
@@ -26,16 +25,19 @@ pub async fn validate(
         Err(problems) => return problems.into_result().map(|_| unreachable!()),
     };
     let mut problems = Problems::new();
+    let mut sources = SourceChecks::default();
     check_trigger(&definition.trigger, &mut problems);
-    if let Some(key) = &definition.concurrency_key
-        && let Err(e) = expr::check_template(key)
-    {
-        problems.add("concurrencyKey", e);
+    if let Some(key) = &definition.concurrency_key {
+        sources.template("concurrencyKey", key);
     }
     let mut references = Vec::new();
     definition::walk(&definition.steps, "steps", &mut |step, path| {
-        check_step(step, path, &mut problems, &mut references);
+        check_step(step, path, &mut problems, &mut sources, &mut references);
     });
+    let templates = services.sandbox.for_workspace(workspace_id);
+    for (field, problem) in sources.run(&templates).await? {
+        problems.add(field, problem);
+    }
     if let Some(sender_id) = definition.trigger.sender_id() {
         references.push(Reference::Sender {
             path: "trigger.senderId".into(),
@@ -86,35 +88,39 @@ enum Reference {
     },
 }
 
-fn templates_in(problems: &mut Problems, path: &str, fields: &[(&str, Option<&String>)]) {
+fn templates_in(sources: &mut SourceChecks, path: &str, fields: &[(&str, Option<&String>)]) {
     for (name, value) in fields {
-        if let Some(value) = value
-            && let Err(e) = expr::check_template(value)
-        {
-            problems.add(format!("{path}.{name}"), e);
+        if let Some(value) = value {
+            sources.template(format!("{path}.{name}"), value);
         }
     }
 }
 
-fn check_step(step: &Step, path: &str, problems: &mut Problems, refs: &mut Vec<Reference>) {
+fn check_step(
+    step: &Step,
+    path: &str,
+    problems: &mut Problems,
+    sources: &mut SourceChecks,
+    refs: &mut Vec<Reference>,
+) {
     match &step.action {
         Action::Branch { branches, .. } => {
             for (i, branch) in branches.iter().enumerate() {
-                if let Err(e) = expr::check_expression(&branch.when) {
-                    problems.add(format!("{path}.branches[{i}].when"), e);
-                }
+                sources.expression(format!("{path}.branches[{i}].when"), &branch.when);
             }
         }
-        Action::Loop { items, .. } => {
-            if let Err(e) = expr::check_expression(items) {
-                problems.add(format!("{path}.items"), e);
-            }
-        }
-        Action::Leaf(leaf) => check_leaf(leaf, path, problems, refs),
+        Action::Loop { items, .. } => sources.expression(format!("{path}.items"), items),
+        Action::Leaf(leaf) => check_leaf(leaf, path, problems, sources, refs),
     }
 }
 
-fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<Reference>) {
+fn check_leaf(
+    leaf: &Leaf,
+    path: &str,
+    problems: &mut Problems,
+    sources: &mut SourceChecks,
+    refs: &mut Vec<Reference>,
+) {
     match leaf {
         Leaf::SendTemplate {
             sender_id,
@@ -125,7 +131,7 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
             recipient_name,
         } => {
             templates_in(
-                problems,
+                sources,
                 path,
                 &[("to", Some(to)), ("recipientName", recipient_name.as_ref())],
             );
@@ -141,9 +147,7 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
                     .collect(),
             };
             for (at, value) in values {
-                if let Err(e) = expr::check_template(value) {
-                    problems.add(format!("{path}.{at}"), e);
-                }
+                sources.template(format!("{path}.{at}"), value);
             }
             refs.push(Reference::Sender {
                 path: format!("{path}.senderId"),
@@ -161,7 +165,7 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
             to,
             text,
         } => {
-            templates_in(problems, path, &[("to", Some(to)), ("text", Some(text))]);
+            templates_in(sources, path, &[("to", Some(to)), ("text", Some(text))]);
             refs.push(Reference::Sender {
                 path: format!("{path}.senderId"),
                 id: *sender_id,
@@ -174,16 +178,15 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
             variables,
         } => {
             templates_in(
-                problems,
+                sources,
                 path,
                 &[
                     ("customerIdentifier", Some(customer_identifier)),
                     ("message", Some(message)),
                 ],
             );
-            if let Err(e) = expr::check_value(&serde_json::Value::Object(variables.clone())) {
-                problems.add(format!("{path}.variables"), e);
-            }
+            let variables = serde_json::Value::Object(variables.clone());
+            sources.value(&format!("{path}.variables"), &variables);
             refs.push(Reference::Assistant {
                 path: format!("{path}.assistantId"),
                 id: *assistant_id,
@@ -201,7 +204,7 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
                 ),
                 (None, Some(_)) => {}
             }
-            templates_in(problems, path, &[("until", until.as_ref())]);
+            templates_in(sources, path, &[("until", until.as_ref())]);
         }
         Leaf::HttpRequest {
             method,
@@ -215,16 +218,12 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
                 format!("{path}.method"),
                 format!("must be one of {}", HTTP_METHODS.join(", ")),
             );
-            templates_in(problems, path, &[("url", Some(url))]);
+            templates_in(sources, path, &[("url", Some(url))]);
             for (name, value) in headers {
-                if let Err(e) = expr::check_template(value) {
-                    problems.add(format!("{path}.headers.{name}"), e);
-                }
+                sources.template(format!("{path}.headers.{name}"), value);
             }
-            if let Some(body) = body
-                && let Err(e) = expr::check_value(body)
-            {
-                problems.add(format!("{path}.body"), e);
+            if let Some(body) = body {
+                sources.value(&format!("{path}.body"), body);
             }
             if let Some(t) = timeout_seconds {
                 problems.check(
@@ -236,9 +235,7 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
         }
         Leaf::SetVariables { values } => {
             for (name, value) in values {
-                if let Err(e) = expr::check_value(value) {
-                    problems.add(format!("{path}.values.{name}"), e);
-                }
+                sources.value(&format!("{path}.values.{name}"), value);
             }
         }
         Leaf::WaitForReply {
@@ -251,7 +248,7 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
                 format!("{path}.timeoutSeconds"),
                 format!("must be 1 to {MAX_WAIT_SECONDS}"),
             );
-            templates_in(problems, path, &[("phone", phone.as_ref())]);
+            templates_in(sources, path, &[("phone", phone.as_ref())]);
             if let Some(id) = sender_id {
                 refs.push(Reference::Sender {
                     path: format!("{path}.senderId"),
@@ -261,7 +258,7 @@ fn check_leaf(leaf: &Leaf, path: &str, problems: &mut Problems, refs: &mut Vec<R
         }
         Leaf::EndConversation { conversation_id } => {
             templates_in(
-                problems,
+                sources,
                 path,
                 &[("conversationId", conversation_id.as_ref())],
             );

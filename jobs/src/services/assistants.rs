@@ -17,6 +17,7 @@ use super::{Services, find_in_workspace};
 use crate::{
     error::Result,
     pagination::{Page, PageRequest, paginate},
+    sandbox::{SourceChecks, Templates},
     validation::Problems,
 };
 
@@ -64,19 +65,6 @@ pub struct AssistantService<'a> {
     pub(super) services: &'a Services,
 }
 
-fn check_template(problems: &mut Problems, field: &str, source: &str) {
-    let env = minijinja::Environment::new();
-    if let Err(e) = env.template_from_str(source) {
-        problems.add(
-            field,
-            format!(
-                "is not a valid template: {}",
-                e.detail().unwrap_or("syntax error")
-            ),
-        );
-    }
-}
-
 fn check_regex(problems: &mut Problems, field: &str, pattern: &str) {
     if let Err(e) = regex::Regex::new(pattern) {
         problems.add(field, format!("is not a valid regular expression: {e}"));
@@ -84,11 +72,29 @@ fn check_regex(problems: &mut Problems, field: &str, pattern: &str) {
 }
 
 /// Validates the complete configuration an assistant would have after a create or update.
-fn validate(
+async fn validate(
+    templates: &Templates<'_>,
     a: &assistant::Model,
     fields: &[ExtractionField],
     rules: &[ScriptedRule],
 ) -> Result<()> {
+    // The templates are compiled first, in one request, and their problems reported where
+    // they belong among the others.
+    let mut sources = SourceChecks::default();
+    sources.template("systemPrompt", &a.system_prompt);
+    if let Some(fallback) = &a.fallback_reply {
+        sources.template("fallbackReply", fallback);
+    }
+    for (i, rule) in rules.iter().enumerate() {
+        sources.template(format!("scriptedRules[{i}].reply"), &rule.reply);
+    }
+    let mut template_problems: std::collections::HashMap<String, String> =
+        sources.run(templates).await?.into_iter().collect();
+    let mut template = |problems: &mut Problems, field: &str| {
+        if let Some(problem) = template_problems.remove(field) {
+            problems.add(field, problem);
+        }
+    };
     let mut problems = Problems::new();
     problems.text("name", &a.name, 200);
     if a.provider == AssistantProvider::OpenaiCompatible {
@@ -120,7 +126,8 @@ fn validate(
     if let Some(v) = a.request_timeout_seconds {
         problems.range("requestTimeoutSeconds", v.into(), 1, 600);
     }
-    check_template(&mut problems, "systemPrompt", &a.system_prompt);
+    template(&mut problems, "systemPrompt");
+    template(&mut problems, "fallbackReply");
     let mut names = HashSet::new();
     for (i, field) in fields.iter().enumerate() {
         let path = |name: &str| format!("extractionFields[{i}].{name}");
@@ -155,11 +162,7 @@ fn validate(
             &format!("scriptedRules[{i}].pattern"),
             &rule.pattern,
         );
-        check_template(
-            &mut problems,
-            &format!("scriptedRules[{i}].reply"),
-            &rule.reply,
-        );
+        template(&mut problems, &format!("scriptedRules[{i}].reply"));
     }
     if a.provider == AssistantProvider::Scripted {
         problems.check(
@@ -215,7 +218,7 @@ impl AssistantService<'_> {
             created_at: now,
             updated_at: now,
         };
-        let model = self.apply(blank, settings)?;
+        let model = self.apply(blank, settings).await?;
         Ok(assistant::ActiveModel::from(model)
             .reset_all()
             .insert(&self.services.db)
@@ -229,7 +232,7 @@ impl AssistantService<'_> {
         settings: AssistantSettings,
     ) -> Result<assistant::Model> {
         let current = self.get(workspace_id, id).await?;
-        let mut model = self.apply(current, settings)?;
+        let mut model = self.apply(current, settings).await?;
         model.updated_at = Utc::now();
         Ok(assistant::ActiveModel::from(model)
             .reset_all()
@@ -239,7 +242,11 @@ impl AssistantService<'_> {
 
     /// Merges `s` over `a` and validates the result as a whole (a provider switch must bring the
     /// settings the new provider needs).
-    fn apply(&self, mut a: assistant::Model, s: AssistantSettings) -> Result<assistant::Model> {
+    async fn apply(
+        &self,
+        mut a: assistant::Model,
+        s: AssistantSettings,
+    ) -> Result<assistant::Model> {
         if let Some(v) = s.name {
             a.name = v.trim().to_owned();
         }
@@ -281,7 +288,8 @@ impl AssistantService<'_> {
         }
         let fields = s.extraction_fields.unwrap_or_else(|| extraction_fields(&a));
         let rules = s.scripted_rules.unwrap_or_else(|| scripted_rules(&a));
-        validate(&a, &fields, &rules)?;
+        let templates = self.services.sandbox.for_workspace(a.workspace_id);
+        validate(&templates, &a, &fields, &rules).await?;
         a.extraction_fields = to_json(&fields);
         a.scripted_rules = to_json(&rules);
         Ok(a)

@@ -50,6 +50,9 @@ pub struct Services {
     pub reconcile: crate::flows::reconcile::ReconcileSettings,
     /// Points where a test stops a job dead; none outside tests.
     pub crash_points: crate::crash_points::CrashPoints,
+    /// Where workspaces' templates and expressions run. None until the binary (or a test)
+    /// sets one: every render fails until then.
+    pub sandbox: crate::sandbox::Sandbox,
 }
 
 /// Where the production profile keeps its queue and shared state.
@@ -183,6 +186,7 @@ impl Services {
             flow_lease: crate::flows::engine::DEFAULT_LEASE,
             reconcile: crate::flows::reconcile::ReconcileSettings::default(),
             crash_points: Default::default(),
+            sandbox: crate::sandbox::Sandbox::missing(),
         }
     }
 
