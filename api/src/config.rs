@@ -23,6 +23,8 @@ pub struct Config {
     pub evaluation_timeout: std::time::Duration,
     /// Finished flow runs older than this are pruned; `None` keeps them all.
     pub run_retention: Option<std::time::Duration>,
+    /// Whether requests to workspaces' URLs may reach private networks (the egress policy).
+    pub allow_private_networks: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +115,16 @@ impl Config {
             },
             None => None,
         };
+        let allow_private_networks = match var("WAFLOW_ALLOW_PRIVATE_NETWORKS").as_deref() {
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "WAFLOW_ALLOW_PRIVATE_NETWORKS",
+                    reason: format!("{other:?} is neither true nor false"),
+                });
+            }
+        };
         Ok(Self {
             database_url,
             redis_url: var("REDIS_URL"),
@@ -123,6 +135,7 @@ impl Config {
             cors_origins,
             evaluation_timeout,
             run_retention,
+            allow_private_networks,
         })
     }
 

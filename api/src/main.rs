@@ -192,6 +192,9 @@ async fn open(config: &Config) -> Result<Services, AnyError> {
     };
     services.evaluation_timeout = config.evaluation_timeout;
     services.run_retention = config.run_retention;
+    services
+        .egress
+        .allow_private_networks(config.allow_private_networks);
     // Templates run in this same program, started again as `waflow sandbox`.
     let this_program = std::env::current_exe()
         .map_err(|e| format!("cannot find this program to start its template sandbox: {e}"))?;

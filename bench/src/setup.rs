@@ -140,7 +140,9 @@ impl Deployment {
             .env("DATABASE_URL", database_url)
             .env("REDIS_URL", &self.global.redis)
             .env("WAFLOW_REDIS_PREFIX", &self.prefix)
-            .env("WAFLOW_SECRET_KEY", SECRET_KEY);
+            .env("WAFLOW_SECRET_KEY", SECRET_KEY)
+            // The Cloud API stand-in listens on 127.0.0.1.
+            .env("WAFLOW_ALLOW_PRIVATE_NETWORKS", "true");
         if let Some(log) = &self.global.rust_log {
             cmd.env("RUST_LOG", log);
         }

@@ -7,6 +7,7 @@ pub mod campaigns;
 pub mod crash_points;
 pub mod crypto;
 pub mod db;
+pub mod egress;
 pub mod error;
 mod event_router;
 pub mod events;

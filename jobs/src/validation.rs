@@ -38,6 +38,14 @@ impl Problems {
         self.check(ok, field, "must be an http:// or https:// URL");
     }
 
+    /// A URL Waflow will call: http(s), and not inside the server's own networks (the egress
+    /// policy, `crate::egress`).
+    pub fn outgoing_url(&mut self, egress: &crate::egress::Egress, field: &str, value: &str) {
+        if let Err(refused) = egress.check_url(value) {
+            self.add(field, refused.0);
+        }
+    }
+
     pub fn range(&mut self, field: &str, value: i64, min: i64, max: i64) {
         self.check(
             (min..=max).contains(&value),

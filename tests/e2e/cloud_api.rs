@@ -216,7 +216,8 @@ async fn meta_errors_map_to_waflow_codes(app: TestApp) {
 
 async fn an_unreachable_api_fails_the_message_not_the_server(app: TestApp) {
     let (_meta, sender_id) = sender_with_receipt(&app).await;
-    app.ok("mutation($id: ID!) { updateSender(id: $id, input: {cloudApi: {apiBaseUrl: \"http://127.0.0.1:9/v21.0\"}}) { id } }",
+    // A new server takes the token again: a stored secret stays with its server.
+    app.ok("mutation($id: ID!) { updateSender(id: $id, input: {cloudApi: {apiBaseUrl: \"http://127.0.0.1:9/v21.0\", accessToken: \"EAAG-moved\"}}) { id } }",
         json!({"id": sender_id})).await;
     let body = app
         .gql(SEND_TEMPLATE, json!({"input": {"senderId": sender_id, "templateName": "receipt", "language": "en_US", "to": CUSTOMER}}))

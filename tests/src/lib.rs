@@ -71,6 +71,8 @@ impl Worker {
             .expect("the worker's services");
             let mut services = services;
             services.sandbox = sandbox();
+            // The tests' stand-ins for Meta, models and receivers listen on 127.0.0.1.
+            services.egress.allow_private_networks(true);
             configure(&mut services);
             worker::run(services, std::future::pending()).await
         });
@@ -344,6 +346,8 @@ async fn spawn(
     };
     let mut services = services;
     services.sandbox = sandbox();
+    // The tests' stand-ins for Meta, models and receivers listen on 127.0.0.1.
+    services.egress.allow_private_networks(true);
     // Webhook retries a second apart, so tests see a whole retry series (production waits
     // minutes to an hour).
     services.webhook_backoff = vec![Duration::from_secs(1); 5];

@@ -84,6 +84,8 @@ impl Cluster {
             ("WAFLOW_REDIS_PREFIX", self.prefix.clone()),
             ("WAFLOW_SECRET_KEY", SECRET_KEY.to_owned()),
             ("WAFLOW_LOG_FORMAT", "json".to_owned()),
+            // The stand-ins for Meta and the CRM listen on 127.0.0.1.
+            ("WAFLOW_ALLOW_PRIVATE_NETWORKS", "true".to_owned()),
             ("RUST_LOG", "info,waflow_jobs::worker=debug".to_owned()),
         ];
         env.extend(extra.iter().cloned());

@@ -22,7 +22,7 @@ const MAX_WAIT: Duration = Duration::from_secs(20);
 const ERROR_EXCERPT_CHARS: usize = 300;
 
 pub struct ChatClient<'a> {
-    http: &'a reqwest::Client,
+    egress: &'a crate::egress::Egress,
     url: String,
     api_key: Option<String>,
     model: String,
@@ -38,6 +38,10 @@ fn provider_error(code: Option<String>, message: impl Into<String>) -> Error {
     }
 }
 
+/// The largest model answer read: far beyond any chat completion, far below a flood from a
+/// base URL that answers without end.
+const MAX_ANSWER: usize = 4 << 20;
+
 impl<'a> ChatClient<'a> {
     pub fn for_assistant(services: &'a Services, a: &assistant::Model) -> Result<Self> {
         let (Some(base_url), Some(model)) = (&a.base_url, &a.model) else {
@@ -51,7 +55,7 @@ impl<'a> ChatClient<'a> {
             None => None,
         };
         Ok(Self {
-            http: &services.http,
+            egress: &services.egress,
             url: format!("{}/chat/completions", base_url.trim_end_matches('/')),
             api_key,
             model: model.clone(),
@@ -95,7 +99,14 @@ impl<'a> ChatClient<'a> {
     }
 
     async fn attempt(&self, body: &Value) -> Outcome {
-        let mut request = self.http.post(&self.url).timeout(self.timeout).json(body);
+        let request = match self.egress.post(&self.url) {
+            Ok(request) => request,
+            Err(refused) => {
+                let message = format!("cannot reach the model API: {refused}");
+                return Outcome::Done(Err(provider_error(None, message)));
+            }
+        };
+        let mut request = request.timeout(self.timeout).json(body);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
             // Azure OpenAI takes its keys in a header of its own.
@@ -118,7 +129,10 @@ impl<'a> ChatClient<'a> {
                 return Outcome::Retry {
                     error: provider_error(
                         None,
-                        format!("cannot reach the model API: {}", e.without_url()),
+                        format!(
+                            "cannot reach the model API: {}",
+                            crate::egress::describe(&e)
+                        ),
                     ),
                     wait: None,
                 };
@@ -126,8 +140,8 @@ impl<'a> ChatClient<'a> {
         };
         let status = response.status();
         let wait = retry_after(response.headers());
-        let text = match response.text().await {
-            Ok(text) => text,
+        let text = match crate::egress::read_capped(response, MAX_ANSWER).await {
+            Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.is_timeout() => {
                 return Outcome::Done(Err(provider_error(
                     Some(status.as_u16().to_string()),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::definition::TemplateVariables;
 use crate::{
-    Error, Services,
+    Error, Services, egress,
     messaging::{SendTemplate, SendText, TemplateRef},
     sandbox::{TemplateError, Templates},
     services::ai_replies::GenerateAiReply,
@@ -238,25 +238,60 @@ pub async fn http_request(
     timeout: Duration,
 ) -> StepResult {
     let url = cx.render("url", url).await?;
+    let mut rendered_headers = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let value = cx.render(&format!("headers.{name}"), value).await?;
+        rendered_headers.push((name.clone(), value));
+    }
+    let body = match body {
+        Some(body) => Some(cx.render_value("body", body).await?),
+        None => None,
+    };
+    exchange(
+        cx.services,
+        method,
+        &url,
+        &rendered_headers,
+        body.as_ref(),
+        timeout,
+    )
+    .await
+}
+
+/// One request of an http_request step (or of its dry run), through the egress policy, and
+/// its answer, of which at most `MAX_BODY_BYTES` are read.
+pub async fn exchange(
+    services: &Services,
+    method: &str,
+    url: &str,
+    headers: &[(String, String)],
+    body: Option<&Value>,
+    timeout: Duration,
+) -> StepResult {
     let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
         .map_err(|_| StepError::permanent(format!("method {method:?} is not an HTTP method")))?;
-    let mut request = cx.services.http.request(method, &url).timeout(timeout);
+    let mut request = services
+        .egress
+        .request(method, url)
+        .map_err(|refused| StepError::permanent(format!("HTTP_ERROR: {refused}")))?
+        .timeout(timeout);
     for (name, value) in headers {
-        request = request.header(name, cx.render(&format!("headers.{name}"), value).await?);
+        request = request.header(name, value);
     }
     if let Some(body) = body {
-        request = request.json(&cx.render_value("body", body).await?);
+        request = request.json(body);
     }
-    let response = request.send().await.map_err(|e| {
+    let unreachable = |e: reqwest::Error| {
         StepError::transient(if e.is_timeout() {
             format!(
                 "HTTP_ERROR: {url} did not answer within {} s",
                 timeout.as_secs()
             )
         } else {
-            format!("HTTP_ERROR: cannot reach {url}: {}", e.without_url())
+            format!("HTTP_ERROR: cannot reach {url}: {}", egress::describe(&e))
         })
-    })?;
+    };
+    let response = request.send().await.map_err(unreachable)?;
     let status = response.status();
     let response_headers: Map<String, Value> = response
         .headers()
@@ -268,13 +303,10 @@ pub async fn http_request(
             ))
         })
         .collect();
-    let bytes = response.bytes().await.map_err(|e| {
-        StepError::transient(format!(
-            "HTTP_ERROR: reading the answer of {url}: {}",
-            e.without_url()
-        ))
-    })?;
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_BODY_BYTES)]).into_owned();
+    let (bytes, truncated) = egress::read_capped(response, MAX_BODY_BYTES)
+        .await
+        .map_err(unreachable)?;
+    let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
     if !status.is_success() {
         return Err(StepError {
@@ -284,7 +316,10 @@ pub async fn http_request(
             retry_after: None,
         });
     }
-    Ok(json!({"status": status.as_u16(), "headers": response_headers, "body": body}))
+    Ok(
+        json!({"status": status.as_u16(), "headers": response_headers, "body": body,
+        "truncated": truncated}),
+    )
 }
 
 pub async fn end_conversation(cx: &StepContext<'_>, conversation_id: &str) -> StepResult {

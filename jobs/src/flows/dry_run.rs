@@ -2,7 +2,7 @@
 //! requests are rendered but not performed (an HTTP GET may be, when allowed), delays and waits
 //! are skipped, and the answer is the step-by-step trace a run would have recorded.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use uuid::Uuid;
 
@@ -264,20 +264,16 @@ impl<'a> Walker<'a> {
             Leaf::HttpRequest { method, .. } => {
                 if self.allow_http && method.eq_ignore_ascii_case("GET") {
                     let url = input["url"].as_str().unwrap_or_default();
-                    let response = self
-                        .services
-                        .http
-                        .get(url)
-                        .timeout(std::time::Duration::from_secs(10))
-                        .send()
+                    let headers: Vec<(String, String)> = input["headers"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                        .collect();
+                    let timeout = std::time::Duration::from_secs(10);
+                    super::actions::exchange(self.services, "GET", url, &headers, None, timeout)
                         .await
-                        .map_err(|e| {
-                            format!("HTTP_ERROR: cannot reach {url}: {}", e.without_url())
-                        })?;
-                    let status = response.status().as_u16();
-                    let text = response.text().await.unwrap_or_default();
-                    let body = serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text));
-                    json!({"status": status, "headers": Map::new(), "body": body})
+                        .map_err(|e| e.message)?
                 } else {
                     json!({"dry_run": true, "performed": false, "request": input})
                 }

@@ -33,6 +33,14 @@ pub async fn validate(
     let mut references = Vec::new();
     definition::walk(&definition.steps, "steps", &mut |step, path| {
         check_step(step, path, &mut problems, &mut sources, &mut references);
+        // A URL written out (no template in it) is held to the egress policy now; a rendered
+        // one is when the request is made.
+        if let Action::Leaf(Leaf::HttpRequest { url, .. }) = &step.action
+            && !url.contains("{{")
+            && !url.contains("{%")
+        {
+            problems.outgoing_url(&services.egress, &format!("{path}.url"), url);
+        }
     });
     let templates = services.sandbox.for_workspace(workspace_id);
     for (field, problem) in sources.run(&templates).await? {

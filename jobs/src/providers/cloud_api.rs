@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use reqwest::Method;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 use waflow_entities::{
@@ -26,12 +28,16 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A sender's Cloud API connection with its decrypted credentials (kept only for the call).
 pub struct CloudApi<'a> {
-    http: &'a reqwest::Client,
+    egress: &'a crate::egress::Egress,
     base_url: String,
     phone_number_id: String,
     business_account_id: String,
     access_token: String,
 }
+
+/// The largest answer read from the Graph API (a page of 100 templates is far below): the base
+/// URL is the workspace's to set.
+const MAX_ANSWER: usize = 4 << 20;
 
 /// Meta's error body: `{"error": {"message", "type", "code", "error_subcode", "error_data": {"details"}}}`.
 #[derive(Debug, Deserialize)]
@@ -264,7 +270,7 @@ impl<'a> CloudApi<'a> {
             services.secrets.decrypt(stored)
         };
         Ok(Self {
-            http: &services.http,
+            egress: &services.egress,
             base_url: sender
                 .api_base_url
                 .clone()
@@ -281,7 +287,7 @@ impl<'a> CloudApi<'a> {
     pub async fn send(&self, to: &E164, content: &Content) -> Result<Accepted, Refusal> {
         let body = message_body(to, content);
         let url = format!("{}/{}/messages", self.base_url, self.phone_number_id);
-        let response: SendResponse = self.call(self.http.post(url).json(&body)).await?;
+        let response: SendResponse = self.call(Method::POST, url, Some(&body)).await?;
         let id = response
             .messages
             .into_iter()
@@ -305,7 +311,7 @@ impl<'a> CloudApi<'a> {
             "{}/{}?fields=display_phone_number,verified_name,quality_rating,status,messaging_limit_tier,name_status",
             self.base_url, self.phone_number_id
         );
-        self.call(self.http.get(url)).await
+        self.call(Method::GET, url, None).await
     }
 
     /// Every template of the business account, following Meta's cursor paging.
@@ -322,7 +328,7 @@ impl<'a> CloudApi<'a> {
                 url.push_str("&after=");
                 url.push_str(&urlencode(cursor));
             }
-            let page: TemplatePage = self.call(self.http.get(url)).await?;
+            let page: TemplatePage = self.call(Method::GET, url, None).await?;
             all.extend(page.data);
             // Only the cursor is used, never `paging.next` itself: the bearer token must not be
             // sent to an address taken from a response.
@@ -360,15 +366,18 @@ impl<'a> CloudApi<'a> {
             "{}/{}/message_templates",
             self.base_url, self.business_account_id
         );
-        self.call(self.http.post(url).json(&body)).await
+        self.call(Method::POST, url, Some(&body)).await
     }
 
+    /// One request to the Graph API at the sender's base URL, through the egress policy.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
-        request: reqwest::RequestBuilder,
+        method: Method,
+        url: String,
+        body: Option<&Value>,
     ) -> Result<T, Refusal> {
-        let unreachable = |e: reqwest::Error| {
-            let message = format!("cannot reach the WhatsApp Cloud API: {}", describe(e));
+        let unreachable = |why: String| {
+            let message = format!("cannot reach the WhatsApp Cloud API: {why}");
             Refusal {
                 error: Error::Provider {
                     code: None,
@@ -378,6 +387,14 @@ impl<'a> CloudApi<'a> {
                 message,
             }
         };
+        let mut request = self
+            .egress
+            .request(method, &url)
+            .map_err(|refused| unreachable(refused.0))?;
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let unreachable = |e: reqwest::Error| unreachable(describe(e));
         let response = request
             .bearer_auth(&self.access_token)
             .timeout(REQUEST_TIMEOUT)
@@ -385,7 +402,9 @@ impl<'a> CloudApi<'a> {
             .await
             .map_err(unreachable)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(unreachable)?;
+        let (bytes, _) = crate::egress::read_capped(response, MAX_ANSWER)
+            .await
+            .map_err(unreachable)?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
                 let message = format!("unexpected answer from the WhatsApp Cloud API: {e}");
@@ -415,10 +434,8 @@ impl<'a> CloudApi<'a> {
 fn describe(e: reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
     } else {
-        e.without_url().to_string()
+        crate::egress::describe(&e)
     }
 }
 

@@ -15,7 +15,8 @@ use waflow_entities::{
 
 use super::{Services, find_in_workspace};
 use crate::{
-    error::Result,
+    egress::{same_origin, secret_stays_home},
+    error::{Error, Result},
     pagination::{Page, PageRequest, paginate},
     sandbox::{SourceChecks, Templates},
     validation::Problems,
@@ -73,6 +74,7 @@ fn check_regex(problems: &mut Problems, field: &str, pattern: &str) {
 
 /// Validates the complete configuration an assistant would have after a create or update.
 async fn validate(
+    egress: &crate::egress::Egress,
     templates: &Templates<'_>,
     a: &assistant::Model,
     fields: &[ExtractionField],
@@ -99,7 +101,7 @@ async fn validate(
     problems.text("name", &a.name, 200);
     if a.provider == AssistantProvider::OpenaiCompatible {
         match &a.base_url {
-            Some(url) => problems.url("baseUrl", url),
+            Some(url) => problems.outgoing_url(egress, "baseUrl", url),
             None => problems.add("baseUrl", "is required for an OPENAI_COMPATIBLE assistant"),
         }
         match &a.model {
@@ -254,7 +256,17 @@ impl AssistantService<'_> {
             a.provider = v;
         }
         if let Some(v) = s.base_url {
-            a.base_url = non_empty(v);
+            let base_url = non_empty(v);
+            if a.api_key_enc.is_some()
+                && s.api_key.is_none()
+                && !same_origin(a.base_url.as_deref(), base_url.as_deref())
+            {
+                return Err(Error::field(
+                    "apiKey",
+                    secret_stays_home("API key", "baseUrl"),
+                ));
+            }
+            a.base_url = base_url;
         }
         if let Some(v) = s.model {
             a.model = non_empty(v);
@@ -289,7 +301,7 @@ impl AssistantService<'_> {
         let fields = s.extraction_fields.unwrap_or_else(|| extraction_fields(&a));
         let rules = s.scripted_rules.unwrap_or_else(|| scripted_rules(&a));
         let templates = self.services.sandbox.for_workspace(a.workspace_id);
-        validate(&templates, &a, &fields, &rules).await?;
+        validate(&self.services.egress, &templates, &a, &fields, &rules).await?;
         a.extraction_fields = to_json(&fields);
         a.scripted_rules = to_json(&rules);
         Ok(a)

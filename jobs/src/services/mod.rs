@@ -31,7 +31,8 @@ use crate::{
 pub struct Services {
     pub db: DatabaseConnection,
     pub secrets: SecretBox,
-    pub http: reqwest::Client,
+    /// The client for every request to a URL a workspace gave, and the policy it enforces.
+    pub egress: crate::egress::Egress,
     pub rate_limiter: RateLimiter,
     pub jobs: JobQueue,
     pub events: EventBus,
@@ -164,15 +165,10 @@ impl Services {
         jobs: JobQueue,
         events: EventBus,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("waflow/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .expect("the HTTP client builds with static settings");
         Self {
             db,
             secrets,
-            http,
+            egress: crate::egress::Egress::new(),
             rate_limiter,
             jobs,
             events,

@@ -11,6 +11,7 @@ use waflow_entities::{
 };
 
 use super::{Services, find_in_workspace};
+use crate::egress::{Egress, same_origin, secret_stays_home};
 use crate::{
     error::{Error, Result},
     events::{Event, EventPayload, SenderQualityChanged},
@@ -83,14 +84,14 @@ fn check_limits(problems: &mut Problems, mps: Option<i32>, timeout: Option<i32>)
     }
 }
 
-fn check_credentials(problems: &mut Problems, creds: &CloudApiCredentials) {
+fn check_credentials(problems: &mut Problems, egress: &Egress, creds: &CloudApiCredentials) {
     problems.text("cloudApi.phoneNumberId", &creds.phone_number_id, 64);
     problems.text("cloudApi.businessAccountId", &creds.business_account_id, 64);
     problems.text("cloudApi.accessToken", &creds.access_token, 4096);
     problems.text("cloudApi.appSecret", &creds.app_secret, 256);
     problems.text("cloudApi.verifyToken", &creds.verify_token, 256);
     if let Some(url) = &creds.api_base_url {
-        problems.url("cloudApi.apiBaseUrl", url);
+        problems.outgoing_url(egress, "cloudApi.apiBaseUrl", url);
     }
 }
 
@@ -119,7 +120,9 @@ impl SenderService<'_> {
             input.inactivity_timeout_seconds,
         );
         match (&input.provider, &input.cloud_api) {
-            (SenderProvider::CloudApi, Some(creds)) => check_credentials(&mut problems, creds),
+            (SenderProvider::CloudApi, Some(creds)) => {
+                check_credentials(&mut problems, &self.services.egress, creds)
+            }
             (SenderProvider::CloudApi, None) => {
                 problems.add("cloudApi", "is required for a CLOUD_API sender")
             }
@@ -273,7 +276,13 @@ impl SenderService<'_> {
                 }
             }
             if let Some(url) = &cloud.api_base_url {
-                problems.url("cloudApi.apiBaseUrl", url);
+                problems.outgoing_url(&self.services.egress, "cloudApi.apiBaseUrl", url);
+                problems.check(
+                    cloud.access_token.is_some()
+                        || same_origin(current.api_base_url.as_deref(), Some(url)),
+                    "cloudApi.accessToken",
+                    secret_stays_home("access token", "apiBaseUrl"),
+                );
             }
         }
         problems.into_result()?;

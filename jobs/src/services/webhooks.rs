@@ -143,9 +143,9 @@ fn events_of(endpoint: &webhook_endpoint::Model) -> Vec<WebhookEvent> {
     serde_json::from_value(endpoint.events.clone()).unwrap_or_default()
 }
 
-fn check(problems: &mut Problems, s: &EndpointSettings) {
+fn check(problems: &mut Problems, egress: &crate::egress::Egress, s: &EndpointSettings) {
     if let Some(url) = &s.url {
-        problems.url("url", url);
+        problems.outgoing_url(egress, "url", url);
     }
     if let Some(events) = &s.events {
         problems.check(!events.is_empty(), "events", "name at least one event");
@@ -162,7 +162,7 @@ impl WebhookService<'_> {
         let mut problems = Problems::new();
         problems.check(s.url.is_some(), "url", "is required");
         problems.check(s.events.is_some(), "events", "are required");
-        check(&mut problems, &s);
+        check(&mut problems, &self.services.egress, &s);
         problems.into_result()?;
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
@@ -192,7 +192,7 @@ impl WebhookService<'_> {
     ) -> Result<webhook_endpoint::Model> {
         let current = self.get(workspace_id, id).await?;
         let mut problems = Problems::new();
-        check(&mut problems, &s);
+        check(&mut problems, &self.services.egress, &s);
         problems.into_result()?;
         let mut model: webhook_endpoint::ActiveModel = current.into();
         if let Some(url) = s.url {
@@ -361,41 +361,22 @@ impl WebhookService<'_> {
         };
         let secret = self.services.secrets.decrypt(&endpoint.secret_enc)?;
         let bytes = serde_json::to_vec(&delivery.payload).expect("serializes");
-        let outcome = self
-            .services
-            .http
-            .post(&endpoint.url)
-            .timeout(DELIVERY_TIMEOUT)
-            .header("content-type", "application/json")
-            .header("x-waflow-event", &delivery.event_type)
-            .header("x-waflow-delivery", delivery.id.to_string())
-            .header("x-waflow-signature", signature(&secret, &bytes))
-            .body(bytes)
-            .send()
-            .await;
-        let (status, error) = match outcome {
-            Ok(response) if response.status().is_success() => {
-                (Some(response.status().as_u16()), None)
+        let (status, error) = match self.services.egress.post(&endpoint.url) {
+            // Saved before the policy, or a name that now points inside: an attempt that
+            // failed, retried like any other (the operator may allow private networks).
+            Err(refused) => (None, Some(refused.to_string())),
+            Ok(request) => {
+                let sent = request
+                    .timeout(DELIVERY_TIMEOUT)
+                    .header("content-type", "application/json")
+                    .header("x-waflow-event", &delivery.event_type)
+                    .header("x-waflow-delivery", delivery.id.to_string())
+                    .header("x-waflow-signature", signature(&secret, &bytes))
+                    .body(bytes)
+                    .send()
+                    .await;
+                delivery_outcome(sent).await
             }
-            Ok(response) => {
-                let code = response.status().as_u16();
-                let text = response.text().await.unwrap_or_default();
-                (
-                    Some(code),
-                    Some(format!(
-                        "HTTP {code}: {}",
-                        text.chars().take(EXCERPT).collect::<String>()
-                    )),
-                )
-            }
-            Err(e) => (
-                None,
-                Some(if e.is_timeout() {
-                    "no answer within 10 s".into()
-                } else {
-                    e.without_url().to_string()
-                }),
-            ),
         };
         let attempts = delivery.attempts + 1;
         let mut model: webhook_delivery::ActiveModel = delivery.into();
@@ -447,5 +428,36 @@ impl WebhookService<'_> {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// The HTTP status and, unless the receiver answered 2xx, what went wrong.
+async fn delivery_outcome(
+    sent: reqwest::Result<reqwest::Response>,
+) -> (Option<u16>, Option<String>) {
+    match sent {
+        Ok(response) if response.status().is_success() => (Some(response.status().as_u16()), None),
+        Ok(response) => {
+            let code = response.status().as_u16();
+            let text = match crate::egress::read_capped(response, EXCERPT * 4).await {
+                Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(_) => String::new(),
+            };
+            (
+                Some(code),
+                Some(format!(
+                    "HTTP {code}: {}",
+                    text.chars().take(EXCERPT).collect::<String>()
+                )),
+            )
+        }
+        Err(e) => (
+            None,
+            Some(if e.is_timeout() {
+                "no answer within 10 s".into()
+            } else {
+                crate::egress::describe(&e)
+            }),
+        ),
     }
 }

@@ -168,14 +168,16 @@ async fn a_held_run_survives_both_workers(backend: Backend) {
         .await;
     let sender = setup(&app, &meta).await;
     let flow = manual_flow(&app, json!([send(&sender, ANA, "held")])).await;
-    let holder = worker(&app, None);
     let run_id = run_flow(&app, &flow, json!({})).await;
+    // Both workers are armed: whichever takes the second job finds the run held by the job
+    // sending, queues its retry and stops there.
+    let (points, mut reached) = CrashPoints::new();
+    points.arm(CrashPoint::HeldRetryQueued, uuid(&run_id));
+    let holder = worker(&app, Some(points.clone()));
     eventually("the send to reach Meta", || async {
         (sends_of(&meta, "held").await == 1).then_some(())
     })
     .await;
-    let (points, mut reached) = CrashPoints::new();
-    points.arm(CrashPoint::HeldRetryQueued, uuid(&run_id));
     let late = worker(&app, Some(points));
     poke(&app, &run_id, None).await;
     until_reached(&mut reached, 1).await;

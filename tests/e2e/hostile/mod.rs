@@ -4,6 +4,7 @@
 //! process of its own; here it shares one with every other test.)
 
 mod templates;
+mod urls;
 
 use std::{
     sync::{
