@@ -26,6 +26,8 @@ pub struct AppState {
     pub schema: ApiSchema,
     /// Fires once when the process is asked to stop; open WebSockets close on it.
     pub shutdown: Shutdown,
+    /// The API keys of open WebSockets, which close when their key is revoked.
+    pub keys: crate::key_watch::KeyWatch,
 }
 
 impl AppState {
@@ -35,6 +37,7 @@ impl AppState {
             services,
             schema,
             shutdown: Shutdown::default(),
+            keys: Default::default(),
         }
     }
 }

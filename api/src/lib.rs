@@ -8,6 +8,7 @@ pub mod export;
 pub mod flow_hooks;
 pub mod graphql;
 pub mod import;
+pub mod key_watch;
 pub mod metrics;
 pub mod webhooks;
 pub mod ws;

@@ -107,12 +107,23 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
     );
     let stopped = state.shutdown.stopped();
     tokio::pin!(stopped);
+    let mut revoked = state.keys.watch(&state.services, principal.api_key_id);
+    let mut watching = true;
     loop {
         let message = tokio::select! {
             message = output.next() => message,
             () = &mut stopped => {
                 let _ = sink.send(close(1001, "the server is shutting down; reconnect")).await;
                 break;
+            }
+            changed = revoked.changed(), if watching => {
+                watching = changed.is_ok();
+                if watching && *revoked.borrow_and_update() {
+                    // Final for graphql-ws clients: no reconnecting with a dead key.
+                    let _ = sink.send(close(4403, "Forbidden: the API key was revoked")).await;
+                    break;
+                }
+                continue;
             }
         };
         let Some(message) = message else { break };

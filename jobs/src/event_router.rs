@@ -21,9 +21,20 @@ struct Topic {
     sender_id: Option<Uuid>,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct LocalRouter {
     topics: Arc<Mutex<HashMap<Topic, broadcast::Sender<Arc<Event>>>>>,
+    /// Control events, for the few process-wide listeners (the WebSocket key watch).
+    control: broadcast::Sender<Arc<Event>>,
+}
+
+impl Default for LocalRouter {
+    fn default() -> Self {
+        Self {
+            topics: Arc::default(),
+            control: broadcast::channel(BUFFER).0,
+        }
+    }
 }
 
 impl EventPayload {
@@ -39,7 +50,8 @@ impl EventPayload {
             EventPayload::CampaignPaused(c) => Some(c.sender_id),
             EventPayload::FlowRunUpdated(_)
             | EventPayload::FlowRunFailed(_)
-            | EventPayload::CampaignChanged(_) => None,
+            | EventPayload::CampaignChanged(_)
+            | EventPayload::ApiKeyRevoked(_) => None,
         }
     }
 }
@@ -49,6 +61,11 @@ impl LocalRouter {
     /// listens to any more is forgotten.
     pub(crate) fn deliver(&self, event: Event) {
         let event = Arc::new(event);
+        if event.payload.is_control() {
+            // Nobody listening is fine: no connection of this process is affected.
+            let _ = self.control.send(event);
+            return;
+        }
         let workspace_id = event.workspace_id;
         let whole = Topic {
             workspace_id,
@@ -70,6 +87,10 @@ impl LocalRouter {
                 topics.remove(&topic);
             }
         }
+    }
+
+    pub(crate) fn subscribe_control(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.control.subscribe()
     }
 
     /// Events of `workspace_id`, or only those about `sender_id` when given.

@@ -59,6 +59,21 @@ pub enum EventPayload {
     FlowPaused(FlowPaused),
     CampaignPaused(CampaignPaused),
     CampaignChanged(CampaignChanged),
+    /// An API key was revoked: connections it opened close (not for subscribers or webhooks).
+    ApiKeyRevoked(ApiKeyRevoked),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRevoked {
+    pub api_key_id: Uuid,
+}
+
+impl EventPayload {
+    /// Whether the event is the server's own business (it reaches no subscription, webhook or
+    /// flow, only the process-wide control channel).
+    pub fn is_control(&self) -> bool {
+        matches!(self, EventPayload::ApiKeyRevoked(_))
+    }
 }
 
 /// A campaign stopped sending: a user paused it, or a safety rule did (`automatic`).
@@ -331,6 +346,11 @@ impl EventBus {
                 }
             }
         }
+    }
+
+    /// Control events (a key revoked) published from now on by any process, of every workspace.
+    pub fn subscribe_control(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.local.subscribe_control()
     }
 
     /// Events of `workspace_id` published from now on (by any process), or only those about

@@ -889,9 +889,14 @@ impl TestApp {
     /// Connects to `/graphql/ws` and sends `connection_init` with `key`; `Err` with the close
     /// code when the server refuses.
     pub async fn subscriber(&self, key: &str) -> Result<Subscriber, Closed> {
+        self.subscriber_at(self.addr, key).await
+    }
+
+    /// `subscriber`, to the server at `addr` (another process of the same deployment).
+    pub async fn subscriber_at(&self, addr: SocketAddr, key: &str) -> Result<Subscriber, Closed> {
         use futures::{SinkExt, StreamExt};
         use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-        let mut request = format!("ws://{}/graphql/ws", self.addr)
+        let mut request = format!("ws://{addr}/graphql/ws")
             .into_client_request()
             .unwrap();
         request.headers_mut().insert(

@@ -1,6 +1,8 @@
 //! API keys: random bearer tokens, shown once, stored as SHA-256 hashes. A hash suffices (no
 //! slow KDF) because keys carry 256 random bits; nothing about them can be guessed offline.
 
+use std::collections::HashSet;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{Duration, Utc};
 use rand::RngCore;
@@ -15,6 +17,7 @@ use waflow_entities::api_key;
 use super::{Services, find_in_workspace};
 use crate::{
     error::{Error, Result},
+    events::{ApiKeyRevoked, Event, EventPayload},
     validation::Problems,
 };
 
@@ -131,7 +134,31 @@ impl ApiKeyService<'_> {
         model.revoked_at = Set(Some(Utc::now()));
         let key = model.update(&txn).await?;
         txn.commit().await?;
+        // Every process closes the connections the key opened.
+        let revoked = ApiKeyRevoked { api_key_id: key.id };
+        self.services
+            .events
+            .publish(Event::new(
+                workspace_id,
+                EventPayload::ApiKeyRevoked(revoked),
+            ))
+            .await;
         Ok(key)
+    }
+
+    /// Which of `ids` are keys that still work (not revoked, not deleted).
+    pub async fn active_among(&self, ids: Vec<Uuid>) -> Result<HashSet<Uuid>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        Ok(api_key::Entity::find()
+            .filter(api_key::Column::Id.is_in(ids))
+            .filter(api_key::Column::RevokedAt.is_null())
+            .all(&self.services.db)
+            .await?
+            .into_iter()
+            .map(|key| key.id)
+            .collect())
     }
 
     pub async fn list(&self, workspace_id: Uuid) -> Result<Vec<api_key::Model>> {

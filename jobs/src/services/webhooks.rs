@@ -56,7 +56,9 @@ pub fn kind(payload: &EventPayload) -> Option<WebhookEvent> {
         EventPayload::FlowRunFailed(_) => WebhookEvent::FlowRunFailed,
         EventPayload::FlowPaused(_) => WebhookEvent::FlowPaused,
         EventPayload::CampaignPaused(_) => WebhookEvent::CampaignPaused,
-        EventPayload::FlowRunUpdated(_) | EventPayload::CampaignChanged(_) => return None,
+        EventPayload::FlowRunUpdated(_)
+        | EventPayload::CampaignChanged(_)
+        | EventPayload::ApiKeyRevoked(_) => return None,
     })
 }
 
@@ -89,6 +91,7 @@ pub fn body(event: &Event) -> Value {
         EventPayload::FlowRunUpdated(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::CampaignPaused(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::CampaignChanged(p) => serde_json::to_value(p).expect("serializes"),
+        EventPayload::ApiKeyRevoked(p) => serde_json::to_value(p).expect("serializes"),
     };
     body["event"] = json!(name);
     body["event_id"] = json!(event.id);
