@@ -121,8 +121,7 @@ async fn graphql_endpoint(
     match state.services.api_keys().authenticate(bearer).await {
         Ok(principal) => {
             let request = request.into_inner().data(principal);
-            let mut response = state.schema.execute(request).await;
-            graphql::tag_rejected_documents(&mut response);
+            let response = state.schema.execute(request).await;
             crate::metrics::record_graphql(&response);
             GraphQLResponse::from(response).into_response()
         }

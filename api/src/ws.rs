@@ -47,6 +47,9 @@ pub async fn graphql_ws(
         .unwrap_or(WebSocketProtocols::GraphQLWS);
     upgrade
         .read_buffer_size(READ_BUFFER_SIZE)
+        // A message is a GraphQL request: the same limit as an HTTP body.
+        .max_message_size(crate::app::MAX_BODY_BYTES)
+        .max_frame_size(crate::app::MAX_BODY_BYTES)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| serve(state, socket, protocol))
 }

@@ -958,7 +958,8 @@ impl Subscriber {
         }
     }
 
-    async fn next_message(&mut self) -> Option<Value> {
+    /// The next message the server sends (`None` once the socket closed).
+    pub async fn next_message(&mut self) -> Option<Value> {
         use futures::StreamExt;
         use tokio_tungstenite::tungstenite::Message;
         loop {
@@ -977,6 +978,30 @@ impl Subscriber {
             .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
             .await
             .unwrap();
+    }
+
+    /// Sends `text`, and says whether it went out: a server that stopped reading (a message
+    /// over its limit) may reset the connection under a large one.
+    pub async fn try_send_raw(&mut self, text: &str) -> bool {
+        use futures::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .is_ok()
+    }
+
+    /// Whether the server ends the connection (a close frame, or a reset) within `wait`.
+    pub async fn ended(&mut self, wait: Duration) -> bool {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.socket.next()).await {
+                Err(_) => return false,
+                Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => {}
+            }
+        }
     }
 
     /// The close code the server ends the connection with, within `wait`.

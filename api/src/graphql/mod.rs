@@ -8,6 +8,7 @@ mod contacts;
 mod conversations;
 mod flow_tests;
 mod flows;
+mod guards;
 mod messages;
 mod senders;
 mod subscriptions;
@@ -72,6 +73,8 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     )
     .limit_depth(MAX_DEPTH)
     .limit_complexity(MAX_COMPLEXITY)
+    .extension(guards::ExpansionLimit)
+    .extension(guards::ErrorCodes)
     .extension(crate::metrics::ActiveSubscriptions)
 }
 
@@ -141,18 +144,6 @@ pub(crate) fn to_gql(error: waflow_jobs::Error) -> async_graphql::Error {
             _ => {}
         }
     })
-}
-
-/// Errors async-graphql raises itself (a syntax error, an unknown field, a wrong enum value, a
-/// missing required input, a depth or complexity limit) reject the request's document or input:
-/// they get `VALIDATION_FAILED` so that every error a client sees carries a code.
-pub fn tag_rejected_documents(response: &mut async_graphql::Response) {
-    for error in &mut response.errors {
-        let extensions = error.extensions.get_or_insert_with(Default::default);
-        if extensions.get("code").is_none() {
-            extensions.set("code", "VALIDATION_FAILED");
-        }
-    }
 }
 
 pub(crate) trait GqlResult<T> {
