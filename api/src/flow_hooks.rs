@@ -51,10 +51,16 @@ async fn receive(
             }
         }
     };
+    // Set by Waflow's own http_request steps: how long the chain of runs behind this call is.
+    let hop = headers
+        .get(waflow_jobs::flows::limits::HOP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .unwrap_or(0);
     match state
         .services
         .flows()
-        .inbound_webhook(flow_id, secret, payload)
+        .inbound_webhook(flow_id, secret, payload, hop)
         .await
     {
         Ok(run) => (StatusCode::ACCEPTED, Json(json!({"runId": run.id}))).into_response(),
@@ -65,6 +71,11 @@ async fn receive(
                 "UNAUTHENTICATED",
                 "unknown flow or wrong secret",
             )
+        }
+        // A chain of flows calling each other: 508 Loop Detected (RFC 5842).
+        Err(Error::Validation(fields)) if fields.iter().any(|f| f.field == "X-Waflow-Hop") => {
+            let message = fields[0].message.clone();
+            problem(StatusCode::LOOP_DETECTED, "VALIDATION_FAILED", &message)
         }
         Err(e @ Error::Validation(_)) => {
             problem(StatusCode::CONFLICT, e.code(), &e.public_message())

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, time::Duration};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::definition::TemplateVariables;
+use super::{definition::TemplateVariables, limits::HOP_HEADER};
 use crate::{
     Error, Services, egress,
     messaging::{SendTemplate, SendText, TemplateRef},
@@ -97,6 +97,8 @@ pub struct StepContext<'a> {
     pub workspace_id: Uuid,
     pub context: &'a Value,
     pub idempotency_key: String,
+    /// The run's place in a chain of runs calling webhooks (`RunState::hop`).
+    pub hop: u32,
 }
 
 impl StepContext<'_> {
@@ -227,7 +229,7 @@ pub async fn generate_ai_reply(
 }
 
 /// The longest response body a step keeps, so one large answer cannot bloat a run's state.
-const MAX_BODY_BYTES: usize = 256 * 1024;
+const MAX_BODY_BYTES: usize = 200 * 1024;
 
 pub async fn http_request(
     cx: &StepContext<'_>,
@@ -247,27 +249,39 @@ pub async fn http_request(
         Some(body) => Some(cx.render_value("body", body).await?),
         None => None,
     };
-    exchange(
-        cx.services,
+    let call = Call {
         method,
-        &url,
-        &rendered_headers,
-        body.as_ref(),
+        url: &url,
+        headers: &rendered_headers,
+        body: body.as_ref(),
         timeout,
-    )
-    .await
+        hop: cx.hop,
+    };
+    exchange(cx.services, call).await
+}
+
+/// One request of an http_request step, rendered.
+pub struct Call<'c> {
+    pub method: &'c str,
+    pub url: &'c str,
+    pub headers: &'c [(String, String)],
+    pub body: Option<&'c Value>,
+    pub timeout: Duration,
+    /// The calling run's place in a chain; the request carries one more.
+    pub hop: u32,
 }
 
 /// One request of an http_request step (or of its dry run), through the egress policy, and
 /// its answer, of which at most `MAX_BODY_BYTES` are read.
-pub async fn exchange(
-    services: &Services,
-    method: &str,
-    url: &str,
-    headers: &[(String, String)],
-    body: Option<&Value>,
-    timeout: Duration,
-) -> StepResult {
+pub async fn exchange(services: &Services, call: Call<'_>) -> StepResult {
+    let Call {
+        method,
+        url,
+        headers,
+        body,
+        timeout,
+        hop,
+    } = call;
     let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes())
         .map_err(|_| StepError::permanent(format!("method {method:?} is not an HTTP method")))?;
     let mut request = services
@@ -275,9 +289,14 @@ pub async fn exchange(
         .request(method, url)
         .map_err(|refused| StepError::permanent(format!("HTTP_ERROR: {refused}")))?
         .timeout(timeout);
-    for (name, value) in headers {
+    // The chain's length is ours to say: a step cannot reset it.
+    for (name, value) in headers
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case(HOP_HEADER))
+    {
         request = request.header(name, value);
     }
+    request = request.header(HOP_HEADER, (hop + 1).to_string());
     if let Some(body) = body {
         request = request.json(body);
     }
@@ -311,8 +330,10 @@ pub async fn exchange(
     if !status.is_success() {
         return Err(StepError {
             message: format!("HTTP_ERROR: {url} answered {status}"),
-            // A server error may pass; a client error will not.
-            retryable: status.is_server_error() || status.as_u16() == 429,
+            // A server error may pass; a client error will not, nor a loop (508: a chain of
+            // flows calling webhooks that Waflow stopped).
+            retryable: (status.is_server_error() && status.as_u16() != 508)
+                || status.as_u16() == 429,
             retry_after: None,
         });
     }

@@ -94,6 +94,10 @@ impl<'a> Walker<'a> {
         input: Option<Value>,
         result: Result<Value, String>,
     ) -> Result<(), Halt> {
+        let also_vars = matches!(step.action, Action::Leaf(Leaf::SetVariables { .. }));
+        let result = result.and_then(|output| {
+            super::limits::step_output(&output, &self.state, also_vars).map(|()| output)
+        });
         let (succeeded, output, error) = match result {
             Ok(output) => (true, Some(output), None),
             Err(error) => (false, None, Some(error)),
@@ -194,6 +198,9 @@ impl<'a> Walker<'a> {
                     }
                     Err(e) => return self.trace(step, at, None, Err(format!("items: {e}"))),
                 };
+                if let Err(e) = super::limits::loop_items(&list, &self.state) {
+                    return self.trace(step, at, None, Err(e));
+                }
                 self.trace(step, at, None, Ok(json!({"count": list.len()})))?;
                 let outer = self.current_loop.take();
                 let mut walked = Ok(());
@@ -270,8 +277,15 @@ impl<'a> Walker<'a> {
                         .flatten()
                         .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
                         .collect();
-                    let timeout = std::time::Duration::from_secs(10);
-                    super::actions::exchange(self.services, "GET", url, &headers, None, timeout)
+                    let call = super::actions::Call {
+                        method: "GET",
+                        url,
+                        headers: &headers,
+                        body: None,
+                        timeout: std::time::Duration::from_secs(10),
+                        hop: self.state.hop,
+                    };
+                    super::actions::exchange(self.services, call)
                         .await
                         .map_err(|e| e.message)?
                 } else {

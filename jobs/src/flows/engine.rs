@@ -19,7 +19,7 @@ use super::{
     FlowJob,
     actions::{self, StepContext, StepError},
     definition::{self, Action, Definition, Leaf, Step},
-    runs,
+    limits, runs,
     state::{Block, Frame, RunState, StepIndex, Wake, WakeReason},
 };
 use crate::{Services, crash_points::CrashPoint, error::Result};
@@ -412,6 +412,9 @@ impl<'a> Executor<'a> {
                 return self.step_failed(step, None, error).await;
             }
         };
+        if let Err(e) = limits::loop_items(&list, &self.state) {
+            return self.step_failed(step, None, StepError::permanent(e)).await;
+        }
         let output = json!({"count": list.len()});
         self.done_at_once(step, None, output).await?;
         if list.is_empty() {
@@ -503,6 +506,13 @@ impl<'a> Executor<'a> {
             // The values were rendered with the step's input.
             Leaf::SetVariables { .. } => match rendered.map(|mut i| i["values"].take()) {
                 Ok(Value::Object(values)) => {
+                    let values = Value::Object(values);
+                    if let Err(e) = limits::step_output(&values, &self.state, true) {
+                        return self.step_failed(step, input, StepError::permanent(e)).await;
+                    }
+                    let Value::Object(values) = values else {
+                        unreachable!("an object")
+                    };
                     self.state.vars.extend(values.clone());
                     self.done_at_once(step, input.as_ref(), Value::Object(values))
                         .await?;
@@ -534,6 +544,7 @@ impl<'a> Executor<'a> {
             workspace_id: self.run.workspace_id,
             context,
             idempotency_key: format!("flow:{key}"),
+            hop: self.state.hop,
         };
         let result = match leaf {
             Leaf::SendTemplate {
@@ -598,6 +609,13 @@ impl<'a> Executor<'a> {
                 unreachable!("handled by the engine")
             }
         };
+        // An output the run cannot hold fails the step like any error (it was performed: its
+        // record says so, and a retry finds the message by its key).
+        let result = result.and_then(|output| {
+            limits::step_output(&output, &self.state, false)
+                .map(|()| output)
+                .map_err(StepError::permanent)
+        });
         match result {
             Ok(output) => {
                 runs::finish_step_run(

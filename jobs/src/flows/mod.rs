@@ -6,6 +6,7 @@ pub mod actions;
 pub mod definition;
 pub mod dry_run;
 pub mod engine;
+pub mod limits;
 pub mod reconcile;
 pub mod retention;
 pub mod runs;

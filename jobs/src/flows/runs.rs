@@ -33,6 +33,18 @@ pub async fn create(
     trigger_type: &str,
     trigger: Value,
 ) -> Result<flow_run::Model> {
+    create_in_chain(services, flow, version, trigger_type, trigger, 0).await
+}
+
+/// `create`, for a run that is the `hop`th of a chain of runs calling webhooks.
+pub async fn create_in_chain(
+    services: &Services,
+    flow: &flow::Model,
+    version: &flow_version::Model,
+    trigger_type: &str,
+    trigger: Value,
+    hop: u32,
+) -> Result<flow_run::Model> {
     // The version was validated when published: its key, if any, is a template string.
     let key_template = version
         .definition
@@ -64,7 +76,11 @@ pub async fn create(
         status: Set(RunStatus::Queued),
         trigger_type: Set(trigger_type.to_owned()),
         trigger_payload: Set(trigger),
-        state: Set(serde_json::to_value(RunState::new()).expect("state serializes")),
+        state: Set(serde_json::to_value(RunState {
+            hop,
+            ..RunState::new()
+        })
+        .expect("state serializes")),
         concurrency_key: Set(concurrency_key),
         error: Set(None),
         created_at: Set(now),

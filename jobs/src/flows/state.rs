@@ -25,6 +25,10 @@ pub struct RunState {
     pub attempt: u32,
     /// A job scheduled to continue the run (a delay, a retry's backoff, a reply's timeout).
     pub wake: Option<Wake>,
+    /// How many runs, each calling the next one's webhook, came before this one (0 for a run
+    /// nothing chained): its http_request steps send one more in `X-Waflow-Hop`.
+    #[serde(default)]
+    pub hop: u32,
 }
 
 fn first() -> u32 {

@@ -140,7 +140,7 @@ impl FlowService<'_> {
             {
                 continue;
             }
-            self.start_indexed(&row, kind, payload.clone()).await?;
+            self.start_indexed(&row, kind, payload.clone(), 0).await?;
         }
         Ok(())
     }
@@ -167,11 +167,14 @@ impl FlowService<'_> {
         Ok(select.all(&self.services.db).await?)
     }
 
+    /// A run of the flow `row` indexes, the `hop`th of a chain of runs calling webhooks (0:
+    /// none).
     async fn start_indexed(
         &self,
         row: &flow_trigger::Model,
         kind: &str,
         payload: Value,
+        hop: u32,
     ) -> Result<Option<flow_run::Model>> {
         let db = &self.services.db;
         let flow = flow::Entity::find_by_id(row.flow_id).one(db).await?;
@@ -181,7 +184,7 @@ impl FlowService<'_> {
         let (Some(flow), Some(version)) = (flow, version) else {
             return Ok(None);
         };
-        runs::create(self.services, &flow, &version, kind, payload)
+        runs::create_in_chain(self.services, &flow, &version, kind, payload, hop)
             .await
             .map(Some)
     }
@@ -224,17 +227,23 @@ impl FlowService<'_> {
             .matching(workspace_id, "event", None, Some(name.trim()))
             .await?
         {
-            started.extend(self.start_indexed(&row, "event", payload.clone()).await?);
+            started.extend(
+                self.start_indexed(&row, "event", payload.clone(), 0)
+                    .await?,
+            );
         }
         Ok(started)
     }
 
     /// `POST /hooks/flows/{id}`: the body starts a run of the flow when the secret is its own.
+    /// `hop`: how many runs of a chain came before (the `X-Waflow-Hop` header); a chain longer
+    /// than `limits::MAX_HOPS` is refused.
     pub async fn inbound_webhook(
         &self,
         flow_id: Uuid,
         secret: &str,
         payload: Value,
+        hop: u32,
     ) -> Result<flow_run::Model> {
         let flow = flow::Entity::find_by_id(flow_id)
             .one(&self.services.db)
@@ -257,7 +266,17 @@ impl FlowService<'_> {
                     "the flow is not enabled, or its trigger is not a webhook",
                 )
             })?;
-        self.start_indexed(&row, "webhook", payload)
+        if hop >= super::limits::MAX_HOPS {
+            return Err(Error::field(
+                "X-Waflow-Hop",
+                format!(
+                    "{hop} flow runs, each calling the next one's webhook, came before: a chain \
+                     stops at {}",
+                    super::limits::MAX_HOPS
+                ),
+            ));
+        }
+        self.start_indexed(&row, "webhook", payload, hop)
             .await?
             .ok_or(Error::NotFound("flow"))
     }
@@ -363,7 +382,7 @@ impl FlowService<'_> {
                 .rows_affected;
             if moved == 1 {
                 let payload = json!({"scheduled_at": at, "fired_at": now, "flow_id": row.flow_id});
-                self.start_indexed(&row, "schedule", payload).await?;
+                self.start_indexed(&row, "schedule", payload, 0).await?;
                 started += 1;
             }
         }

@@ -3,6 +3,7 @@
 //! (Its memory is watched by the process test `api/tests/hostile.rs`, where the server is a
 //! process of its own; here it shares one with every other test.)
 
+mod flows;
 mod graphql;
 mod keys;
 mod templates;
