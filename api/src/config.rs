@@ -25,6 +25,8 @@ pub struct Config {
     pub run_retention: Option<std::time::Duration>,
     /// Whether requests to workspaces' URLs may reach private networks (the egress policy).
     pub allow_private_networks: bool,
+    /// Inbound messages older than this are replays: recorded, running nothing.
+    pub inbound_max_age: std::time::Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,18 @@ impl Config {
                 });
             }
         };
+        let inbound_max_age = match var("WAFLOW_INBOUND_MAX_AGE_HOURS") {
+            Some(text) => match text.parse::<u64>() {
+                Ok(hours @ 1..=8_760) => std::time::Duration::from_secs(hours * 3600),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "WAFLOW_INBOUND_MAX_AGE_HOURS",
+                        reason: format!("{text:?} is not a number of hours from 1 to 8760"),
+                    });
+                }
+            },
+            None => waflow_jobs::messaging::replay::DEFAULT_MAX_AGE,
+        };
         Ok(Self {
             database_url,
             redis_url: var("REDIS_URL"),
@@ -136,6 +150,7 @@ impl Config {
             evaluation_timeout,
             run_retention,
             allow_private_networks,
+            inbound_max_age,
         })
     }
 

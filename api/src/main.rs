@@ -192,6 +192,7 @@ async fn open(config: &Config) -> Result<Services, AnyError> {
     };
     services.evaluation_timeout = config.evaluation_timeout;
     services.run_retention = config.run_retention;
+    services.inbound_max_age = config.inbound_max_age;
     services
         .egress
         .allow_private_networks(config.allow_private_networks);

@@ -86,7 +86,7 @@ async fn embedded_default_serves_with_no_services() {
 #[test]
 fn impossible_configurations_fail_at_start_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[(&str, &str)], &str); 9] = [
+    let cases: [(&[(&str, &str)], &str); 10] = [
         (
             &[("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")],
             "needs REDIS_URL",
@@ -99,6 +99,10 @@ fn impossible_configurations_fail_at_start_with_a_clear_message() {
         (
             &[("WAFLOW_SECRET_KEY", "short")],
             "WAFLOW_SECRET_KEY must be 32 random bytes",
+        ),
+        (
+            &[("WAFLOW_INBOUND_MAX_AGE_HOURS", "a week")],
+            "WAFLOW_INBOUND_MAX_AGE_HOURS is invalid",
         ),
         (
             &[("WAFLOW_ALLOW_PRIVATE_NETWORKS", "yes please")],

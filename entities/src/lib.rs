@@ -11,6 +11,7 @@ pub mod contact_tag;
 pub mod contact_window;
 pub mod conversation;
 pub mod enums;
+pub mod erased_message;
 pub mod flow;
 pub mod flow_run;
 pub mod flow_trigger;

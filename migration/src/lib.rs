@@ -19,6 +19,7 @@ mod m0012_flow_engine;
 mod m0013_contact_tags;
 mod m0014_campaigns;
 mod m0015_run_fencing;
+mod m0016_erased_messages;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_contact_tags::Migration),
             Box::new(m0014_campaigns::Migration),
             Box::new(m0015_run_fencing::Migration),
+            Box::new(m0016_erased_messages::Migration),
         ]
     }
 }

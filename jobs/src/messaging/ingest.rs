@@ -10,7 +10,7 @@ use waflow_entities::{
     message, sender,
 };
 
-use super::{MessagingService, store};
+use super::{MessagingService, replay, store};
 use crate::error::Result;
 use crate::events::{
     ConversationStarted, Event, EventPayload, MessageReceived, MessageStatusUpdated,
@@ -85,14 +85,22 @@ fn rank(status: MessageStatus) -> u8 {
 impl MessagingService<'_> {
     /// Stores an inbound message: upserts the contact, opens the 24-hour window, finds or starts
     /// the conversation and applies opt-out keywords, all in one transaction. A message the
-    /// provider delivered before is recognised by its id and changes nothing.
+    /// provider delivered before is recognised by its id and changes nothing. `None`: the
+    /// message was an erased contact's, and stays erased; one older than a redelivery can be is
+    /// recorded and nothing more (see `replay`).
     pub async fn receive(
         &self,
         sender: &sender::Model,
         inbound: InboundMessage,
-    ) -> Result<Received> {
-        let received = match store::retry_on_conflict(|| self.store_inbound(sender, &inbound)).await
-        {
+    ) -> Result<Option<Received>> {
+        let db = &self.services.db;
+        if replay::is_erased(db, sender.id, &inbound.provider_message_id).await? {
+            tracing::info!(sender_id = %sender.id, "ignoring a replayed message of an erased contact");
+            return Ok(None);
+        }
+        let stale = replay::is_stale(inbound.timestamp, self.services.inbound_max_age);
+        let store = || self.store_inbound(sender, &inbound, stale);
+        let received = match store::retry_on_conflict(store).await {
             Err(crate::Error::Database(e)) if store::is_unique_violation(&e) => {
                 // Lost a race against the same delivery: it is stored now.
                 self.stored_inbound(sender, &inbound)
@@ -101,7 +109,14 @@ impl MessagingService<'_> {
             }
             other => other?,
         };
-        if !received.duplicate {
+        if stale && !received.duplicate {
+            tracing::warn!(
+                sender_id = %sender.id,
+                message_id = %received.message.id,
+                sent_at = %inbound.timestamp,
+                "recorded a message older than Meta redelivers: a replay, it runs nothing"
+            );
+        } else if !received.duplicate {
             metrics::counter!("waflow_messages_received_total", "sender" => sender.id.to_string())
                 .increment(1);
             if let Some(ended) = &received.ended {
@@ -118,7 +133,7 @@ impl MessagingService<'_> {
                 .schedule(sender, &received.conversation)
                 .await?;
         }
-        Ok(received)
+        Ok(Some(received))
     }
 
     async fn publish_received(&self, sender: &sender::Model, r: &Received) {
@@ -182,10 +197,12 @@ impl MessagingService<'_> {
             }))
     }
 
+    /// `stale`: a replay, whose opt-out keyword no longer speaks for the contact.
     async fn store_inbound(
         &self,
         sender: &sender::Model,
         inbound: &InboundMessage,
+        stale: bool,
     ) -> Result<Received> {
         if let Some(already) = self.stored_inbound(sender, inbound).await? {
             return Ok(already);
@@ -201,8 +218,9 @@ impl MessagingService<'_> {
             true,
         )
         .await?;
-        if let Some(opted_out) =
-            opt_change(inbound.body.as_deref()).filter(|&o| o != contact.opted_out)
+        if let Some(opted_out) = opt_change(inbound.body.as_deref())
+            .filter(|&o| o != contact.opted_out)
+            .filter(|_| !stale)
         {
             let mut model: contact::ActiveModel = contact.into();
             model.opted_out = Set(opted_out);
@@ -382,7 +400,9 @@ impl MessagingService<'_> {
             body: Some(text.to_owned()),
             payload: None,
         };
-        self.receive(&sender, inbound).await
+        self.receive(&sender, inbound).await?.ok_or_else(|| {
+            crate::Error::Internal("a new sandbox message was taken for erased".into())
+        })
     }
 }
 

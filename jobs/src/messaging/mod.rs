@@ -5,6 +5,7 @@
 
 pub mod ingest;
 pub mod lifecycle;
+pub mod replay;
 pub mod store;
 pub mod webhook;
 pub mod window;

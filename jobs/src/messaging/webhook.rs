@@ -205,11 +205,10 @@ async fn messages(
             report.ignored += 1;
             continue;
         };
-        let received = services.messaging().receive(sender, inbound).await?;
-        if received.duplicate {
-            report.duplicates += 1;
-        } else {
-            report.messages_stored += 1;
+        match services.messaging().receive(sender, inbound).await? {
+            Some(received) if received.duplicate => report.duplicates += 1,
+            Some(_) => report.messages_stored += 1,
+            None => report.ignored += 1,
         }
     }
     for status in value["statuses"].as_array().into_iter().flatten() {

@@ -249,6 +249,8 @@ impl ContactService<'_> {
     pub async fn delete(&self, workspace_id: Uuid, id: Uuid) -> Result<Erasure> {
         let txn = crate::db::begin_write(&self.services.db).await?;
         let contact = find_in_workspace!(&txn, contact, workspace_id, id, "contact")?;
+        // A replay of the contact's messages must not bring them back.
+        crate::messaging::replay::remember_erased(&txn, workspace_id, contact.id).await?;
         let conversation_ids: Vec<Uuid> = conversation::Entity::find()
             .filter(conversation::Column::ContactId.eq(contact.id))
             .all(&txn)

@@ -49,6 +49,8 @@ pub struct Services {
     pub flow_lease: Duration,
     /// When and how the reconciler looks for runs that nothing is going to wake.
     pub reconcile: crate::flows::reconcile::ReconcileSettings,
+    /// Inbound messages older than this are replays: recorded, running nothing.
+    pub inbound_max_age: Duration,
     /// Points where a test stops a job dead; none outside tests.
     pub crash_points: crate::crash_points::CrashPoints,
     /// Where workspaces' templates and expressions run. None until the binary (or a test)
@@ -181,6 +183,7 @@ impl Services {
             run_retention: None,
             flow_lease: crate::flows::engine::DEFAULT_LEASE,
             reconcile: crate::flows::reconcile::ReconcileSettings::default(),
+            inbound_max_age: crate::messaging::replay::DEFAULT_MAX_AGE,
             crash_points: Default::default(),
             sandbox: crate::sandbox::Sandbox::missing(),
         }

@@ -6,6 +6,7 @@
 mod flows;
 mod graphql;
 mod keys;
+mod replay;
 mod templates;
 mod urls;
 
