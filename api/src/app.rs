@@ -6,7 +6,7 @@ use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Json, Router,
-    extract::State,
+    extract::{ConnectInfo, State},
     http::{HeaderMap, Method, StatusCode, header},
     response::{Html, IntoResponse, Response},
     routing::get,
@@ -28,6 +28,8 @@ pub struct AppState {
     pub shutdown: Shutdown,
     /// The API keys of open WebSockets, which close when their key is revoked.
     pub keys: crate::key_watch::KeyWatch,
+    /// Failed authentications per client address.
+    pub auth: crate::auth::AuthGate,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             schema,
             shutdown: Shutdown::default(),
             keys: Default::default(),
+            auth: Default::default(),
         }
     }
 }
@@ -114,34 +117,18 @@ async fn graphiql() -> Html<String> {
 /// resolver ever runs unauthenticated.
 async fn graphql_endpoint(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     request: GraphQLRequest,
 ) -> Response {
-    let bearer = bearer(&headers);
-    match state.services.api_keys().authenticate(bearer).await {
+    match crate::auth::authenticate(&state, peer.ip(), bearer(&headers)).await {
         Ok(principal) => {
             let request = request.into_inner().data(principal);
             let response = state.schema.execute(request).await;
             crate::metrics::record_graphql(&response);
             GraphQLResponse::from(response).into_response()
         }
-        Err(error @ waflow_jobs::Error::Unauthenticated) => {
-            let body = serde_json::json!({"errors": [{
-                "message": error.public_message(),
-                "extensions": {"code": error.code()},
-            }]});
-            (StatusCode::UNAUTHORIZED, Json(body)).into_response()
-        }
-        Err(error) => {
-            // The key could not be checked: the database is out of reach. Nothing ran, so the
-            // client may safely send the same request again.
-            tracing::error!(?error, "authenticating a request failed");
-            let body = serde_json::json!({"errors": [{
-                "message": "Waflow cannot reach its database; try again shortly",
-                "extensions": {"code": "UNAVAILABLE"},
-            }]});
-            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-        }
+        Err(refusal) => refusal.into_response(),
     }
 }
 

@@ -5,7 +5,7 @@
 use axum::{
     Json,
     body::Body,
-    extract::{Query, State},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -27,31 +27,24 @@ pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response 
     (status, Json(body)).into_response()
 }
 
-/// The caller's key, or the 401 answer of the REST endpoints.
+/// The caller's key, or the refusal of the REST endpoints (401, 429, 503).
 pub(crate) async fn authenticate(
     state: &AppState,
+    peer: std::net::SocketAddr,
     headers: &HeaderMap,
 ) -> Result<waflow_jobs::services::api_keys::Principal, Response> {
-    state
-        .services
-        .api_keys()
-        .authenticate(bearer(headers))
+    crate::auth::authenticate(state, peer.ip(), bearer(headers))
         .await
-        .map_err(|error| {
-            refuse(
-                StatusCode::UNAUTHORIZED,
-                error.code(),
-                &error.public_message(),
-            )
-        })
+        .map_err(IntoResponse::into_response)
 }
 
 pub async fn export(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     Query(query): Query<ExportQuery>,
 ) -> Response {
-    let principal = match authenticate(&state, &headers).await {
+    let principal = match authenticate(&state, peer, &headers).await {
         Ok(principal) => principal,
         Err(refused) => return refused,
     };

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, Query, State},
+    extract::{ConnectInfo, Path, Query, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
@@ -25,6 +25,7 @@ pub fn routes() -> Router<AppState> {
 
 async fn receive(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Path(flow_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
@@ -66,6 +67,11 @@ async fn receive(
         Ok(run) => (StatusCode::ACCEPTED, Json(json!({"runId": run.id}))).into_response(),
         Err(Error::Unauthenticated) | Err(Error::NotFound(_)) => {
             // One answer for both: a caller without the secret learns nothing about the flow.
+            // Counted against the caller's address like a wrong API key.
+            let refusal = state.auth.note_failure(peer.ip(), &Error::Unauthenticated);
+            if refusal.status == StatusCode::TOO_MANY_REQUESTS {
+                return refusal.into_response();
+            }
             problem(
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",

@@ -6,7 +6,7 @@
 use axum::{
     Json, Router,
     body::Body,
-    extract::State,
+    extract::{ConnectInfo, State},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::post,
@@ -29,8 +29,13 @@ pub fn routes() -> Router<AppState> {
         .layer(RequestBodyLimitLayer::new(MAX_IMPORT_BYTES))
 }
 
-async fn import(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let principal = match authenticate(&state, &headers).await {
+async fn import(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let principal = match authenticate(&state, peer, &headers).await {
         Ok(principal) => principal,
         Err(refused) => return refused,
     };

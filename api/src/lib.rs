@@ -3,6 +3,7 @@
 //! output.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod export;
 pub mod flow_hooks;

@@ -12,7 +12,7 @@ use async_graphql::{
 };
 use axum::{
     extract::{
-        State, WebSocketUpgrade,
+        ConnectInfo, State, WebSocketUpgrade,
         ws::{CloseFrame, Message, WebSocket},
     },
     http::{HeaderMap, header},
@@ -32,6 +32,7 @@ const READ_BUFFER_SIZE: usize = 1024;
 
 pub async fn graphql_ws(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
@@ -51,10 +52,15 @@ pub async fn graphql_ws(
         .max_message_size(crate::app::MAX_BODY_BYTES)
         .max_frame_size(crate::app::MAX_BODY_BYTES)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve(state, socket, protocol))
+        .on_upgrade(move |socket| serve(state, peer.ip(), socket, protocol))
 }
 
-async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols) {
+async fn serve(
+    state: AppState,
+    peer: std::net::IpAddr,
+    socket: WebSocket,
+    protocol: WebSocketProtocols,
+) {
     let (mut sink, mut source) = socket.split();
     let first = match tokio::time::timeout(INIT_TIMEOUT, source.next()).await {
         Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
@@ -75,13 +81,13 @@ async fn serve(state: AppState, socket: WebSocket, protocol: WebSocketProtocols)
         .iter()
         .find_map(|k| payload[*k].as_str())
         .map(|v| crate::app::strip_bearer(v).unwrap_or(v).to_owned());
-    let principal = match state
-        .services
-        .api_keys()
-        .authenticate(bearer.as_deref())
-        .await
-    {
+    let principal = match crate::auth::authenticate(&state, peer, bearer.as_deref()).await {
         Ok(principal) => principal,
+        // Too many failed attempts from this address: 4429, which clients may retry later.
+        Err(refusal) if refusal.status == axum::http::StatusCode::TOO_MANY_REQUESTS => {
+            let _ = sink.send(close(4429, &refusal.message)).await;
+            return;
+        }
         Err(_) => {
             let _ = sink.send(close(4403, "Forbidden")).await;
             return;

@@ -202,7 +202,15 @@ async fn parked_runs_keep_their_wake_time(backend: Backend) {
             .await
             .unwrap();
     }
-    Migrator::down(db, Some(1)).await.unwrap();
+    // Back to before m0015 (which added `wake_at`), whatever came after it, and up again.
+    let applied = Migrator::get_applied_migrations(db).await.unwrap();
+    let m0015 = applied
+        .iter()
+        .position(|m| m.name() == "m0015_run_fencing")
+        .unwrap();
+    Migrator::down(db, Some((applied.len() - m0015) as u32))
+        .await
+        .unwrap();
     Migrator::up(db, None).await.unwrap();
     let wake_at = |id: &str| {
         let id = Uuid::parse_str(id).unwrap();

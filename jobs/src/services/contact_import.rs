@@ -12,13 +12,20 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 use waflow_entities::{E164, contact};
 
-use super::contacts::ContactService;
+use super::contacts::{ContactService, MAX_ATTRIBUTE_BYTES, MAX_ATTRIBUTE_NAME, MAX_ATTRIBUTES};
 use crate::error::{Error, Result};
 
 /// Rows written per transaction.
 pub const BATCH: usize = 500;
 /// Invalid rows reported one by one; beyond that only counted.
 pub const MAX_REPORTED: usize = 1000;
+/// Columns a file may have: phone, name, tags and attributes.
+pub const MAX_COLUMNS: usize = 3 + MAX_ATTRIBUTES;
+/// Bytes of one line of the file, read before it is parsed: room for every column at its limit,
+/// and no more, so that one row cannot fill the server's memory.
+pub const MAX_LINE_BYTES: usize = 512 * 1024;
+/// Characters of a cell echoed in the report of an invalid row.
+const ECHOED_CHARS: usize = 64;
 
 #[derive(Debug, Clone, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -39,6 +46,7 @@ pub struct InvalidRow {
 
 /// One valid row: the contact it upserts.
 struct Row {
+    line: u64,
     phone: String,
     name: Option<String>,
     attributes: Map<String, Value>,
@@ -52,10 +60,70 @@ impl ImportReport {
         if self.invalid.len() < MAX_REPORTED {
             self.invalid.push(InvalidRow {
                 line,
-                phone: phone.to_owned(),
-                reason,
+                phone: echo(phone),
+                reason: echo_long(&reason),
             });
         }
+    }
+}
+
+/// A cell as the report shows it: its first characters.
+fn echo(cell: &str) -> String {
+    match cell.char_indices().nth(ECHOED_CHARS) {
+        Some((end, _)) => format!("{}…", &cell[..end]),
+        None => cell.to_owned(),
+    }
+}
+
+/// A reason, which may quote a cell: kept to a few lines.
+fn echo_long(reason: &str) -> String {
+    match reason.char_indices().nth(4 * ECHOED_CHARS) {
+        Some((end, _)) => format!("{}…", &reason[..end]),
+        None => reason.to_owned(),
+    }
+}
+
+/// The file as read, failing at the first line longer than `MAX_LINE_BYTES` (the parser would
+/// hold it whole): that line's number is kept in `overlong`, and the file ends there.
+struct LineLimit<R> {
+    inner: R,
+    line: u64,
+    line_bytes: usize,
+    overlong: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for LineLimit<R> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        use std::sync::atomic::Ordering;
+        if self.overlong.load(Ordering::Relaxed) != 0 {
+            return std::task::Poll::Ready(Ok(()));
+        }
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let std::task::Poll::Ready(Ok(())) = &polled {
+            let (mut line, mut line_bytes) = (self.line, self.line_bytes);
+            for byte in &buf.filled()[before..] {
+                if *byte == b'\n' {
+                    line += 1;
+                    line_bytes = 0;
+                } else {
+                    line_bytes += 1;
+                    if line_bytes > MAX_LINE_BYTES {
+                        self.overlong.store(line + 1, Ordering::Relaxed);
+                        buf.set_filled(before);
+                        return std::task::Poll::Ready(Err(std::io::Error::other(
+                            "a line too long",
+                        )));
+                    }
+                }
+            }
+            (self.line, self.line_bytes) = (line, line_bytes);
+        }
+        polled
     }
 }
 
@@ -67,15 +135,44 @@ impl ContactService<'_> {
         workspace_id: Uuid,
         source: impl tokio::io::AsyncRead + Unpin + Send,
     ) -> Result<ImportReport> {
+        let overlong = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let limited = LineLimit {
+            inner: source,
+            line: 0,
+            line_bytes: 0,
+            overlong: overlong.clone(),
+        };
         let mut reader = csv_async::AsyncReaderBuilder::new()
             .flexible(true)
             .trim(csv_async::Trim::All)
-            .create_reader(source);
+            .create_reader(limited);
         let headers = reader
             .headers()
             .await
             .map_err(|e| Error::field("csv", format!("the header row cannot be read: {e}")))?
             .clone();
+        if headers.len() > MAX_COLUMNS {
+            return Err(Error::field(
+                "csv",
+                format!(
+                    "the header row has {} columns; a file has at most {MAX_COLUMNS} (phone, name, \
+                     tags and {MAX_ATTRIBUTES} attributes)",
+                    headers.len()
+                ),
+            ));
+        }
+        if let Some(long) = headers
+            .iter()
+            .find(|h| h.chars().count() > MAX_ATTRIBUTE_NAME)
+        {
+            return Err(Error::field(
+                "csv",
+                format!(
+                    "the column name {:?} is over {MAX_ATTRIBUTE_NAME} characters",
+                    echo(long)
+                ),
+            ));
+        }
         let column = |name: &str| headers.iter().position(|h| h.eq_ignore_ascii_case(name));
         let phone_at = column("phone")
             .ok_or_else(|| Error::field("csv", "the header row has no `phone` column"))?;
@@ -87,6 +184,16 @@ impl ContactService<'_> {
         while let Some(record) = records.next().await {
             let record = match record {
                 Ok(record) => record,
+                Err(_) if overlong.load(std::sync::atomic::Ordering::Relaxed) != 0 => {
+                    let line = overlong.load(std::sync::atomic::Ordering::Relaxed);
+                    let reason = format!(
+                        "the line is longer than {} KiB: the import stopped there (a row is at \
+                         most {MAX_COLUMNS} columns of {MAX_ATTRIBUTE_BYTES} bytes)",
+                        MAX_LINE_BYTES / 1024
+                    );
+                    report.reject(line, "", reason);
+                    break;
+                }
                 Err(e) => {
                     let line = e.position().map_or(0, |p| p.line());
                     report.reject(line, "", format!("the row cannot be read: {e}"));
@@ -102,7 +209,7 @@ impl ContactService<'_> {
                     continue;
                 }
             };
-            let attributes = headers
+            let attributes: Map<String, Value> = headers
                 .iter()
                 .enumerate()
                 .filter(|(i, _)| *i != phone_at && Some(*i) != name_at && Some(*i) != tags_at)
@@ -111,6 +218,10 @@ impl ContactService<'_> {
                     Some((h.to_owned(), Value::String(value.to_owned())))
                 })
                 .collect();
+            if let Some(problem) = super::contacts::attribute_problem(&attributes) {
+                report.reject(line, raw, problem);
+                continue;
+            }
             let tags: Vec<String> = tags_at
                 .and_then(|i| record.get(i))
                 .map(|cell| {
@@ -128,6 +239,7 @@ impl ContactService<'_> {
                 }
             };
             batch.push(Row {
+                line,
                 tags,
                 phone: phone.to_string(),
                 name: name_at
@@ -194,6 +306,11 @@ impl ContactService<'_> {
                         _ => Map::new(),
                     };
                     attributes.extend(row.attributes);
+                    // The file's attributes beside the contact's own: together still bounded.
+                    if let Some(problem) = super::contacts::attribute_problem(&attributes) {
+                        report.reject(row.line, &row.phone, problem);
+                        continue;
+                    }
                     let mut model: contact::ActiveModel = found.into();
                     if row.name.is_some() {
                         model.name = Set(row.name);

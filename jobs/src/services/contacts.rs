@@ -116,6 +116,37 @@ pub struct ContactService<'a> {
     pub(crate) services: &'a Services,
 }
 
+/// Attributes a contact may have.
+pub const MAX_ATTRIBUTES: usize = 100;
+/// Characters of an attribute's name.
+pub const MAX_ATTRIBUTE_NAME: usize = 100;
+/// Bytes of an attribute's value, as JSON (a CSV cell: its characters, quoted).
+pub const MAX_ATTRIBUTE_BYTES: usize = 4096;
+
+/// What is wrong with `attributes` as a contact's, if anything.
+pub fn attribute_problem(
+    attributes: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Some(format!(
+            "{} attributes; a contact has at most {MAX_ATTRIBUTES}",
+            attributes.len()
+        ));
+    }
+    attributes.iter().find_map(|(name, value)| {
+        if name.chars().count() > MAX_ATTRIBUTE_NAME {
+            return Some(format!(
+                "the attribute name {:?}… is over {MAX_ATTRIBUTE_NAME} characters",
+                name.chars().take(20).collect::<String>()
+            ));
+        }
+        let size = crate::flows::limits::json_size(value);
+        (size > MAX_ATTRIBUTE_BYTES).then(|| {
+            format!("the attribute {name:?} is {size} bytes; an attribute is at most {MAX_ATTRIBUTE_BYTES}")
+        })
+    })
+}
+
 fn check_fields(
     problems: &mut Problems,
     name: Option<&String>,
@@ -128,12 +159,14 @@ fn check_fields(
             "must be at most 256 characters",
         );
     }
-    if let Some(attributes) = attributes {
-        problems.check(
-            attributes.is_object(),
-            "attributes",
-            "must be a JSON object",
-        );
+    match attributes {
+        Some(serde_json::Value::Object(map)) => {
+            if let Some(problem) = attribute_problem(map) {
+                problems.add("attributes", problem);
+            }
+        }
+        Some(_) => problems.add("attributes", "must be a JSON object"),
+        None => {}
     }
 }
 

@@ -3,8 +3,10 @@
 //! (Its memory is watched by the process test `api/tests/hostile.rs`, where the server is a
 //! process of its own; here it shares one with every other test.)
 
+mod auth;
 mod flows;
 mod graphql;
+mod import;
 mod keys;
 mod replay;
 mod templates;
