@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{Server, free_port, run, waflow, wait_healthy};
+use common::{Server, cluster::Api, create_workspace, free_port, waflow, wait_healthy};
 use serde_json::{Value, json};
 
 fn rss_of(pid: u32) -> u64 {
@@ -48,33 +48,22 @@ fn bytes_of(n: usize) -> axum::body::Bytes {
     axum::body::Bytes::from(vec![b'z'; n])
 }
 
-struct Attacker {
-    http: reqwest::Client,
-    base: String,
-    key: String,
-}
+/// The hostile workspace's client.
+struct Attacker(Api);
 
 impl Attacker {
-    async fn gql(&self, query: &str, variables: Value) -> Value {
-        self.http
-            .post(format!("{}/graphql", self.base))
-            .bearer_auth(&self.key)
-            .json(&json!({"query": query, "variables": variables}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
     async fn dry_run(&self, steps: Value) -> Value {
         let query = "query($d: JSON!) { testFlowDefinition(definition: $d, payload: {}, allowHttp: true) { status error } }";
-        self.gql(
-            query,
-            json!({"d": {"trigger": {"type": "manual"}, "steps": steps}}),
-        )
-        .await
+        self.0
+            .answer(
+                query,
+                json!({"d": {"trigger": {"type": "manual"}, "steps": steps}}),
+            )
+            .await
+    }
+
+    async fn gql(&self, query: &str, variables: Value) -> Value {
+        self.0.answer(query, variables).await
     }
 }
 
@@ -87,14 +76,7 @@ fn refused_with(answer: &Value, words: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_holds_up_under_every_attack() {
     let dir = tempfile::tempdir().unwrap();
-    let created = run(dir.path(), &["workspace", "create", "Acme"], &[]);
-    assert!(created.status.success());
-    let key = String::from_utf8(created.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_owned();
+    let key = create_workspace(dir.path(), &[]);
     let listen = format!("127.0.0.1:{}", free_port());
     let child = waflow(
         dir.path(),
@@ -113,11 +95,11 @@ async fn the_server_holds_up_under_every_attack() {
     let _server = Server(child);
     let base = format!("http://{listen}");
     wait_healthy(&base).await;
-    let attacker = Attacker {
-        http: reqwest::Client::new(),
+    let attacker = Attacker(Api {
         base: base.clone(),
         key,
-    };
+        http: reqwest::Client::new(),
+    });
     // Warm up (schema, pools, the sandbox pool), then measure from there.
     attacker
         .dry_run(json!([{"id": "a", "type": "set_variables", "values": {"x": "{{ 1 }}"}}]))

@@ -13,7 +13,7 @@ use std::{
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
 
-use super::{Server, free_port, run, waflow, wait_healthy};
+use super::{Server, free_port, waflow, wait_healthy};
 
 pub const SECRET_KEY: &str = "d2FmbG93LXRlc3RzLXNoYXJlZC1zZWNyZXQta2V5MzI=";
 pub const APP_SECRET: &str = "process-test-app-secret";
@@ -96,14 +96,7 @@ impl Cluster {
     pub fn workspace(&self) -> String {
         let vars = self.env(&[]);
         let pairs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let created = run(self.dir.path(), &["workspace", "create", "Acme"], &pairs);
-        assert!(
-            created.status.success(),
-            "{}",
-            String::from_utf8_lossy(&created.stderr)
-        );
-        let stdout = String::from_utf8(created.stdout).unwrap();
-        stdout.lines().last().unwrap().to_owned()
+        super::create_workspace(self.dir.path(), &pairs)
     }
 
     fn spawn(&mut self, name: &str, args: &[&str], extra: &[(&'static str, String)]) {

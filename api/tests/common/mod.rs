@@ -33,6 +33,18 @@ pub fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     waflow(dir, args, env).output().expect("run waflow")
 }
 
+/// `waflow workspace create Acme` in `dir`; the API key it prints on its last line.
+pub fn create_workspace(dir: &Path, env: &[(&str, &str)]) -> String {
+    let created = run(dir, &["workspace", "create", "Acme"], env);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let stdout = String::from_utf8(created.stdout).unwrap();
+    stdout.lines().last().unwrap().to_owned()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -14,7 +14,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Quer
 use uuid::Uuid;
 use waflow_entities::{enums::RunStatus, flow_run};
 
-use super::{FlowJob, FlowService, state::RunState};
+use super::{FlowService, state::RunState};
 use crate::error::Result;
 
 /// How often one process looks, and how late a run must be before it counts as lost.
@@ -96,17 +96,7 @@ impl FlowService<'_> {
                 .ok()
                 .and_then(|state| state.wake)
                 .map(|wake| wake.token);
-            services
-                .jobs
-                .flows
-                .push(
-                    FlowJob::Run {
-                        run_id: run.id,
-                        token,
-                    },
-                    None,
-                )
-                .await?;
+            super::runs::poke(services, run.id, token).await?;
             let since = run.wake_at.unwrap_or(run.updated_at);
             let status: &'static str = match run.status {
                 RunStatus::Queued => "queued",

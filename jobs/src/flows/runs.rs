@@ -101,17 +101,14 @@ pub async fn create_in_chain(
 /// Tells subscribers about a run that is (again) ready and gives it to a worker.
 pub async fn announce(services: &Services, run: &flow_run::Model) -> Result<()> {
     publish_update(services, run, None).await;
-    services
-        .jobs
-        .flows
-        .push(
-            FlowJob::Run {
-                run_id: run.id,
-                token: None,
-            },
-            None,
-        )
-        .await
+    poke(services, run.id, None).await
+}
+
+/// Queues a job for the run now: it does whatever the run's row says is due (`token`: the
+/// wake-up it stands for, if any).
+pub async fn poke(services: &Services, run_id: Uuid, token: Option<Uuid>) -> Result<()> {
+    let job = FlowJob::Run { run_id, token };
+    services.jobs.flows.push(job, None).await
 }
 
 /// Saves a run's progress for the job holding it (`holder`, its lease); false when the run was
@@ -176,20 +173,10 @@ pub async fn release_next(services: &Services, run: &flow_run::Model) -> Result<
         .order_by_asc(flow_run::Column::Id)
         .one(&services.db)
         .await?;
-    if let Some(next) = next {
-        services
-            .jobs
-            .flows
-            .push(
-                FlowJob::Run {
-                    run_id: next.id,
-                    token: None,
-                },
-                None,
-            )
-            .await?;
+    match next {
+        Some(next) => poke(services, next.id, None).await,
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// A run failed: tell subscribers and webhooks, and start the flow's error handler.
