@@ -24,7 +24,7 @@ use governor::{
 use sha2::{Digest, Sha256};
 use waflow_jobs::{Error, services::api_keys::Principal};
 
-use crate::AppState;
+use crate::app::AppState;
 
 /// Failed attempts an address may make per minute (its burst, too).
 pub const FAILURES_PER_MINUTE: u32 = 20;

@@ -287,7 +287,7 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
                 }
             }
         }
-        let every = services.reconcile.every.as_secs().max(1) as i64;
+        let every = services.runs.reconcile_every.as_secs().max(1) as i64;
         let tick = Utc::now().timestamp() / every;
         if claimed_reconcile != Some(tick) {
             claimed_reconcile = Some(tick);

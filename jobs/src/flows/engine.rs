@@ -28,9 +28,6 @@ use crate::{Services, crash_points::CrashPoint, error::Result};
 const HELD_RETRY: Duration = Duration::from_secs(1);
 /// Default timeout of an http_request step.
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long a worker's hold on a run lasts without renewal, unless `Services::flow_lease` says
-/// otherwise; it is renewed three times per length while the worker works.
-pub const DEFAULT_LEASE: Duration = Duration::from_secs(15);
 
 /// Why a job continues a run.
 #[derive(Debug, Clone)]
@@ -78,7 +75,7 @@ pub async fn execute(services: &Services, run_id: Uuid, resume: Resume) -> Resul
     };
     let work = run_locked(services, &lease, resume);
     tokio::pin!(work);
-    let mut renew = tokio::time::interval(services.flow_lease / 3);
+    let mut renew = tokio::time::interval(services.runs.lease / 3);
     renew.tick().await;
     let outcome = loop {
         tokio::select! {
@@ -110,7 +107,7 @@ impl Lease {
         let taken = flow_run::Entity::update_many()
             .col_expr(
                 flow_run::Column::LockedUntil,
-                Expr::value(now + services.flow_lease),
+                Expr::value(now + services.runs.lease),
             )
             .col_expr(flow_run::Column::LockedBy, Expr::value(holder))
             .filter(flow_run::Column::Id.eq(run_id))
@@ -129,7 +126,7 @@ impl Lease {
         flow_run::Entity::update_many()
             .col_expr(
                 flow_run::Column::LockedUntil,
-                Expr::value(Utc::now() + services.flow_lease),
+                Expr::value(Utc::now() + services.runs.lease),
             )
             .filter(flow_run::Column::Id.eq(self.run_id))
             .filter(flow_run::Column::LockedBy.eq(self.holder))

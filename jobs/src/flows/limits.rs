@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::state::RunState;
+use crate::validation::json_size;
 
 /// Items a loop may go over.
 pub const MAX_LOOP_ITEMS: usize = 1_000;
@@ -18,23 +19,6 @@ pub const MAX_RUN_STATE: usize = 1024 * 1024;
 pub const MAX_HOPS: u32 = 5;
 /// The header that carries a chain's length from an http_request step to a flow webhook.
 pub const HOP_HEADER: &str = "x-waflow-hop";
-
-/// The size of `value` written as JSON, without writing it anywhere.
-pub fn json_size(value: &impl serde::Serialize) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0 += bytes.len();
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    let _ = serde_json::to_writer(&mut count, value);
-    count.0
-}
 
 /// Whether a loop may go over `items`, and the state may take them in.
 pub fn loop_items(items: &[Value], state: &RunState) -> Result<(), String> {
@@ -79,11 +63,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-
-    #[test]
-    fn sizes_are_counted_as_json() {
-        assert_eq!(json_size(&json!({"a": [1, 2]})), r#"{"a":[1,2]}"#.len());
-    }
 
     #[test]
     fn limits_name_what_broke_them() {

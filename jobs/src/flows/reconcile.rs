@@ -17,25 +17,6 @@ use waflow_entities::{enums::RunStatus, flow_run};
 use super::{FlowService, state::RunState};
 use crate::error::Result;
 
-/// How often one process looks, and how late a run must be before it counts as lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReconcileSettings {
-    pub every: Duration,
-    /// How long past its time a run may wait for its job, beyond the queue's own backlog (the
-    /// age of its oldest ready job), before the job counts as lost: longer than a worker takes
-    /// to notice a dead one (apalis re-enqueues after 15 s) and a dead holder's lease to expire.
-    pub grace: Duration,
-}
-
-impl Default for ReconcileSettings {
-    fn default() -> Self {
-        Self {
-            every: Duration::from_secs(10),
-            grace: Duration::from_secs(60),
-        }
-    }
-}
-
 /// At most this many runs are woken per tick; the next tick takes the rest.
 const BATCH: u64 = 500;
 
@@ -61,7 +42,7 @@ impl FlowService<'_> {
         // A run's job waiting in the queue is due no later than a second after the run (the
         // queue counts whole seconds): a run overdue by less than the backlog and that second
         // may be waiting for it.
-        let overdue = services.reconcile.grace + backlog + Duration::from_secs(1);
+        let overdue = services.runs.reconcile_grace + backlog + Duration::from_secs(1);
         let overdue = chrono::Duration::from_std(overdue).unwrap_or(chrono::Duration::MAX);
         let cutoff = now - overdue;
         let lost = flow_run::Entity::find()

@@ -37,6 +37,8 @@ use uuid::Uuid;
 pub use render::Source;
 use render::{Request, Response};
 
+use crate::error::{Error, Result};
+
 /// How long one request may take, compiling included.
 pub const TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a request waits for a free process before it gives up (the sandbox is busy).
@@ -72,10 +74,10 @@ impl std::fmt::Display for TemplateError {
 
 impl TemplateError {
     /// As the error of a request: VALIDATION_FAILED on `field` when the template is at fault.
-    pub fn on_field(self, field: &str) -> crate::Error {
+    pub fn on_field(self, field: &str) -> Error {
         match self {
-            TemplateError::Template(m) => crate::Error::field(field, m),
-            TemplateError::Unavailable(m) => crate::Error::Internal(m),
+            TemplateError::Template(m) => Error::field(field, m),
+            TemplateError::Unavailable(m) => Error::Internal(m),
         }
     }
 }
@@ -417,7 +419,7 @@ impl SourceChecks {
     }
 
     /// Checks them all; answers the fields with what is wrong with each.
-    pub async fn run(self, templates: &Templates<'_>) -> crate::Result<Vec<(String, String)>> {
+    pub async fn run(self, templates: &Templates<'_>) -> Result<Vec<(String, String)>> {
         let (fields, sources): (Vec<String>, Vec<Source>) = self.items.into_iter().unzip();
         let answers = templates
             .check(sources)

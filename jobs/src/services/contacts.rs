@@ -140,7 +140,7 @@ pub fn attribute_problem(
                 name.chars().take(20).collect::<String>()
             ));
         }
-        let size = crate::flows::limits::json_size(value);
+        let size = crate::validation::json_size(value);
         (size > MAX_ATTRIBUTE_BYTES).then(|| {
             format!("the attribute {name:?} is {size} bytes; an attribute is at most {MAX_ATTRIBUTE_BYTES}")
         })

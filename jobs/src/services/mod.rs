@@ -44,11 +44,8 @@ pub struct Services {
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Finished flow runs older than this are pruned in the background; `None` keeps them.
     pub run_retention: Option<Duration>,
-    /// How long a worker's hold on a flow run lasts without renewal: a dead worker's runs wait
-    /// this long at most before another worker may take them.
-    pub flow_lease: Duration,
-    /// When and how the reconciler looks for runs that nothing is going to wake.
-    pub reconcile: crate::flows::reconcile::ReconcileSettings,
+    /// How flow runs are held and, when their jobs were lost, found again.
+    pub runs: RunSettings,
     /// Inbound messages older than this are replays: recorded, running nothing.
     pub inbound_max_age: Duration,
     /// Points where a test stops a job dead; none outside tests.
@@ -56,6 +53,30 @@ pub struct Services {
     /// Where workspaces' templates and expressions run. None until the binary (or a test)
     /// sets one: every render fails until then.
     pub sandbox: crate::sandbox::Sandbox,
+}
+
+/// How flow runs are held by workers and found again by the reconciler (`flows::reconcile`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSettings {
+    /// How long a worker's hold on a run lasts without renewal (renewed three times per
+    /// length while it works): a dead worker's runs wait this long at most.
+    pub lease: Duration,
+    /// How often one process looks for runs whose jobs were lost.
+    pub reconcile_every: Duration,
+    /// How long past its time a run may wait for its job, beyond the queue's own backlog,
+    /// before the job counts as lost: longer than a worker takes to notice a dead one (apalis
+    /// re-enqueues after 15 s) and a dead holder's lease to expire.
+    pub reconcile_grace: Duration,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(15),
+            reconcile_every: Duration::from_secs(10),
+            reconcile_grace: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Where the production profile keeps its queue and shared state.
@@ -181,8 +202,7 @@ impl Services {
             evaluation_timeout: evaluation::DEFAULT_TIMEOUT,
             redis: None,
             run_retention: None,
-            flow_lease: crate::flows::engine::DEFAULT_LEASE,
-            reconcile: crate::flows::reconcile::ReconcileSettings::default(),
+            runs: RunSettings::default(),
             inbound_max_age: crate::messaging::replay::DEFAULT_MAX_AGE,
             crash_points: Default::default(),
             sandbox: crate::sandbox::Sandbox::missing(),

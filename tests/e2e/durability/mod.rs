@@ -63,8 +63,8 @@ pub async fn sends_of(meta: &Meta, text: &str) -> usize {
 /// A worker as these tests want it: short leases, no reconciler, and `points` armed.
 pub fn worker(app: &TestApp, points: Option<CrashPoints>) -> Worker {
     Worker::start_with(app, move |services| {
-        services.flow_lease = LEASE;
-        services.reconcile.grace = Duration::from_secs(24 * 3600);
+        services.runs.lease = LEASE;
+        services.runs.reconcile_grace = Duration::from_secs(24 * 3600);
         if let Some(points) = points {
             services.crash_points = points;
         }

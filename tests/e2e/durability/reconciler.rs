@@ -29,7 +29,7 @@ async fn lost_runs_of_every_kind_are_found(backend: Backend) {
     let Some(mut app) = spawn_app_without_workers(backend).await else {
         return;
     };
-    app.services.reconcile.grace = Duration::ZERO;
+    app.services.runs.reconcile_grace = Duration::ZERO;
     let meta = Meta::start().await;
     let sender = setup(&app, &meta).await;
     let waiting = manual_flow(&app, json!([delay(1), send(&sender, ANA, "was waiting")])).await;
@@ -91,7 +91,7 @@ async fn runs_that_wait_rightly_are_left_alone(backend: Backend) {
     let Some(mut app) = spawn_app_without_workers(backend).await else {
         return;
     };
-    app.services.reconcile.grace = Duration::ZERO;
+    app.services.runs.reconcile_grace = Duration::ZERO;
     let meta = Meta::start().await;
     Mock::given(method("POST"))
         .and(path(format!("/v21.0/{PN}/messages")))
@@ -136,7 +136,7 @@ async fn a_run_woken_thrice_sends_once(backend: Backend) {
     let Some(mut app) = spawn_app_without_workers(backend).await else {
         return;
     };
-    app.services.reconcile.grace = Duration::ZERO;
+    app.services.runs.reconcile_grace = Duration::ZERO;
     let meta = Meta::start().await;
     let sender = setup(&app, &meta).await;
     let flow = manual_flow(&app, json!([delay(2), send(&sender, ANA, "once")])).await;
@@ -185,8 +185,8 @@ async fn workers_reconcile_by_themselves(backend: Backend) {
     let run_id = run_flow(&app, &flow, json!({})).await;
     app.lose_flow_jobs().await;
     let _worker = Worker::start_with(&app, |services| {
-        services.reconcile.every = Duration::from_secs(1);
-        services.reconcile.grace = Duration::from_secs(1);
+        services.runs.reconcile_every = Duration::from_secs(1);
+        services.runs.reconcile_grace = Duration::from_secs(1);
     });
     all_succeed(&app, &[("lost", run_id)], Duration::from_secs(30)).await;
     assert_eq!(sends_of(&meta, "found").await, 1);
