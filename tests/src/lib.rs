@@ -363,6 +363,10 @@ async fn spawn(
         tokio::spawn(worker::run(services.clone(), async move {
             let _ = stopped.await;
         }));
+        // The workers' first pass of periodic work refreshes every Cloud API sender. Let it
+        // pass before the test makes any: one a test made would otherwise get a second status
+        // check at a moment nobody chose, racing the test's own stand-in answers.
+        first_ticker_pass(&services).await;
     }
     Some(TestApp {
         addr,
@@ -393,6 +397,26 @@ pub fn sandbox() -> waflow_jobs::sandbox::Sandbox {
         program.display()
     );
     waflow_jobs::sandbox::Sandbox::command(program, &[])
+}
+
+async fn first_ticker_pass(services: &Services) {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        let claimed = waflow_entities::schedule_tick::Entity::find()
+            .filter(waflow_entities::schedule_tick::Column::Name.eq("refresh-senders"))
+            .one(&services.db)
+            .await
+            .ok()
+            .flatten();
+        if claimed.is_some() {
+            // The claim is in; the senders are looked up right after it.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the workers' first pass of periodic work did not come within 10 s");
 }
 
 /// Serves `services` on a free loopback port, with the given CORS origins.
