@@ -20,6 +20,7 @@ mod m0013_contact_tags;
 mod m0014_campaigns;
 mod m0015_run_fencing;
 mod m0016_erased_messages;
+mod m0017_contact_wa_id;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0014_campaigns::Migration),
             Box::new(m0015_run_fencing::Migration),
             Box::new(m0016_erased_messages::Migration),
+            Box::new(m0017_contact_wa_id::Migration),
         ]
     }
 }

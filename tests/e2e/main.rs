@@ -10,6 +10,7 @@ mod cloud_api;
 mod contact_import;
 mod contacts;
 mod conversations;
+mod customers;
 mod dry_runs;
 mod durability;
 mod evaluation;

@@ -58,6 +58,7 @@ pub(crate) async fn insert_contact(
         id: Set(Uuid::now_v7()),
         workspace_id: Set(workspace_id),
         phone: Set(phone.into()),
+        wa_id: Set(None),
         name: Set(None),
         attributes: Set(serde_json::json!({})),
         opted_out: Set(false),

@@ -572,6 +572,27 @@ impl Meta {
             .await;
     }
 
+    /// Accepts every message sent through `phone_number_id`, each with a fresh `wamid`, answering
+    /// as Meta does (`contacts[].input` and `wa_id` echo the `to`).
+    pub async fn accepts_messages(&self, phone_number_id: &str) {
+        use wiremock::matchers::{method, path};
+        struct Accepts;
+        impl wiremock::Respond for Accepts {
+            fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
+                let to = serde_json::from_slice::<Value>(&request.body).unwrap_or_default()["to"]
+                    .clone();
+                wiremock::ResponseTemplate::new(200).set_body_json(json!({
+                    "messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
+                    "messages": [{"id": format!("wamid.ACCEPTED-{}", uuid::Uuid::now_v7().simple())}]}))
+            }
+        }
+        wiremock::Mock::given(method("POST"))
+            .and(path(format!("/v21.0/{phone_number_id}/messages")))
+            .respond_with(Accepts)
+            .mount(&self.server)
+            .await;
+    }
+
     /// The requests the stand-in received with `method` whose path ends with `suffix`.
     pub async fn requests(&self, method: &str, suffix: &str) -> Vec<wiremock::Request> {
         self.server

@@ -231,7 +231,7 @@ impl CampaignService<'_> {
         let to = E164::parse(phone).map_err(|e| Error::phone("phone", e))?;
         let found = contact::Entity::find()
             .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::Column::Phone.eq(to.as_str()))
+            .filter(contact::is_customer(&to))
             .one(&self.services.db)
             .await?;
         let context = match &found {

@@ -52,7 +52,7 @@ pub(super) enum SliceEnd {
 /// A recipient ready to be sent to, or already recorded as skipped.
 enum Prepared {
     Skipped,
-    Ready(contact::Model, Variables),
+    Ready(Box<contact::Model>, Variables),
 }
 
 /// What became of one send.
@@ -185,7 +185,7 @@ impl CampaignService<'_> {
         let context = self.context(&contact).await?;
         let templates = self.services.sandbox.for_workspace(contact.workspace_id);
         match variables.render(&templates, &context).await {
-            Ok(rendered) => Ok(Prepared::Ready(contact, rendered)),
+            Ok(rendered) => Ok(Prepared::Ready(Box::new(contact), rendered)),
             Err(TemplateError::Template(why)) => {
                 self.skip(recipient, RecipientStatus::SkippedInvalid, &why)
                     .await

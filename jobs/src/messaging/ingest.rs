@@ -20,7 +20,10 @@ use crate::events::{
 #[derive(Debug, Clone)]
 pub struct InboundMessage {
     pub provider_message_id: String,
+    /// The customer, as a dialable number (see `E164::from_wa_id`).
     pub from: E164,
+    /// The customer's id as WhatsApp gave it, when it gave one (not the sandbox).
+    pub wa_id: Option<String>,
     pub profile_name: Option<String>,
     pub timestamp: DateTime<Utc>,
     pub kind: MessageKind,
@@ -216,6 +219,7 @@ impl MessagingService<'_> {
             &inbound.from,
             inbound.profile_name.as_deref(),
             true,
+            inbound.wa_id.as_deref(),
         )
         .await?;
         if let Some(opted_out) = opt_change(inbound.body.as_deref())
@@ -394,6 +398,7 @@ impl MessagingService<'_> {
         let inbound = InboundMessage {
             provider_message_id: format!("wamid.SANDBOX-IN.{}", Uuid::now_v7().simple()),
             from,
+            wa_id: None,
             profile_name: name,
             timestamp: Utc::now(),
             kind: MessageKind::Text,

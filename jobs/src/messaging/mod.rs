@@ -286,7 +286,7 @@ impl MessagingService<'_> {
     ) -> Result<Option<contact::Model>> {
         Ok(contact::Entity::find()
             .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::Column::Phone.eq(phone.as_str()))
+            .filter(contact::is_customer(phone))
             .one(&self.services.db)
             .await?)
     }
@@ -341,11 +341,11 @@ impl MessagingService<'_> {
             self.store_outbound(workspace_id, sender, to, &outgoing, &idempotency_key)
         })
         .await?;
-        let message = match stored {
+        let (message, recipient) = match stored {
             Stored::Existing(message) => return Ok(message),
-            Stored::New(message) => message,
+            Stored::New(message, recipient) => (message, recipient),
         };
-        let outcome = providers::send(self.services, sender, to, &outgoing.content).await;
+        let outcome = providers::send(self.services, sender, &recipient, &outgoing.content).await;
         let mut model: message::ActiveModel = message.into();
         model.updated_at = Set(Utc::now());
         match outcome {
@@ -403,6 +403,7 @@ impl MessagingService<'_> {
             to,
             outgoing.recipient_name.as_deref(),
             false,
+            None,
         )
         .await?;
         let store::ActiveConversation {
@@ -442,7 +443,9 @@ impl MessagingService<'_> {
             .jobs
             .arm_inactivity(message.conversation_id, sender.inactivity_timeout_seconds)
             .await?;
-        Ok(Stored::New(message))
+        // The id WhatsApp gave the customer, else the one it gives such a number.
+        let recipient = contact.wa_id.clone().unwrap_or_else(|| to.whatsapp_id());
+        Ok(Stored::New(message, recipient))
     }
 }
 
@@ -452,7 +455,8 @@ enum Begin {
 }
 
 enum Stored {
-    New(message::Model),
+    /// The message, and the id WhatsApp knows its recipient by.
+    New(message::Model, String),
     Existing(message::Model),
 }
 

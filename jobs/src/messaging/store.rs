@@ -49,19 +49,21 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
     )
 }
 
-/// The contact with `phone`, created when new. A name fills an empty one; `overwrite_name`
-/// replaces a stored one (a WhatsApp profile name is the customer's own choice).
+/// The customer with `phone` (in any of its forms: `E164::equivalents`), created when new.
+/// A name fills an empty one; `overwrite_name` replaces a stored one (a WhatsApp profile name
+/// is the customer's own choice). `wa_id`: the id WhatsApp gave, kept to send to.
 pub async fn upsert_contact(
     txn: &DatabaseTransaction,
     workspace_id: Uuid,
     phone: &E164,
     name: Option<&str>,
     overwrite_name: bool,
+    wa_id: Option<&str>,
 ) -> Result<contact::Model> {
     let name = name.map(str::trim).filter(|n| !n.is_empty());
     let existing = contact::Entity::find()
         .filter(contact::Column::WorkspaceId.eq(workspace_id))
-        .filter(contact::Column::Phone.eq(phone.as_str()))
+        .filter(contact::is_customer(phone))
         .one(txn)
         .await?;
     let now = Utc::now();
@@ -70,20 +72,25 @@ pub async fn upsert_contact(
             let rename = name.filter(|n| {
                 (overwrite_name || found.name.is_none()) && found.name.as_deref() != Some(*n)
             });
-            match rename {
-                Some(new_name) => {
-                    let mut model: contact::ActiveModel = found.into();
-                    model.name = Set(Some(new_name.to_owned()));
-                    model.updated_at = Set(now);
-                    Ok(model.update(txn).await?)
-                }
-                None => Ok(found),
+            let new_id = wa_id.filter(|id| found.wa_id.as_deref() != Some(*id));
+            if rename.is_none() && new_id.is_none() {
+                return Ok(found);
             }
+            let mut model: contact::ActiveModel = found.into();
+            if let Some(new_name) = rename {
+                model.name = Set(Some(new_name.to_owned()));
+            }
+            if let Some(id) = new_id {
+                model.wa_id = Set(Some(id.to_owned()));
+            }
+            model.updated_at = Set(now);
+            Ok(model.update(txn).await?)
         }
         None => Ok(contact::ActiveModel {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),
             phone: Set(phone.to_string()),
+            wa_id: Set(wa_id.map(str::to_owned)),
             name: Set(name.map(str::to_owned)),
             attributes: Set(serde_json::json!({})),
             opted_out: Set(false),

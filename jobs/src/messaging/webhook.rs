@@ -239,7 +239,7 @@ fn timestamp(value: &Value) -> DateTime<Utc> {
 /// Meta's message as Waflow's: the kind, the text a person would read, and the rest as payload.
 fn inbound_message(m: &Value, names: &HashMap<&str, &str>) -> Option<InboundMessage> {
     let from_digits = m["from"].as_str()?;
-    let from = E164::parse(&format!("+{from_digits}")).ok()?;
+    let from = E164::from_wa_id(from_digits).ok()?;
     let kind_name = m["type"].as_str().unwrap_or("unknown");
     let detail = &m[kind_name];
     let (kind, body) = match kind_name {
@@ -279,6 +279,7 @@ fn inbound_message(m: &Value, names: &HashMap<&str, &str>) -> Option<InboundMess
     Some(InboundMessage {
         provider_message_id: m["id"].as_str()?.to_owned(),
         profile_name: names.get(from_digits).map(|n| (*n).to_owned()),
+        wa_id: Some(from_digits.to_owned()),
         from,
         timestamp: timestamp(&m["timestamp"]),
         kind,

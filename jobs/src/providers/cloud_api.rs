@@ -9,7 +9,6 @@ use reqwest::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use waflow_entities::{
-    E164,
     enums::{
         ButtonType, HeaderFormat, ParameterFormat, QualityRating, TemplateCategory, TemplateStatus,
     },
@@ -284,7 +283,7 @@ impl<'a> CloudApi<'a> {
     }
 
     /// Sends one message; `messages[0].id` of Meta's answer becomes the provider message id.
-    pub async fn send(&self, to: &E164, content: &Content) -> Result<Accepted, Refusal> {
+    pub async fn send(&self, to: &str, content: &Content) -> Result<Accepted, Refusal> {
         let body = message_body(to, content);
         let url = format!("{}/{}/messages", self.base_url, self.phone_number_id);
         let response: SendResponse = self.call(Method::POST, url, Some(&body)).await?;
@@ -452,12 +451,13 @@ fn urlencode(value: &str) -> String {
 }
 
 /// The documented JSON of `POST /{phone-number-id}/messages`.
-pub fn message_body(to: &E164, content: &Content) -> Value {
+/// The message as the Cloud API takes it, to the customer WhatsApp knows as `to` (digits).
+pub fn message_body(to: &str, content: &Content) -> Value {
     match content {
         Content::Text(text) => json!({
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": to.digits(),
+            "to": to,
             "type": "text",
             "text": {"preview_url": false, "body": text},
         }),
@@ -483,7 +483,7 @@ pub fn message_body(to: &E164, content: &Content) -> Value {
             json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
-                "to": to.digits(),
+                "to": to,
                 "type": "template",
                 "template": template,
             })

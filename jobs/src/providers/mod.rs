@@ -4,7 +4,7 @@
 pub mod cloud_api;
 
 use uuid::Uuid;
-use waflow_entities::{E164, enums::SenderProvider, sender};
+use waflow_entities::{enums::SenderProvider, sender};
 
 use crate::{Services, error::Error, placeholders::ParameterFormat};
 
@@ -36,10 +36,11 @@ pub struct Refusal {
     pub message: String,
 }
 
+/// Sends `content` to the customer WhatsApp knows as `to` (a `wa_id`: digits, no `+`).
 pub async fn send(
     services: &Services,
     sender: &sender::Model,
-    to: &E164,
+    to: &str,
     content: &Content,
 ) -> Result<Accepted, Refusal> {
     match sender.provider {

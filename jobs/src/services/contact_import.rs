@@ -67,6 +67,16 @@ impl ImportReport {
     }
 }
 
+fn customer_of(phone: &str) -> Option<E164> {
+    E164::parse(phone).ok()
+}
+
+/// One key for every form of a customer's number (`E164::customer_key`); the number itself when
+/// it cannot be read (a contact stored before the rules changed).
+fn customer_key(phone: &str) -> String {
+    customer_of(phone).map_or_else(|| phone.to_owned(), |p| p.customer_key())
+}
+
 /// A cell as the report shows it: its first characters.
 fn echo(cell: &str) -> String {
     match cell.char_indices().nth(ECHOED_CHARS) {
@@ -269,7 +279,7 @@ impl ContactService<'_> {
         let mut merged: Vec<Row> = Vec::with_capacity(rows.len());
         let mut at: HashMap<String, usize> = HashMap::new();
         for row in rows {
-            match at.get(&row.phone) {
+            match at.get(&customer_key(&row.phone)) {
                 Some(&i) => {
                     report.updated += 1;
                     let earlier = &mut merged[i];
@@ -280,26 +290,35 @@ impl ContactService<'_> {
                     earlier.tags.extend(row.tags);
                 }
                 None => {
-                    at.insert(row.phone.clone(), merged.len());
+                    at.insert(customer_key(&row.phone), merged.len());
                     merged.push(row);
                 }
             }
         }
         let txn = crate::db::begin_write(&self.services.db).await?;
-        let phones: Vec<&str> = merged.iter().map(|r| r.phone.as_str()).collect();
+        // Contacts stored in any form of the rows' customers (see `E164::equivalents`), by
+        // customer.
+        let forms: Vec<String> = merged
+            .iter()
+            .flat_map(|r| {
+                customer_of(&r.phone)
+                    .map(|p| p.equivalents())
+                    .unwrap_or_default()
+            })
+            .collect();
         let mut existing: HashMap<String, contact::Model> = contact::Entity::find()
             .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::Column::Phone.is_in(phones))
+            .filter(contact::Column::Phone.is_in(forms))
             .all(&txn)
             .await?
             .into_iter()
-            .map(|c| (c.phone.clone(), c))
+            .map(|c| (customer_key(&c.phone), c))
             .collect();
         let now = Utc::now();
         let mut new = Vec::new();
         let mut tagged: Vec<(Uuid, Vec<String>)> = Vec::new();
         for row in merged {
-            match existing.remove(&row.phone) {
+            match existing.remove(&customer_key(&row.phone)) {
                 Some(found) => {
                     let mut attributes = match &found.attributes {
                         Value::Object(map) => map.clone(),
@@ -328,6 +347,7 @@ impl ContactService<'_> {
                         id: Set(id),
                         workspace_id: Set(workspace_id),
                         phone: Set(row.phone),
+                        wa_id: Set(None),
                         name: Set(row.name),
                         attributes: Set(Value::Object(row.attributes)),
                         opted_out: Set(false),

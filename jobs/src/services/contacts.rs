@@ -182,7 +182,7 @@ impl ContactService<'_> {
         problems.into_result()?;
         let exists = contact::Entity::find()
             .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::Column::Phone.eq(phone.as_str()))
+            .filter(contact::is_customer(&phone))
             .count(&self.services.db)
             .await?;
         if exists > 0 {
@@ -198,6 +198,7 @@ impl ContactService<'_> {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),
             phone: Set(phone.to_string()),
+            wa_id: Set(None),
             name: Set(input
                 .name
                 .map(|n| n.trim().to_owned())

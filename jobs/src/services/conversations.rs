@@ -61,7 +61,7 @@ impl ConversationService<'_> {
             let phone = E164::parse(&phone).map_err(|e| Error::phone("filter.customerPhone", e))?;
             let contact = contact::Entity::find()
                 .filter(contact::Column::WorkspaceId.eq(workspace_id))
-                .filter(contact::Column::Phone.eq(phone.as_str()))
+                .filter(contact::is_customer(&phone))
                 .one(&self.services.db)
                 .await?;
             // No such contact: no conversation matches (a nil id never exists).
