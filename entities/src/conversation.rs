@@ -39,6 +39,10 @@ pub struct Model {
     pub ai_locked_until: Option<DateTimeUtc>,
     /// The campaign whose message this conversation answered.
     pub campaign_id: Option<Uuid>,
+    /// The Click-to-WhatsApp ad (or post) that brought the customer: Meta's `referral` object
+    /// of the first message that carried one.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub referral: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

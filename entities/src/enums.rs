@@ -47,17 +47,34 @@ string_enum!(
     /// Who wrote a message: the customer, the AI assistant, a human agent or the system (flows).
     MessageRole { Customer, Assistant, Agent, System }
 );
-string_enum!(MessageKind {
-    Text,
-    Template,
-    Image,
-    Audio,
-    Video,
-    Document,
-    Location,
-    Interactive,
-    Other
-});
+string_enum!(
+    /// What a message is, after Meta's message `type`s: Cloud API webhooks reference,
+    /// "messages" (https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages).
+    /// INTERACTIVE covers reply buttons, list rows, WhatsApp Flows answers and template quick
+    /// replies; SYSTEM is WhatsApp's notice (a number change), not the customer talking; EDIT
+    /// and REVOKE change an earlier message; WELCOME is a customer opening the chat for the
+    /// first time; UNSUPPORTED is a message WhatsApp does not pass on; OTHER only on old rows.
+    MessageKind {
+        Text,
+        Template,
+        Image,
+        Audio,
+        Video,
+        Document,
+        Sticker,
+        Location,
+        Contacts,
+        Interactive,
+        Order,
+        Reaction,
+        Edit,
+        Revoke,
+        Welcome,
+        System,
+        Unsupported,
+        Other
+    }
+);
 string_enum!(MessageStatus {
     Received,
     Queued,
@@ -155,5 +172,5 @@ json_enum!(
 );
 json_enum!(
     /// What an outgoing webhook endpoint subscribes to.
-    WebhookEvent { MessageReceived, ConversationStarted, ConversationEnded, MessageStatusUpdated, SenderQualityChanged, FlowRunFailed, FlowPaused, CampaignPaused }
+    WebhookEvent { MessageReceived, ConversationStarted, ConversationEnded, MessageStatusUpdated, SenderQualityChanged, FlowRunFailed, FlowPaused, CampaignPaused, ContactIdentityChanged }
 );

@@ -51,12 +51,27 @@ impl E164 {
     /// The customer with WhatsApp id `wa_id` (digits, as Meta's webhooks give it), as the
     /// dialable number: a WhatsApp id is a mobile's, so where a country has two forms the
     /// mobile one is taken (Brazil's ninth digit, Argentina's 9, Mexico without the 1).
+    ///
+    /// WhatsApp vouches for its ids: one that our numbering-plan data does not know (a range
+    /// opened after the data was published) is still a reachable customer, so it is kept as
+    /// given when its country code is known and its length is E.164's. Only what cannot be a
+    /// number at all is refused.
     pub fn from_wa_id(wa_id: &str) -> Result<Self, InvalidPhoneNumber> {
         let digits = wa_id.trim().trim_start_matches('+');
-        match whatsapp::dialable(digits) {
-            Some(dialable) => Ok(Self(format!("+{dialable}"))),
-            None => Self::parse(&format!("+{digits}")),
+        if let Some(dialable) = whatsapp::dialable(digits) {
+            return Ok(Self(format!("+{dialable}")));
         }
+        let given = format!("+{digits}");
+        Self::parse(&given).or_else(|refused| {
+            let plausible = (8..=15).contains(&digits.len())
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && phonenumber::parse(None, &given).is_ok();
+            if plausible {
+                Ok(Self(given))
+            } else {
+                Err(refused)
+            }
+        })
     }
 
     /// Every form in which this customer may be stored or written (this one first): in most
@@ -243,6 +258,23 @@ mod tests {
             E164::parse("+521 555 555 0123").unwrap().as_str(),
             "+525555550123"
         );
+    }
+
+    /// A WhatsApp id our numbering-plan data does not know is still a customer; what cannot be
+    /// a number is not.
+    #[test]
+    fn whatsapp_ids_are_trusted_within_e164() {
+        assert!(
+            E164::parse("+15550783881").is_err(),
+            "fictional for the plan"
+        );
+        assert_eq!(
+            E164::from_wa_id("15550783881").unwrap().as_str(),
+            "+15550783881"
+        );
+        for bad in ["", "abc", "999123", "1415abc1234", "1234567890123456"] {
+            assert!(E164::from_wa_id(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

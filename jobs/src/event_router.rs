@@ -48,6 +48,7 @@ impl EventPayload {
             EventPayload::ConversationEnded(e) => e.sender.as_ref().map(|s| s.id),
             EventPayload::FlowPaused(f) => Some(f.sender_id),
             EventPayload::CampaignPaused(c) => Some(c.sender_id),
+            EventPayload::ContactIdentityChanged(c) => Some(c.sender_id),
             EventPayload::FlowRunUpdated(_)
             | EventPayload::FlowRunFailed(_)
             | EventPayload::CampaignChanged(_)
@@ -130,9 +131,14 @@ mod tests {
                 message_id: Uuid::now_v7(),
                 conversation_id: Uuid::now_v7(),
                 sender_id,
-                customer_phone: "+14155550123".into(),
+                customer_phone: Some("+14155550123".into()),
+                customer_user_id: None,
+                customer_username: None,
                 customer_name: None,
                 message: Some("hi".into()),
+                kind: waflow_entities::enums::MessageKind::Text,
+                payload: None,
+                referral: None,
                 timestamp: Utc::now(),
             }),
         )

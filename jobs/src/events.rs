@@ -59,8 +59,30 @@ pub enum EventPayload {
     FlowPaused(FlowPaused),
     CampaignPaused(CampaignPaused),
     CampaignChanged(CampaignChanged),
+    ContactIdentityChanged(ContactIdentityChanged),
     /// An API key was revoked: connections it opened close (not for subscribers or webhooks).
     ApiKeyRevoked(ApiKeyRevoked),
+}
+
+/// WhatsApp said a customer's number (or business-scoped user id) changed, and Waflow moved
+/// the contact to it: `moved` is false when the new number already belonged to another contact
+/// (both are kept; merge them by hand).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContactIdentityChanged {
+    pub contact_id: Uuid,
+    pub sender_id: Uuid,
+    /// The SYSTEM message that records the notice in the conversation.
+    pub message_id: Uuid,
+    pub conversation_id: Uuid,
+    /// Meta's `system.type`: `user_changed_number` or `user_changed_user_id`.
+    pub change: String,
+    pub previous_phone: Option<String>,
+    pub phone: Option<String>,
+    pub previous_user_id: Option<String>,
+    pub user_id: Option<String>,
+    pub moved: bool,
+    /// WhatsApp's text of the notice.
+    pub notice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -139,10 +161,19 @@ pub struct MessageReceived {
     pub message_id: Uuid,
     pub conversation_id: Uuid,
     pub sender_id: Uuid,
-    pub customer_phone: String,
+    /// E.164; `None` for a customer who hides their number behind a username.
+    pub customer_phone: Option<String>,
+    /// Meta's business-scoped user id, when it gave one.
+    pub customer_user_id: Option<String>,
+    pub customer_username: Option<String>,
     pub customer_name: Option<String>,
-    /// The message's text (or caption, or button title).
+    /// What a person reads: the text, a caption, a button's title, an order's items.
     pub message: Option<String>,
+    pub kind: MessageKind,
+    /// The structured content (`Message.payload`): media, location, order, reply ids.
+    pub payload: Option<serde_json::Value>,
+    /// The Click-to-WhatsApp ad the message came from (Meta's `referral`).
+    pub referral: Option<serde_json::Value>,
     pub timestamp: DateTime<Utc>,
 }
 
@@ -150,9 +181,12 @@ pub struct MessageReceived {
 #[serde(rename_all = "camelCase")]
 pub struct ConversationStarted {
     pub conversation_id: Uuid,
-    pub customer_phone: String,
+    pub customer_phone: Option<String>,
+    pub customer_user_id: Option<String>,
     pub customer_name: Option<String>,
     pub first_message: Option<String>,
+    /// The ad that brought the customer, when the first message came from one.
+    pub referral: Option<serde_json::Value>,
     pub sender: SenderRef,
 }
 
@@ -182,6 +216,9 @@ pub struct TranscriptEntry {
 #[serde(rename_all = "camelCase")]
 pub struct Customer {
     pub phone: Option<String>,
+    /// Meta's business-scoped user id, when one is known.
+    #[serde(default)]
+    pub user_id: Option<String>,
     pub name: Option<String>,
 }
 
@@ -245,6 +282,7 @@ mod tests {
             input_variables: serde_json::json!({"a": 1}),
             customer: Customer {
                 phone: Some("+14155550123".into()),
+                user_id: None,
                 name: None,
             },
             customer_identifier: None,

@@ -21,6 +21,8 @@ mod m0014_campaigns;
 mod m0015_run_fencing;
 mod m0016_erased_messages;
 mod m0017_contact_wa_id;
+mod m0018_customer_identity;
+mod m0019_inbound;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -47,6 +49,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0015_run_fencing::Migration),
             Box::new(m0016_erased_messages::Migration),
             Box::new(m0017_contact_wa_id::Migration),
+            Box::new(m0018_customer_identity::Migration),
+            Box::new(m0019_inbound::Migration),
         ]
     }
 }

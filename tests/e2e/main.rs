@@ -18,6 +18,7 @@ mod flow_examples;
 mod flows;
 mod hardening;
 mod hostile;
+mod inbound;
 mod messaging;
 mod migrations;
 mod operations;

@@ -57,7 +57,9 @@ pub(crate) async fn insert_contact(
     contact::ActiveModel {
         id: Set(Uuid::now_v7()),
         workspace_id: Set(workspace_id),
-        phone: Set(phone.into()),
+        phone: Set(Some(phone.into())),
+        user_id: Set(None),
+        username: Set(None),
         wa_id: Set(None),
         name: Set(None),
         attributes: Set(serde_json::json!({})),

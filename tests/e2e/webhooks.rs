@@ -191,7 +191,10 @@ async fn every_message_kind_keeps_what_it_carries(app: TestApp) {
         ("Image".into(), Some("Taj Mahal"))
     );
     assert_eq!(image.payload.unwrap()["image"]["id"], "1003383421387256");
-    assert_eq!(by_id("wamid.2").body.as_deref(), Some("Philz Coffee"));
+    assert_eq!(
+        by_id("wamid.2").body.as_deref(),
+        Some("Location: Philz Coffee, (37.44, -122.16)")
+    );
     assert_eq!(
         by_id("wamid.2").payload.unwrap()["location"]["latitude"],
         37.44
@@ -205,7 +208,7 @@ async fn every_message_kind_keeps_what_it_carries(app: TestApp) {
         Some("Priority Mail Express")
     );
     assert_eq!(format!("{:?}", by_id("wamid.5").kind), "Audio");
-    assert_eq!(format!("{:?}", by_id("wamid.6").kind), "Other");
+    assert_eq!(format!("{:?}", by_id("wamid.6").kind), "Unsupported");
 }
 
 /// Statuses move a sent message forward only; failures keep Meta's code; strangers are ignored.

@@ -2,6 +2,8 @@
 //! database of its own (a fresh SQLite file, or a fresh PostgreSQL database that is dropped
 //! afterwards), with a workspace and its API key ready; tests then speak HTTP to it.
 
+pub mod inbound;
+
 use std::{net::SocketAddr, time::Duration};
 
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};

@@ -19,9 +19,24 @@ impl Contact {
     async fn id(&self) -> ID {
         self.0.id.into()
     }
-    /// E.164, like +14155551234.
-    async fn phone(&self) -> &str {
-        &self.0.phone
+    /// E.164, like +14155551234; null for a customer who hides their number behind a WhatsApp
+    /// username (then `userId` names them).
+    async fn phone(&self) -> Option<&str> {
+        self.0.phone.as_deref()
+    }
+    /// WhatsApp's id for the customer's number (digits), once they wrote; in Brazil, Mexico and
+    /// Argentina it may differ from `phone`, and messages go to it.
+    async fn wa_id(&self) -> Option<&str> {
+        self.0.wa_id.as_deref()
+    }
+    /// Meta's business-scoped user id (like US.13491208655302741918), once WhatsApp gave it.
+    /// Accepted wherever a message's `to` is.
+    async fn user_id(&self) -> Option<&str> {
+        self.0.user_id.as_deref()
+    }
+    /// The customer's WhatsApp username, when they have one.
+    async fn username(&self) -> Option<&str> {
+        self.0.username.as_deref()
     }
     async fn name(&self) -> Option<&str> {
         self.0.name.as_deref()

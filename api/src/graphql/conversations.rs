@@ -161,7 +161,13 @@ impl Conversation {
             .contact(&self.0)
             .await
             .gql()?
-            .map(|c| c.phone))
+            .and_then(|c| c.phone))
+    }
+    /// The Click-to-WhatsApp ad (or post) that brought the customer: Meta's `referral` object
+    /// (`source_url`, `source_id`, `source_type`, `headline`, `body`, `ctwa_clid`, media), from
+    /// the first message that carried one.
+    async fn referral(&self) -> Option<Json<serde_json::Value>> {
+        self.0.referral.clone().map(Json)
     }
     async fn customer_name(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<String>> {
         let (services, _) = scope(ctx)?;

@@ -2,18 +2,21 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject};
+use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, connection::Connection};
 use chrono::{DateTime, Utc};
 use waflow_entities::{
     enums::{MessageDirection, MessageKind, MessageRole, MessageStatus},
-    message,
+    inbound_dead_letter, message,
 };
 use waflow_jobs::{
     Error,
-    messaging::{SendTemplate, SendText, SessionStatus as Session, TemplateRef},
+    messaging::{SendTemplate, SendText, SessionStatus as Session, TemplateRef, dead_letters},
 };
 
-use super::{GqlResult, conversations::Conversation, parse_id, scope, templates::Template};
+use super::{
+    GqlResult, connection, conversations::Conversation, page_request, parse_id, scope,
+    templates::Template,
+};
 
 pub struct Message(pub message::Model);
 
@@ -118,7 +121,8 @@ impl From<Session> for SessionStatus {
 #[derive(InputObject)]
 pub struct SendTextMessageInput {
     sender_id: ID,
-    /// E.164, like +14155551234.
+    /// E.164, like +14155551234, or a business-scoped user id (`Contact.userId`) for a customer
+    /// who hides their number.
     to: String,
     /// 1 to 4096 characters.
     text: String,
@@ -133,7 +137,8 @@ pub struct SendTemplateMessageInput {
     template_id: Option<ID>,
     template_name: Option<String>,
     language: Option<String>,
-    /// E.164, like +14155551234.
+    /// E.164, like +14155551234, or a business-scoped user id (`Contact.userId`) for a customer
+    /// who hides their number.
     to: String,
     /// Stored on a new contact.
     recipient_name: Option<String>,
@@ -149,11 +154,35 @@ pub struct SendTemplateMessageInput {
 pub struct SimulateInboundMessageInput {
     /// A SANDBOX sender.
     sender_id: ID,
-    /// The customer's number, E.164.
+    /// The customer: a number in E.164, or a business-scoped user id.
     from: String,
     text: String,
     /// The customer's WhatsApp profile name.
     name: Option<String>,
+}
+
+/// A webhook entry Waflow could not read as a message (no id, no customer), kept whole.
+pub struct InboundDeadLetter(inbound_dead_letter::Model);
+
+#[Object]
+impl InboundDeadLetter {
+    async fn id(&self) -> ID {
+        self.0.id.into()
+    }
+    async fn sender_id(&self) -> Option<ID> {
+        self.0.sender_id.map(Into::into)
+    }
+    /// Why it could not be read.
+    async fn reason(&self) -> &str {
+        &self.0.reason
+    }
+    /// The entry as Meta sent it.
+    async fn raw(&self) -> Json<serde_json::Value> {
+        Json(self.0.raw.clone())
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
 }
 
 #[derive(Default)]
@@ -161,6 +190,22 @@ pub struct MessageQuery;
 
 #[Object]
 impl MessageQuery {
+    /// Inbound entries of the workspace's senders that could not be read as messages, oldest
+    /// first. Each is also a warning in the log and a count on
+    /// `waflow_inbound_dead_letters_total`.
+    async fn inbound_dead_letters(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<Connection<String, InboundDeadLetter>> {
+        let (services, workspace_id) = scope(ctx)?;
+        let page = dead_letters::list(services, workspace_id, page_request(first, after)?)
+            .await
+            .gql()?;
+        Ok(connection(page, |l| l.id, InboundDeadLetter))
+    }
+
     async fn message(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Message> {
         let (services, workspace_id) = scope(ctx)?;
         let id = parse_id(&id, || Error::NotFound("message"))?;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast::error::RecvError;
 use uuid::Uuid;
 use waflow_entities::enums::{
-    ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageStatus,
+    ConversationStatus, ConversationType, EndReason, ExtractionStatus, MessageKind, MessageStatus,
     QualityRating, RunStatus, StepStatus,
 };
 use waflow_jobs::{
@@ -35,22 +35,73 @@ impl From<&events::SenderRef> for SenderSummary {
 /// A customer's message arrived.
 #[derive(SimpleObject)]
 pub struct MessageReceivedEvent {
-    customer_phone: String,
+    /// E.164; null for a customer who hides their number behind a username.
+    customer_phone: Option<String>,
+    /// Meta's business-scoped user id, when WhatsApp gave it.
+    customer_user_id: Option<String>,
+    customer_username: Option<String>,
     customer_name: Option<String>,
-    /// The message's text (or caption, or button title).
+    /// What a person reads: the text, a caption, a button's title, an order's items (see the
+    /// README, "What Waflow receives").
     message: Option<String>,
+    kind: MessageKind,
+    /// The structured content, as `Message.payload`.
+    payload: Option<Json<serde_json::Value>>,
+    /// The Click-to-WhatsApp ad the message came from (Meta's `referral` object).
+    referral: Option<Json<serde_json::Value>>,
     message_id: ID,
     sender_id: ID,
     conversation_id: ID,
     timestamp: DateTime<Utc>,
 }
 
+/// WhatsApp said a customer's number (or business-scoped user id) changed. `moved` is false
+/// when the new number already belonged to another contact: both are kept, to merge by hand.
+#[derive(SimpleObject)]
+pub struct ContactIdentityChangedEvent {
+    contact_id: ID,
+    sender_id: ID,
+    /// The SYSTEM message that records the notice in the conversation.
+    message_id: ID,
+    conversation_id: ID,
+    /// Meta's `system.type`: `user_changed_number` or `user_changed_user_id`.
+    change: String,
+    previous_phone: Option<String>,
+    phone: Option<String>,
+    previous_user_id: Option<String>,
+    user_id: Option<String>,
+    moved: bool,
+    /// WhatsApp's text of the notice.
+    notice: Option<String>,
+}
+
+impl From<&events::ContactIdentityChanged> for ContactIdentityChangedEvent {
+    fn from(c: &events::ContactIdentityChanged) -> Self {
+        Self {
+            contact_id: c.contact_id.into(),
+            sender_id: c.sender_id.into(),
+            message_id: c.message_id.into(),
+            conversation_id: c.conversation_id.into(),
+            change: c.change.clone(),
+            previous_phone: c.previous_phone.clone(),
+            phone: c.phone.clone(),
+            previous_user_id: c.previous_user_id.clone(),
+            user_id: c.user_id.clone(),
+            moved: c.moved,
+            notice: c.notice.clone(),
+        }
+    }
+}
+
 /// A customer's first message opened a new conversation.
 #[derive(SimpleObject)]
 pub struct ConversationStartedEvent {
-    customer_phone: String,
+    customer_phone: Option<String>,
+    customer_user_id: Option<String>,
     customer_name: Option<String>,
     first_message: Option<String>,
+    /// The ad that brought the customer, when the first message came from one.
+    referral: Option<Json<serde_json::Value>>,
     sender: SenderSummary,
     conversation_id: ID,
 }
@@ -68,6 +119,8 @@ pub struct MessageStatusUpdatedEvent {
 #[derive(SimpleObject)]
 pub struct CustomerSummary {
     phone: Option<String>,
+    /// Meta's business-scoped user id, when one is known.
+    user_id: Option<String>,
     name: Option<String>,
 }
 
@@ -108,6 +161,7 @@ impl From<&events::ConversationEnded> for ConversationEndedEvent {
             input_variables: Json(e.input_variables.clone()),
             customer: CustomerSummary {
                 phone: e.customer.phone.clone(),
+                user_id: e.customer.user_id.clone(),
                 name: e.customer.name.clone(),
             },
             customer_identifier: e.customer_identifier.clone(),
@@ -207,8 +261,13 @@ impl EventSubscription {
                 EventPayload::MessageReceived(m) if sender.is_none_or(|s| s == m.sender_id) => {
                     Some(MessageReceivedEvent {
                         customer_phone: m.customer_phone.clone(),
+                        customer_user_id: m.customer_user_id.clone(),
+                        customer_username: m.customer_username.clone(),
                         customer_name: m.customer_name.clone(),
                         message: m.message.clone(),
+                        kind: m.kind,
+                        payload: m.payload.clone().map(Json),
+                        referral: m.referral.clone().map(Json),
                         message_id: m.message_id.into(),
                         sender_id: m.sender_id.into(),
                         conversation_id: m.conversation_id.into(),
@@ -237,11 +296,38 @@ impl EventSubscription {
                 EventPayload::ConversationStarted(c) if sender.is_none_or(|s| s == c.sender.id) => {
                     Some(ConversationStartedEvent {
                         customer_phone: c.customer_phone.clone(),
+                        customer_user_id: c.customer_user_id.clone(),
                         customer_name: c.customer_name.clone(),
                         first_message: c.first_message.clone(),
+                        referral: c.referral.clone().map(Json),
                         sender: (&c.sender).into(),
                         conversation_id: c.conversation_id.into(),
                     })
+                }
+                _ => None,
+            },
+        ))
+    }
+
+    /// WhatsApp said a customer changed their number (or their user id changed), and the
+    /// contact moved to it; of one sender or all.
+    async fn contact_identity_changed(
+        &self,
+        ctx: &Context<'_>,
+        sender_id: Option<ID>,
+    ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<ContactIdentityChangedEvent>>>
+    {
+        let (services, workspace_id) = scope(ctx)?;
+        let sender = optional_id(sender_id, Error::SenderNotFound)?;
+        Ok(workspace_events(
+            services,
+            workspace_id,
+            sender,
+            move |payload| match payload {
+                EventPayload::ContactIdentityChanged(c)
+                    if sender.is_none_or(|s| s == c.sender_id) =>
+                {
+                    Some(ContactIdentityChangedEvent::from(c))
                 }
                 _ => None,
             },

@@ -23,13 +23,17 @@ pub fn variables(conversation: &conversation::Model, contact: Option<&contact::M
     };
     let known = [
         ("customer_name", contact.and_then(|c| c.name.clone())),
-        ("customer_phone", contact.map(|c| c.phone.clone())),
+        ("customer_phone", contact.and_then(|c| c.phone.clone())),
+        (
+            "customer_username",
+            contact.and_then(|c| c.username.clone()),
+        ),
         (
             "customer_identifier",
             conversation
                 .customer_identifier
                 .clone()
-                .or_else(|| contact.map(|c| c.phone.clone())),
+                .or_else(|| contact.map(contact::Model::address)),
         ),
     ];
     for (name, value) in known {

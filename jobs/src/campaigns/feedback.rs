@@ -160,7 +160,7 @@ impl CampaignService<'_> {
         let db = &self.services.db;
         let candidates = campaign_recipient::Entity::find()
             .filter(campaign_recipient::Column::WorkspaceId.eq(workspace_id))
-            .filter(campaign_recipient::Column::Phone.eq(received.customer_phone.as_str()))
+            .filter(campaign_recipient::Column::Phone.eq(received.customer_phone.as_deref()))
             .filter(campaign_recipient::Column::SentAt.gt(Utc::now() - REPLY_ATTRIBUTION))
             .filter(campaign_recipient::Column::Status.is_in([
                 RecipientStatus::Sent,

@@ -78,6 +78,8 @@ impl CampaignService<'_> {
                             .columns([contact::Column::Id, contact::Column::Phone])
                             .filter(contact::Column::WorkspaceId.eq(campaign.workspace_id))
                             .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                            // Campaigns reach numbers; a username customer has none to reach.
+                            .filter(contact::Column::Phone.is_not_null())
                             .into_tuple::<(Uuid, String)>()
                             .all(&self.services.db)
                             .await?,
@@ -95,6 +97,7 @@ impl CampaignService<'_> {
         Ok(select
             .select_only()
             .columns([contact::Column::Id, contact::Column::Phone])
+            .filter(contact::Column::Phone.is_not_null())
             .order_by_asc(contact::Column::Id)
             .into_tuple::<(Uuid, String)>()
             .all(&self.services.db)

@@ -211,7 +211,7 @@ impl CampaignService<'_> {
                 SendTemplate {
                     sender_id: campaign.sender_id,
                     template: TemplateRef::Id(campaign.template_id),
-                    to: contact.phone.clone(),
+                    to: contact.address(),
                     recipient_name: None,
                     variables: rendered.positional,
                     named_variables: rendered.named,

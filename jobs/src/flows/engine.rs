@@ -10,7 +10,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr}
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{
-    E164,
+    CustomerAddress,
     enums::{RunStatus, StepStatus},
     flow, flow_run, flow_version, step_run,
 };
@@ -473,17 +473,21 @@ impl<'a> Executor<'a> {
                 });
                 let phone = match phone {
                     Some(p) => self.templates().render(p, &context).await.ok(),
-                    None => trigger["customer_phone"].as_str().map(str::to_owned),
+                    None => trigger["customer_phone"]
+                        .as_str()
+                        .or(trigger["customer_user_id"].as_str())
+                        .map(str::to_owned),
                 };
-                let (Some(sender), Some(phone)) =
-                    (sender, phone.and_then(|p| E164::parse(&p).ok()))
-                else {
+                let (Some(sender), Some(customer)) = (
+                    sender,
+                    phone.and_then(|p| CustomerAddress::parse_known(&p).ok()),
+                ) else {
                     let error = StepError::permanent(
                         "wait_for_reply needs a sender and a contact's phone: give senderId and phone, or use a WhatsApp trigger",
                     );
                     return self.step_failed(step, input, error).await;
                 };
-                let waiting_for = runs::reply_key(sender, phone.as_str());
+                let waiting_for = runs::reply_key(sender, &customer);
                 let until = Deadline::After(*timeout_seconds);
                 self.park(
                     step,

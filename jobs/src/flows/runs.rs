@@ -9,6 +9,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{
+    CustomerAddress,
     enums::{RunStatus, StepStatus},
     flow, flow_run, flow_version, step_run,
 };
@@ -21,8 +22,13 @@ use crate::{
 };
 
 /// What a run waiting for a reply from `phone` on `sender` is parked under.
-pub fn reply_key(sender_id: Uuid, phone: &str) -> String {
-    format!("reply:{sender_id}:{phone}")
+pub fn reply_key(sender_id: Uuid, customer: &CustomerAddress) -> String {
+    // One key for every form of a number: a reply from WhatsApp's id finds the run that waits
+    // on the number as the business wrote it.
+    match customer {
+        CustomerAddress::Phone(phone) => format!("reply:{sender_id}:{}", phone.customer_key()),
+        CustomerAddress::UserId(user_id) => format!("reply:{sender_id}:{user_id}"),
+    }
 }
 
 /// Creates a QUEUED run of `version` for `trigger` and enqueues it (after the insert commits).

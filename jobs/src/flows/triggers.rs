@@ -11,6 +11,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{
+    CustomerAddress,
     enums::{QualityRating, RunStatus, TemplateCategory},
     flow, flow_run, flow_trigger, flow_version, template,
 };
@@ -75,14 +76,17 @@ fn whatsapp_payload(event: &Event) -> Option<(&'static str, Option<Uuid>, Value)
         EventPayload::MessageReceived(m) => (
             "message_received",
             Some(m.sender_id),
-            json!({"customer_phone": m.customer_phone, "customer_name": m.customer_name,
-                   "message": m.message, "message_id": m.message_id, "sender_id": m.sender_id,
+            json!({"customer_phone": m.customer_phone, "customer_user_id": m.customer_user_id,
+                   "customer_username": m.customer_username, "customer_name": m.customer_name,
+                   "message": m.message, "kind": m.kind, "payload": m.payload,
+                   "referral": m.referral, "message_id": m.message_id, "sender_id": m.sender_id,
                    "conversation_id": m.conversation_id, "timestamp": m.timestamp}),
         ),
         EventPayload::ConversationStarted(s) => (
             "conversation_started",
             Some(s.sender.id),
-            json!({"customer_phone": s.customer_phone, "customer_name": s.customer_name,
+            json!({"customer_phone": s.customer_phone, "customer_user_id": s.customer_user_id,
+                   "customer_name": s.customer_name, "referral": s.referral,
                    "message": s.first_message, "first_message": s.first_message,
                    "sender_id": s.sender.id, "conversation_id": s.conversation_id,
                    "sender": {"id": s.sender.id, "phone_number": s.sender.phone_number,
@@ -124,8 +128,13 @@ impl FlowService<'_> {
             return Ok(());
         };
         if let (EventPayload::MessageReceived(m), Some(sender_id)) = (&event.payload, sender_id) {
-            self.hand_reply(sender_id, &m.customer_phone, &payload)
-                .await?;
+            let customer = m
+                .customer_phone
+                .as_deref()
+                .or(m.customer_user_id.as_deref());
+            if let Some(customer) = customer.and_then(|c| CustomerAddress::parse_known(c).ok()) {
+                self.hand_reply(sender_id, &customer, &payload).await?;
+            }
         }
         let text = payload["message"].as_str().unwrap_or_default().to_owned();
         for row in self
@@ -190,9 +199,14 @@ impl FlowService<'_> {
     }
 
     /// The contact wrote: runs parked in `wait_for_reply` for them continue with the message.
-    async fn hand_reply(&self, sender_id: Uuid, phone: &str, payload: &Value) -> Result<()> {
+    async fn hand_reply(
+        &self,
+        sender_id: Uuid,
+        customer: &CustomerAddress,
+        payload: &Value,
+    ) -> Result<()> {
         let waiting = flow_run::Entity::find()
-            .filter(flow_run::Column::WaitingFor.eq(runs::reply_key(sender_id, phone)))
+            .filter(flow_run::Column::WaitingFor.eq(runs::reply_key(sender_id, customer)))
             .filter(flow_run::Column::Status.eq(RunStatus::Waiting))
             .all(&self.services.db)
             .await?;

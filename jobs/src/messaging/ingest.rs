@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 use waflow_entities::{
-    E164, contact, conversation,
-    enums::{MessageDirection, MessageKind, MessageRole, MessageStatus},
+    CustomerAddress, E164, contact, conversation,
+    enums::{MessageDirection, MessageKind, MessageStatus},
     message, sender,
 };
 
@@ -16,21 +16,45 @@ use crate::events::{
     ConversationStarted, Event, EventPayload, MessageReceived, MessageStatusUpdated,
 };
 
+pub use super::store::Customer;
+
 /// One inbound message, already authenticated and parsed from the provider's format.
 #[derive(Debug, Clone)]
 pub struct InboundMessage {
     pub provider_message_id: String,
-    /// The customer, as a dialable number (see `E164::from_wa_id`).
-    pub from: E164,
-    /// The customer's id as WhatsApp gave it, when it gave one (not the sandbox).
-    pub wa_id: Option<String>,
-    pub profile_name: Option<String>,
+    /// Who wrote.
+    pub customer: Customer,
     pub timestamp: DateTime<Utc>,
     pub kind: MessageKind,
-    /// The text, a media caption, a button's or list row's title.
+    /// What a person reads in the transcript: the text, a caption, a button's title, an
+    /// order's items (see `meta_inbound`).
     pub body: Option<String>,
-    /// Media id and MIME type, location, button payload.
+    /// The structured content as the provider sent it (`{"type": …, <type>: {…}}`).
     pub payload: Option<serde_json::Value>,
+    /// The Click-to-WhatsApp ad or post the message came from (Meta's `referral`).
+    pub referral: Option<serde_json::Value>,
+}
+
+/// WhatsApp's notice that a customer's number or business-scoped user id changed: not the
+/// customer talking. `customer` is who they were.
+#[derive(Debug, Clone)]
+pub struct SystemNotice {
+    pub provider_message_id: String,
+    pub customer: Customer,
+    pub timestamp: DateTime<Utc>,
+    pub body: Option<String>,
+    pub change: IdentityChange,
+    pub payload: serde_json::Value,
+}
+
+/// Who the customer is now, as a system notice says.
+#[derive(Debug, Clone)]
+pub struct IdentityChange {
+    /// Meta's `system.type`: `user_changed_number` or `user_changed_user_id`.
+    pub kind: String,
+    pub phone: Option<E164>,
+    pub wa_id: Option<String>,
+    pub user_id: Option<String>,
 }
 
 /// What receiving a message did.
@@ -71,6 +95,11 @@ fn opt_change(body: Option<&str>) -> Option<bool> {
     } else {
         None
     }
+}
+
+/// Whether a message of `kind` asks for an answer: a reaction or a deletion does not.
+fn answers(kind: MessageKind) -> bool {
+    !matches!(kind, MessageKind::Reaction | MessageKind::Revoke)
 }
 
 /// Statuses only move forward: sent, delivered, read. A failure counts unless the message was
@@ -131,10 +160,12 @@ impl MessagingService<'_> {
                 .jobs
                 .arm_inactivity(received.conversation.id, sender.inactivity_timeout_seconds)
                 .await?;
-            self.services
-                .ai_replies()
-                .schedule(sender, &received.conversation)
-                .await?;
+            if answers(received.message.kind) {
+                self.services
+                    .ai_replies()
+                    .schedule(sender, &received.conversation)
+                    .await?;
+            }
         }
         Ok(Some(received))
     }
@@ -144,8 +175,10 @@ impl MessagingService<'_> {
             let started = ConversationStarted {
                 conversation_id: r.conversation.id,
                 customer_phone: r.contact.phone.clone(),
+                customer_user_id: r.contact.user_id.clone(),
                 customer_name: r.contact.name.clone(),
                 first_message: r.message.body.clone(),
+                referral: r.conversation.referral.clone(),
                 sender: sender.into(),
             };
             let event = Event::new(
@@ -159,8 +192,18 @@ impl MessagingService<'_> {
             conversation_id: r.conversation.id,
             sender_id: sender.id,
             customer_phone: r.contact.phone.clone(),
+            customer_user_id: r.contact.user_id.clone(),
+            customer_username: r.contact.username.clone(),
             customer_name: r.contact.name.clone(),
             message: r.message.body.clone(),
+            kind: r.message.kind,
+            payload: r.message.payload.clone(),
+            referral: r
+                .message
+                .payload
+                .as_ref()
+                .and_then(|p| p.get("referral"))
+                .cloned(),
             timestamp: r.message.created_at,
         };
         let event = Event::new(sender.workspace_id, EventPayload::MessageReceived(message));
@@ -213,16 +256,10 @@ impl MessagingService<'_> {
         let txn = crate::db::begin_write(&self.services.db).await?;
         let workspace_id = sender.workspace_id;
         let at = inbound.timestamp;
-        let mut contact = store::upsert_contact(
-            &txn,
-            workspace_id,
-            &inbound.from,
-            inbound.profile_name.as_deref(),
-            true,
-            inbound.wa_id.as_deref(),
-        )
-        .await?;
-        if let Some(opted_out) = opt_change(inbound.body.as_deref())
+        let mut contact =
+            store::upsert_contact(&txn, workspace_id, &inbound.customer, true).await?;
+        let typed = matches!(inbound.kind, MessageKind::Text | MessageKind::Interactive);
+        if let Some(opted_out) = opt_change(inbound.body.as_deref().filter(|_| typed))
             .filter(|&o| o != contact.opted_out)
             .filter(|_| !stale)
         {
@@ -238,31 +275,26 @@ impl MessagingService<'_> {
             started,
             ended,
         } = store::active_conversation(&txn, sender, contact.id, at).await?;
-        let now = Utc::now();
         let message = message::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            workspace_id: Set(workspace_id),
-            conversation_id: Set(conversation.id),
-            sender_id: Set(Some(sender.id)),
-            contact_id: Set(Some(contact.id)),
-            direction: Set(MessageDirection::Inbound),
-            role: Set(MessageRole::Customer),
             kind: Set(inbound.kind),
             body: Set(inbound.body.clone()),
-            template_id: Set(None),
-            template_params: Set(None),
-            provider_message_id: Set(Some(inbound.provider_message_id.clone())),
-            status: Set(MessageStatus::Received),
-            error_code: Set(None),
-            error_message: Set(None),
-            idempotency_key: Set(None),
             payload: Set(inbound.payload.clone()),
-            created_at: Set(at),
-            updated_at: Set(now),
+            ..store::inbound_row(
+                sender,
+                &conversation,
+                contact.id,
+                &inbound.provider_message_id,
+                at,
+            )
         }
         .insert(&txn)
         .await?;
-        let conversation = store::count_message(&txn, conversation, at).await?;
+        let mut conversation = store::count_message(&txn, conversation, at).await?;
+        if let (None, Some(referral)) = (&conversation.referral, &inbound.referral) {
+            let mut model: conversation::ActiveModel = conversation.into();
+            model.referral = Set(Some(referral.clone()));
+            conversation = model.update(&txn).await?;
+        }
         txn.commit().await?;
         Ok(Received {
             message,
@@ -386,7 +418,7 @@ impl MessagingService<'_> {
                 "only SANDBOX senders take simulated messages",
             ));
         }
-        let from = E164::parse(from).map_err(|e| crate::Error::phone("from", e))?;
+        let from = CustomerAddress::parse(from).map_err(|e| crate::Error::phone("from", e))?;
         if text.trim().is_empty() {
             return Err(crate::Error::field("text", "must not be empty"));
         }
@@ -397,13 +429,12 @@ impl MessagingService<'_> {
         }
         let inbound = InboundMessage {
             provider_message_id: format!("wamid.SANDBOX-IN.{}", Uuid::now_v7().simple()),
-            from,
-            wa_id: None,
-            profile_name: name,
+            customer: Customer::addressed(&from, name.as_deref()),
             timestamp: Utc::now(),
             kind: MessageKind::Text,
             body: Some(text.to_owned()),
             payload: None,
+            referral: None,
         };
         self.receive(&sender, inbound).await?.ok_or_else(|| {
             crate::Error::Internal("a new sandbox message was taken for erased".into())

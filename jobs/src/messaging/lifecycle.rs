@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 use waflow_entities::{
     assistant, contact, conversation,
-    enums::{ConversationStatus, EndReason, ExtractionStatus, MessageRole},
+    enums::{ConversationStatus, EndReason, ExtractionStatus, MessageDirection, MessageRole},
     message, sender,
 };
 
@@ -21,17 +21,18 @@ use crate::{
     queue::SystemJob,
 };
 
-/// The transcript as text, one line per message: the customer's prefixed `Customer:`, every
-/// other (assistant, agent, system) `AI:`, as integrators of AI platforms parse it.
+/// The transcript as text, one line per message: the customer's prefixed `Customer:`,
+/// WhatsApp's notices (a number change) `System:`, every other (assistant, agent, flows)
+/// `AI:`, as integrators of AI platforms parse it.
 pub fn transcript_text(transcript: &[TranscriptEntry]) -> String {
     transcript
         .iter()
         .filter_map(|entry| {
             let content = entry.content.as_deref()?.trim();
-            let who = if entry.role == MessageRole::Customer {
-                "Customer"
-            } else {
-                "AI"
+            let who = match (entry.role, entry.direction) {
+                (MessageRole::Customer, _) => "Customer",
+                (MessageRole::System, MessageDirection::Inbound) => "System",
+                _ => "AI",
             };
             Some(format!("{who}: {content}"))
         })
@@ -105,7 +106,8 @@ pub(crate) async fn end_in(
         extracted_variables: conversation.extracted_variables.clone(),
         input_variables: conversation.input_variables.clone(),
         customer: Customer {
-            phone: contact.as_ref().map(|c| c.phone.clone()),
+            phone: contact.as_ref().and_then(|c| c.phone.clone()),
+            user_id: contact.as_ref().and_then(|c| c.user_id.clone()),
             name: contact.and_then(|c| c.name),
         },
         customer_identifier: conversation.customer_identifier.clone(),
@@ -220,7 +222,7 @@ impl MessagingService<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use waflow_entities::enums::{MessageDirection, MessageKind, MessageStatus};
+    use waflow_entities::enums::{MessageKind, MessageStatus};
 
     #[test]
     fn transcript_text_prefixes_customer_and_ai() {

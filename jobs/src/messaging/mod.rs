@@ -3,8 +3,11 @@
 //! the content, the customer's consent and window, then the sender's rate limit. The GraphQL
 //! mutations and the flow steps both call this service.
 
+pub mod dead_letters;
 pub mod ingest;
 pub mod lifecycle;
+pub mod meta_inbound;
+pub mod notices;
 pub mod replay;
 pub mod store;
 pub mod webhook;
@@ -16,7 +19,7 @@ use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 use waflow_entities::{
-    E164, contact,
+    CustomerAddress, E164, contact,
     enums::{
         MessageDirection, MessageKind, MessageRole, MessageStatus, QualityRating, SenderStatus,
         TemplateCategory, TemplateStatus,
@@ -28,7 +31,7 @@ use crate::{
     Services,
     error::{Error, Result, WindowClosed},
     placeholders::{ParameterFormat, Placeholders, render},
-    providers::{self, Content},
+    providers::{self, Content, Recipient},
     services::find_in_workspace,
 };
 pub use window::SessionStatus;
@@ -162,7 +165,7 @@ impl MessagingService<'_> {
         )?;
 
         if template.category == TemplateCategory::Marketing {
-            let contact = self.contact_by_phone(workspace_id, &to).await?;
+            let contact = self.contact_of(workspace_id, &to).await?;
             if contact.is_some_and(|c| c.opted_out) {
                 return Err(Error::RecipientOptedOut);
             }
@@ -213,7 +216,7 @@ impl MessagingService<'_> {
             return Ok(Begin::AlreadySent(sent));
         }
         let sender = self.online_sender(workspace_id, sender_id).await?;
-        let to = E164::parse(to).map_err(|e| Error::phone("to", e))?;
+        let to = self.address(workspace_id, to, "to").await?;
         Ok(Begin::Go(sender, to))
     }
 
@@ -227,7 +230,7 @@ impl MessagingService<'_> {
         let sender =
             find_in_workspace!(&self.services.db, sender, workspace_id, sender_id, "sender")
                 .map_err(|_| Error::SenderNotFound(sender_id.to_string()))?;
-        let to = E164::parse(phone).map_err(|e| Error::phone("recipientPhone", e))?;
+        let to = self.address(workspace_id, phone, "recipientPhone").await?;
         self.session_of(workspace_id, sender.id, &to).await
     }
 
@@ -235,9 +238,9 @@ impl MessagingService<'_> {
         &self,
         workspace_id: Uuid,
         sender_id: Uuid,
-        to: &E164,
+        to: &CustomerAddress,
     ) -> Result<SessionStatus> {
-        let last = match self.contact_by_phone(workspace_id, to).await? {
+        let last = match self.contact_of(workspace_id, to).await? {
             Some(contact) => {
                 store::last_inbound_at(&self.services.db, contact.id, sender_id).await?
             }
@@ -279,14 +282,38 @@ impl MessagingService<'_> {
         Ok(sender)
     }
 
-    async fn contact_by_phone(
+    /// The customer `input` names: a valid number or a user id, or the number of a contact
+    /// WhatsApp vouched for (one our numbering-plan data does not know yet, stored when they
+    /// wrote). `field` names the input in the error.
+    async fn address(
         &self,
         workspace_id: Uuid,
-        phone: &E164,
+        input: &str,
+        field: &str,
+    ) -> Result<CustomerAddress> {
+        let refused = match CustomerAddress::parse(input) {
+            Ok(address) => return Ok(address),
+            Err(refused) => refused,
+        };
+        if let Ok(known) = CustomerAddress::parse_known(input)
+            && let Some(contact) = self.contact_of(workspace_id, &known).await?
+            && contact.phone.as_deref() == known.phone().map(E164::as_str)
+        {
+            return Ok(known);
+        }
+        Err(Error::phone(field, refused))
+    }
+
+    async fn contact_of(
+        &self,
+        workspace_id: Uuid,
+        to: &CustomerAddress,
     ) -> Result<Option<contact::Model>> {
+        let identity = contact::identified_by(to.phone(), to.user_id())
+            .expect("an address is a number or a user id");
         Ok(contact::Entity::find()
             .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::is_customer(phone))
+            .filter(identity)
             .one(&self.services.db)
             .await?)
     }
@@ -333,7 +360,7 @@ impl MessagingService<'_> {
         &self,
         workspace_id: Uuid,
         sender: &sender::Model,
-        to: &E164,
+        to: &CustomerAddress,
         outgoing: Outgoing,
         idempotency_key: Option<String>,
     ) -> Result<message::Model> {
@@ -384,7 +411,7 @@ impl MessagingService<'_> {
         &self,
         workspace_id: Uuid,
         sender: &sender::Model,
-        to: &E164,
+        to: &CustomerAddress,
         outgoing: &Outgoing,
         idempotency_key: &Option<String>,
     ) -> Result<Stored> {
@@ -397,15 +424,8 @@ impl MessagingService<'_> {
         }
         let txn = crate::db::begin_write(&self.services.db).await?;
         let now = Utc::now();
-        let contact = store::upsert_contact(
-            &txn,
-            workspace_id,
-            to,
-            outgoing.recipient_name.as_deref(),
-            false,
-            None,
-        )
-        .await?;
+        let customer = store::Customer::addressed(to, outgoing.recipient_name.as_deref());
+        let contact = store::upsert_contact(&txn, workspace_id, &customer, false).await?;
         let store::ActiveConversation {
             conversation,
             ended,
@@ -443,20 +463,18 @@ impl MessagingService<'_> {
             .jobs
             .arm_inactivity(message.conversation_id, sender.inactivity_timeout_seconds)
             .await?;
-        // The id WhatsApp gave the customer, else the one it gives such a number.
-        let recipient = contact.wa_id.clone().unwrap_or_else(|| to.whatsapp_id());
-        Ok(Stored::New(message, recipient))
+        Ok(Stored::New(message, Recipient::of(&contact, to)))
     }
 }
 
 enum Begin {
     AlreadySent(message::Model),
-    Go(sender::Model, E164),
+    Go(sender::Model, CustomerAddress),
 }
 
 enum Stored {
-    /// The message, and the id WhatsApp knows its recipient by.
-    New(message::Model, String),
+    /// The message, and whom WhatsApp is asked to deliver it to.
+    New(message::Model, Recipient),
     Existing(message::Model),
 }
 

@@ -15,9 +15,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 use waflow_entities::{
-    E164, contact, contact_window, conversation,
-    enums::{ConversationStatus, ConversationType, EndReason},
-    sender,
+    CustomerAddress, E164, contact, contact_window, conversation,
+    enums::{
+        ConversationStatus, ConversationType, EndReason, MessageDirection, MessageKind,
+        MessageRole, MessageStatus,
+    },
+    message, sender,
 };
 
 use crate::{
@@ -49,48 +52,89 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
     )
 }
 
-/// The customer with `phone` (in any of its forms: `E164::equivalents`), created when new.
-/// A name fills an empty one; `overwrite_name` replaces a stored one (a WhatsApp profile name
-/// is the customer's own choice). `wa_id`: the id WhatsApp gave, kept to send to.
+/// A customer as a provider or a user names them: at least one of `phone` and `user_id`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Customer {
+    /// The dialable number (see `E164::from_wa_id`), unless the customer hides it.
+    pub phone: Option<E164>,
+    /// WhatsApp's id for the number, as a webhook gave it (digits).
+    pub wa_id: Option<String>,
+    /// Meta's business-scoped user id.
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    /// The WhatsApp profile name, or the name a user gave.
+    pub profile_name: Option<String>,
+}
+
+impl Customer {
+    /// The customer a user or a flow addressed.
+    pub fn addressed(to: &CustomerAddress, name: Option<&str>) -> Self {
+        Self {
+            phone: to.phone().cloned(),
+            user_id: to.user_id().map(str::to_owned),
+            profile_name: name.map(str::to_owned),
+            ..Self::default()
+        }
+    }
+}
+
+/// Of the contacts that matched `customer`, the one that is them: the one matching both
+/// identifiers, else the one with the number, else the one with the user id.
+fn the_one(found: Vec<contact::Model>, customer: &Customer) -> Option<contact::Model> {
+    let has_phone = |c: &contact::Model| {
+        customer.phone.as_ref().is_some_and(|p| {
+            c.phone
+                .as_ref()
+                .is_some_and(|s| p.equivalents().contains(s))
+        })
+    };
+    let has_user_id =
+        |c: &contact::Model| customer.user_id.is_some() && c.user_id == customer.user_id;
+    let rank = |c: &contact::Model| u8::from(has_phone(c)) * 2 + u8::from(has_user_id(c));
+    found.into_iter().max_by_key(rank)
+}
+
+/// The contact that is `customer` (by number in any of its forms, or by user id), created when
+/// new, with what the customer told us filled in: the id WhatsApp gave, the user id, the
+/// username. A name fills an empty one; `overwrite_name` replaces a stored one (a WhatsApp
+/// profile name is the customer's own choice).
 pub async fn upsert_contact(
     txn: &DatabaseTransaction,
     workspace_id: Uuid,
-    phone: &E164,
-    name: Option<&str>,
+    customer: &Customer,
     overwrite_name: bool,
-    wa_id: Option<&str>,
 ) -> Result<contact::Model> {
-    let name = name.map(str::trim).filter(|n| !n.is_empty());
-    let existing = contact::Entity::find()
+    let Some(identity) =
+        contact::identified_by(customer.phone.as_ref(), customer.user_id.as_deref())
+    else {
+        return Err(Error::Internal(
+            "a customer without a number or a user id".into(),
+        ));
+    };
+    let found = contact::Entity::find()
         .filter(contact::Column::WorkspaceId.eq(workspace_id))
-        .filter(contact::is_customer(phone))
-        .one(txn)
+        .filter(identity)
+        .all(txn)
         .await?;
+    let name = customer
+        .profile_name
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty());
     let now = Utc::now();
-    match existing {
-        Some(found) => {
-            let rename = name.filter(|n| {
-                (overwrite_name || found.name.is_none()) && found.name.as_deref() != Some(*n)
-            });
-            let new_id = wa_id.filter(|id| found.wa_id.as_deref() != Some(*id));
-            if rename.is_none() && new_id.is_none() {
-                return Ok(found);
-            }
-            let mut model: contact::ActiveModel = found.into();
-            if let Some(new_name) = rename {
-                model.name = Set(Some(new_name.to_owned()));
-            }
-            if let Some(id) = new_id {
-                model.wa_id = Set(Some(id.to_owned()));
-            }
-            model.updated_at = Set(now);
-            Ok(model.update(txn).await?)
-        }
-        None => Ok(contact::ActiveModel {
+    let holders: Vec<Uuid> = found
+        .iter()
+        .filter(|c| customer.user_id.is_some() && c.user_id == customer.user_id)
+        .map(|c| c.id)
+        .collect();
+    let Some(found) = the_one(found, customer) else {
+        return Ok(contact::ActiveModel {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),
-            phone: Set(phone.to_string()),
-            wa_id: Set(wa_id.map(str::to_owned)),
+            phone: Set(customer.phone.as_ref().map(E164::to_string)),
+            wa_id: Set(customer.wa_id.clone()),
+            user_id: Set(customer.user_id.clone()),
+            username: Set(customer.username.clone()),
             name: Set(name.map(str::to_owned)),
             attributes: Set(serde_json::json!({})),
             opted_out: Set(false),
@@ -99,8 +143,56 @@ pub async fn upsert_contact(
             updated_at: Set(now),
         }
         .insert(txn)
-        .await?),
+        .await?);
+    };
+    let newer = |given: &Option<String>, stored: &Option<String>| {
+        given.clone().filter(|g| stored.as_ref() != Some(g))
+    };
+    let rename = name
+        .filter(|n| (overwrite_name || found.name.is_none()) && found.name.as_deref() != Some(*n));
+    let phone = match (&customer.phone, &found.phone) {
+        (Some(phone), None) => Some(phone.to_string()),
+        _ => None,
+    };
+    // The id WhatsApp gave is the number's: kept only on the contact that has that number.
+    let same_number = customer.phone.as_ref().is_some_and(|p| {
+        phone.is_some()
+            || found
+                .phone
+                .as_ref()
+                .is_some_and(|s| p.equivalents().contains(s))
+    });
+    let wa_id = newer(&customer.wa_id, &found.wa_id).filter(|_| same_number);
+    // Another contact holds the user id: leave it there rather than break uniqueness.
+    let held_elsewhere = holders.iter().any(|id| *id != found.id);
+    let user_id = newer(&customer.user_id, &found.user_id).filter(|_| !held_elsewhere);
+    let username = newer(&customer.username, &found.username);
+    if rename.is_none()
+        && phone.is_none()
+        && wa_id.is_none()
+        && user_id.is_none()
+        && username.is_none()
+    {
+        return Ok(found);
     }
+    let mut model: contact::ActiveModel = found.into();
+    if let Some(name) = rename {
+        model.name = Set(Some(name.to_owned()));
+    }
+    if phone.is_some() {
+        model.phone = Set(phone);
+    }
+    if wa_id.is_some() {
+        model.wa_id = Set(wa_id);
+    }
+    if user_id.is_some() {
+        model.user_id = Set(user_id);
+    }
+    if username.is_some() {
+        model.username = Set(username);
+    }
+    model.updated_at = Set(now);
+    Ok(model.update(txn).await?)
 }
 
 /// Records that the contact wrote to the sender at `at`, which opens (or extends) the 24-hour
@@ -240,6 +332,7 @@ pub fn new_conversation(
         ai_reply_due_at: Set(None),
         ai_locked_until: Set(None),
         campaign_id: Set(None),
+        referral: Set(None),
     }
 }
 
@@ -255,4 +348,36 @@ pub async fn count_message(
     model.message_count = Set(count);
     model.last_message_at = Set(last);
     Ok(model.update(txn).await?)
+}
+
+/// A message the customer's side sent through `sender` (as the customer, by default), stored
+/// at `at` in `conversation`; the caller sets what it says.
+pub fn inbound_row(
+    sender: &sender::Model,
+    conversation: &conversation::Model,
+    contact_id: Uuid,
+    provider_message_id: &str,
+    at: DateTime<Utc>,
+) -> message::ActiveModel {
+    message::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        workspace_id: Set(sender.workspace_id),
+        conversation_id: Set(conversation.id),
+        sender_id: Set(Some(sender.id)),
+        contact_id: Set(Some(contact_id)),
+        direction: Set(MessageDirection::Inbound),
+        role: Set(MessageRole::Customer),
+        kind: Set(MessageKind::Text),
+        body: Set(None),
+        template_id: Set(None),
+        template_params: Set(None),
+        provider_message_id: Set(Some(provider_message_id.to_owned())),
+        status: Set(MessageStatus::Received),
+        error_code: Set(None),
+        error_message: Set(None),
+        idempotency_key: Set(None),
+        payload: Set(None),
+        created_at: Set(at),
+        updated_at: Set(Utc::now()),
+    }
 }

@@ -8,19 +8,21 @@
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, TimeZone, Utc};
 use hmac::{Hmac, Mac};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::Sha256;
 use waflow_entities::{
-    E164,
-    enums::{MessageKind, MessageStatus, QualityRating, SenderProvider},
+    enums::{MessageStatus, QualityRating, SenderProvider},
     sender,
 };
 
-use super::ingest::{InboundMessage, StatusUpdate};
+use super::{
+    dead_letters::{self, Cause},
+    ingest::StatusUpdate,
+    meta_inbound::{self, Reading},
+};
 use crate::{
     Services,
     error::{Error, Result},
@@ -46,6 +48,10 @@ pub struct Report {
     pub statuses_applied: u32,
     pub templates_updated: u32,
     pub quality_updates: u32,
+    /// System notices applied (a customer's number changed).
+    pub notices: u32,
+    /// Entries kept as dead letters: unreadable, or for no known sender.
+    pub dead_letters: u32,
     pub ignored: u32,
 }
 
@@ -186,29 +192,39 @@ async fn messages(
         .iter()
         .find(|s| s.phone_number_id.as_deref() == phone_number_id && phone_number_id.is_some())
     else {
-        tracing::warn!(
-            ?phone_number_id,
-            "webhook for a phone number id no sender has; ignored"
-        );
-        report.ignored += 1;
+        if value["messages"].as_array().is_some_and(|m| !m.is_empty()) {
+            let why = format!("no sender has the phone number id {phone_number_id:?}");
+            dead_letters::record(services, None, Cause::UnknownPhoneNumber, &why, value).await?;
+            report.dead_letters += 1;
+        } else {
+            tracing::warn!(
+                ?phone_number_id,
+                "statuses for a phone number id no sender has"
+            );
+            report.ignored += 1;
+        }
         return Ok(());
     };
-    let names: HashMap<&str, &str> = value["contacts"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|c| Some((c["wa_id"].as_str()?, c["profile"]["name"].as_str()?)))
-        .collect();
-    for message in value["messages"].as_array().into_iter().flatten() {
-        let Some(inbound) = inbound_message(message, &names) else {
-            tracing::warn!(?message, "ignoring an inbound message without sender or id");
-            report.ignored += 1;
-            continue;
-        };
-        match services.messaging().receive(sender, inbound).await? {
-            Some(received) if received.duplicate => report.duplicates += 1,
-            Some(_) => report.messages_stored += 1,
-            None => report.ignored += 1,
+    let contacts = &value["contacts"];
+    for item in value["messages"].as_array().into_iter().flatten() {
+        match meta_inbound::read(item, contacts) {
+            Reading::Message(inbound) => match services.messaging().receive(sender, inbound).await?
+            {
+                Some(received) if received.duplicate => report.duplicates += 1,
+                Some(_) => report.messages_stored += 1,
+                None => report.ignored += 1,
+            },
+            Reading::Notice(notice) => {
+                match services.messaging().receive_notice(sender, notice).await? {
+                    Some(_) => report.notices += 1,
+                    None => report.duplicates += 1,
+                }
+            }
+            Reading::Unreadable(why) => {
+                let cause = Cause::UnreadableMessage;
+                dead_letters::record(services, Some(sender), cause, &why, item).await?;
+                report.dead_letters += 1;
+            }
         }
     }
     for status in value["statuses"].as_array().into_iter().flatten() {
@@ -222,70 +238,6 @@ async fn messages(
         }
     }
     Ok(())
-}
-
-fn timestamp(value: &Value) -> DateTime<Utc> {
-    let seconds = value
-        .as_str()
-        .and_then(|s| s.parse::<i64>().ok())
-        .or_else(|| value.as_i64());
-    let at = seconds
-        .and_then(|s| Utc.timestamp_opt(s, 0).single())
-        .unwrap_or_else(Utc::now);
-    // A clock ahead of ours must not stretch the 24-hour window.
-    at.min(Utc::now())
-}
-
-/// Meta's message as Waflow's: the kind, the text a person would read, and the rest as payload.
-fn inbound_message(m: &Value, names: &HashMap<&str, &str>) -> Option<InboundMessage> {
-    let from_digits = m["from"].as_str()?;
-    let from = E164::from_wa_id(from_digits).ok()?;
-    let kind_name = m["type"].as_str().unwrap_or("unknown");
-    let detail = &m[kind_name];
-    let (kind, body) = match kind_name {
-        "text" => (MessageKind::Text, detail["body"].as_str()),
-        "image" | "sticker" => (MessageKind::Image, detail["caption"].as_str()),
-        "video" => (MessageKind::Video, detail["caption"].as_str()),
-        "audio" | "voice" => (MessageKind::Audio, None),
-        "document" => (
-            MessageKind::Document,
-            detail["caption"].as_str().or(detail["filename"].as_str()),
-        ),
-        "location" => (
-            MessageKind::Location,
-            detail["name"].as_str().or(detail["address"].as_str()),
-        ),
-        "button" => (MessageKind::Interactive, detail["text"].as_str()),
-        "interactive" => {
-            let reply = &detail[detail["type"].as_str().unwrap_or("button_reply")];
-            (MessageKind::Interactive, reply["title"].as_str())
-        }
-        "reaction" => (MessageKind::Other, detail["emoji"].as_str()),
-        _ => (MessageKind::Other, None),
-    };
-    let payload = match kind_name {
-        "text" => None,
-        _ => {
-            let mut p = json!({"type": kind_name});
-            if !detail.is_null() {
-                p[kind_name] = detail.clone();
-            }
-            if let Some(errors) = m.get("errors") {
-                p["errors"] = errors.clone();
-            }
-            Some(p)
-        }
-    };
-    Some(InboundMessage {
-        provider_message_id: m["id"].as_str()?.to_owned(),
-        profile_name: names.get(from_digits).map(|n| (*n).to_owned()),
-        wa_id: Some(from_digits.to_owned()),
-        from,
-        timestamp: timestamp(&m["timestamp"]),
-        kind,
-        body: body.map(str::to_owned),
-        payload,
-    })
 }
 
 fn status_update(s: &Value) -> Option<StatusUpdate> {
@@ -307,7 +259,7 @@ fn status_update(s: &Value) -> Option<StatusUpdate> {
     Some(StatusUpdate {
         provider_message_id: s["id"].as_str()?.to_owned(),
         status,
-        timestamp: timestamp(&s["timestamp"]),
+        timestamp: meta_inbound::timestamp(&s["timestamp"]),
         error_code: error["code"].as_i64().map(|c| c.to_string()),
         error_message,
     })
@@ -395,12 +347,11 @@ mod never_panics {
         /// value or nothing; it never panics.
         #[test]
         fn reading_any_json(value in crate::test_support::json()) {
-            let names: HashMap<&str, &str> = HashMap::from([("14155550123", "Ana")]);
-            let _ = inbound_message(&value, &names);
+            let _ = meta_inbound::read(&value, &value["contacts"]);
             let _ = status_update(&value);
-            let _ = timestamp(&value);
+            let _ = meta_inbound::timestamp(&value);
             for item in value["messages"].as_array().into_iter().flatten() {
-                let _ = inbound_message(item, &names);
+                let _ = meta_inbound::read(item, &value["contacts"]);
             }
         }
     }

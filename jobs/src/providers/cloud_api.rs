@@ -15,7 +15,7 @@ use waflow_entities::{
     sender,
 };
 
-use super::{Accepted, Content, Refusal};
+use super::{Accepted, Content, Recipient, Refusal};
 use crate::{
     Services,
     error::{Error, Result, WindowClosed},
@@ -283,7 +283,7 @@ impl<'a> CloudApi<'a> {
     }
 
     /// Sends one message; `messages[0].id` of Meta's answer becomes the provider message id.
-    pub async fn send(&self, to: &str, content: &Content) -> Result<Accepted, Refusal> {
+    pub async fn send(&self, to: &Recipient, content: &Content) -> Result<Accepted, Refusal> {
         let body = message_body(to, content);
         let url = format!("{}/{}/messages", self.base_url, self.phone_number_id);
         let response: SendResponse = self.call(Method::POST, url, Some(&body)).await?;
@@ -450,14 +450,22 @@ fn urlencode(value: &str) -> String {
         .collect()
 }
 
-/// The documented JSON of `POST /{phone-number-id}/messages`.
-/// The message as the Cloud API takes it, to the customer WhatsApp knows as `to` (digits).
-pub fn message_body(to: &str, content: &Content) -> Value {
+/// The documented JSON of `POST /{phone-number-id}/messages`, to `to`: `"to"` takes a
+/// `wa_id`, `"recipient"` a business-scoped user id ("Business-scoped user IDs", Meta).
+pub fn message_body(to: &Recipient, content: &Content) -> Value {
+    let mut body = content_body(content);
+    match to {
+        Recipient::WaId(wa_id) => body["to"] = json!(wa_id),
+        Recipient::UserId(user_id) => body["recipient"] = json!(user_id),
+    }
+    body
+}
+
+fn content_body(content: &Content) -> Value {
     match content {
         Content::Text(text) => json!({
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": to,
             "type": "text",
             "text": {"preview_url": false, "body": text},
         }),
@@ -483,7 +491,6 @@ pub fn message_body(to: &str, content: &Content) -> Value {
             json!({
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
-                "to": to,
                 "type": "template",
                 "template": template,
             })

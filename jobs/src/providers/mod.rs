@@ -4,7 +4,7 @@
 pub mod cloud_api;
 
 use uuid::Uuid;
-use waflow_entities::{enums::SenderProvider, sender};
+use waflow_entities::{CustomerAddress, contact, enums::SenderProvider, sender};
 
 use crate::{Services, error::Error, placeholders::ParameterFormat};
 
@@ -36,11 +36,40 @@ pub struct Refusal {
     pub message: String,
 }
 
-/// Sends `content` to the customer WhatsApp knows as `to` (a `wa_id`: digits, no `+`).
+/// Whom the provider is asked to deliver to: the id WhatsApp knows the customer's number by
+/// (a `wa_id`: digits, no `+`), or their business-scoped user id when they hide their number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recipient {
+    WaId(String),
+    UserId(String),
+}
+
+impl Recipient {
+    /// For `contact`, addressed as `to`: the id WhatsApp gave the customer, else the one it
+    /// gives such a number (`E164::whatsapp_id`), else the user id.
+    pub fn of(contact: &contact::Model, to: &CustomerAddress) -> Self {
+        if let Some(wa_id) = &contact.wa_id {
+            return Self::WaId(wa_id.clone());
+        }
+        let phone = to.phone().cloned().or_else(|| {
+            contact
+                .phone
+                .as_deref()
+                .and_then(|p| waflow_entities::E164::parse(p).ok())
+        });
+        match (phone, &contact.user_id, to) {
+            (Some(phone), _, _) => Self::WaId(phone.whatsapp_id()),
+            (None, Some(user_id), _) => Self::UserId(user_id.clone()),
+            (None, None, to) => Self::UserId(to.to_string()),
+        }
+    }
+}
+
+/// Sends `content` to `to`.
 pub async fn send(
     services: &Services,
     sender: &sender::Model,
-    to: &str,
+    to: &Recipient,
     content: &Content,
 ) -> Result<Accepted, Refusal> {
     match sender.provider {

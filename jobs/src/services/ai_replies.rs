@@ -413,7 +413,9 @@ impl AiReplyService<'_> {
                 .await?
                 .into_iter()
                 .partition(|m| {
+                    // WhatsApp's notices (a number change) are context, not questions.
                     m.direction == MessageDirection::Inbound
+                        && m.role == MessageRole::Customer
                         && conversation.ai_replied_through.is_none_or(|t| m.id > t)
                 });
         let Some(newest) = unanswered.iter().map(|m| m.id).max() else {
@@ -455,7 +457,7 @@ impl AiReplyService<'_> {
         };
         let send = SendText {
             sender_id: sender.id,
-            to: contact.phone.clone(),
+            to: contact.address(),
             text: reply,
             // A retried job finds the reply already sent instead of sending it twice.
             idempotency_key: Some(format!("ai-reply:{newest}")),

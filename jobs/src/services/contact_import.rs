@@ -312,7 +312,7 @@ impl ContactService<'_> {
             .all(&txn)
             .await?
             .into_iter()
-            .map(|c| (customer_key(&c.phone), c))
+            .filter_map(|c| Some((customer_key(c.phone.as_deref()?), c)))
             .collect();
         let now = Utc::now();
         let mut new = Vec::new();
@@ -346,8 +346,10 @@ impl ContactService<'_> {
                     new.push(contact::ActiveModel {
                         id: Set(id),
                         workspace_id: Set(workspace_id),
-                        phone: Set(row.phone),
+                        phone: Set(Some(row.phone)),
                         wa_id: Set(None),
+                        user_id: Set(None),
+                        username: Set(None),
                         name: Set(row.name),
                         attributes: Set(Value::Object(row.attributes)),
                         opted_out: Set(false),

@@ -197,8 +197,10 @@ impl ContactService<'_> {
         let created = contact::ActiveModel {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),
-            phone: Set(phone.to_string()),
+            phone: Set(Some(phone.to_string())),
             wa_id: Set(None),
+            user_id: Set(None),
+            username: Set(None),
             name: Set(input
                 .name
                 .map(|n| n.trim().to_owned())
@@ -352,11 +354,16 @@ impl ContactService<'_> {
             let digits: String = term.chars().filter(char::is_ascii_digit).collect();
             let mut any = Condition::any().add(
                 Expr::expr(Func::lower(Expr::col(contact::Column::Name)))
-                    .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+                    .like(sea_orm::sea_query::LikeExpr::new(pattern.clone()).escape('\\')),
             );
             if !digits.is_empty() {
                 any = any.add(contact::Column::Phone.contains(&digits));
             }
+            // A username customer is found by their username.
+            any = any.add(
+                Expr::expr(Func::lower(Expr::col(contact::Column::Username)))
+                    .like(sea_orm::sea_query::LikeExpr::new(pattern).escape('\\')),
+            );
             select = select.filter(any);
         }
         let tags = clean_tags(&filter.tags, "filter.tags")?;

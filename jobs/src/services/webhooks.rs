@@ -56,6 +56,7 @@ pub fn kind(payload: &EventPayload) -> Option<WebhookEvent> {
         EventPayload::FlowRunFailed(_) => WebhookEvent::FlowRunFailed,
         EventPayload::FlowPaused(_) => WebhookEvent::FlowPaused,
         EventPayload::CampaignPaused(_) => WebhookEvent::CampaignPaused,
+        EventPayload::ContactIdentityChanged(_) => WebhookEvent::ContactIdentityChanged,
         EventPayload::FlowRunUpdated(_)
         | EventPayload::CampaignChanged(_)
         | EventPayload::ApiKeyRevoked(_) => return None,
@@ -73,6 +74,7 @@ pub fn wire_name(kind: WebhookEvent) -> &'static str {
         WebhookEvent::FlowRunFailed => "flow_run.failed",
         WebhookEvent::FlowPaused => "flow.paused",
         WebhookEvent::CampaignPaused => "campaign.paused",
+        WebhookEvent::ContactIdentityChanged => "contact.identity_changed",
     }
 }
 
@@ -92,6 +94,7 @@ pub fn body(event: &Event) -> Value {
         EventPayload::CampaignPaused(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::CampaignChanged(p) => serde_json::to_value(p).expect("serializes"),
         EventPayload::ApiKeyRevoked(p) => serde_json::to_value(p).expect("serializes"),
+        EventPayload::ContactIdentityChanged(p) => serde_json::to_value(p).expect("serializes"),
     };
     body["event"] = json!(name);
     body["event_id"] = json!(event.id);
@@ -126,6 +129,7 @@ fn conversation_ended_body(e: &ConversationEnded) -> Value {
         "formatted_transcript": e.transcript_text,
         "attachments": [],
         "customer_phone": e.customer.phone,
+        "customer_user_id": e.customer.user_id,
         "customer_name": e.customer.name,
         "customer_identifier": e.customer_identifier,
         "sender": e.sender.as_ref().map(|s| json!({"id": s.id, "phone_number": s.phone_number, "display_name": s.display_name})),
