@@ -160,7 +160,48 @@ async fn a_notice_first_leaves_the_first_message_its_start(app: TestApp) {
     assert_eq!(contacts(&app).await.len(), 1);
 }
 
+/// A notice older than Meta redelivers is a replay: it must not move the contact back to a
+/// number it left. It is kept as a dead letter, and nothing else happens.
+async fn a_replayed_notice_moves_nothing(app: TestApp) {
+    let shop = Shop::open(&app).await;
+    shop.deliver(
+        &app,
+        from_customer(
+            OLD,
+            json!({"id": "wamid.R-1", "type": "text", "text": {"body": "hi"}}),
+        ),
+    )
+    .await;
+    let mut replay = changed_number("wamid.R-SYS");
+    let old = chrono::Utc::now() - chrono::Duration::days(35);
+    replay["messages"][0]["timestamp"] = json!(old.timestamp().to_string());
+    shop.deliver(&app, replay).await;
+    assert_eq!(contacts(&app).await[0]["phone"], "+14155550123");
+    assert!(messages(&app).await.iter().all(|m| m["kind"] != "SYSTEM"));
+    let letters = app
+        .ok(
+            "{ inboundDeadLetters { edges { node { reason raw } } } }",
+            json!({}),
+        )
+        .await;
+    let letters = letters["inboundDeadLetters"]["edges"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0]["node"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("older")
+    );
+    assert_eq!(letters[0]["node"]["raw"]["system"]["wa_id"], NEW);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(shop.deliveries("contact.identity_changed").await.is_empty());
+}
+
 waflow_tests::on_both_databases!(
+    a_replayed_notice_moves_nothing,
     a_notice_first_leaves_the_first_message_its_start,
     a_number_change_moves_the_contact_and_is_no_customer_message,
     a_number_change_onto_a_known_contact_keeps_both
