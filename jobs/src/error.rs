@@ -51,6 +51,15 @@ pub enum Error {
         names: String,
         given: String,
     },
+    #[error(
+        "template {name:?} needs {needs} for its {component} in every send; Waflow sends body \
+         variables only, so this template cannot be sent yet"
+    )]
+    TemplateParameterMissing {
+        name: String,
+        component: String,
+        needs: &'static str,
+    },
     #[error("text is {length} characters; WhatsApp allows at most 4096")]
     MessageTooLong { length: usize },
     #[error("{0}")]
@@ -123,7 +132,9 @@ impl Error {
             Error::SenderOffline { .. } => "SENDER_OFFLINE",
             Error::TemplateNotFound { .. } => "TEMPLATE_NOT_FOUND",
             Error::TemplateNotApproved { .. } => "TEMPLATE_NOT_APPROVED",
-            Error::TemplateVariablesMismatch { .. } => "TEMPLATE_VARIABLES_MISMATCH",
+            Error::TemplateVariablesMismatch { .. } | Error::TemplateParameterMissing { .. } => {
+                "TEMPLATE_VARIABLES_MISMATCH"
+            }
             Error::MessageTooLong { .. } => "MESSAGE_TOO_LONG",
             Error::OutsideWindow(_) => "OUTSIDE_24H_WINDOW",
             Error::RecipientOptedOut => "RECIPIENT_OPTED_OUT",

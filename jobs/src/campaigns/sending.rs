@@ -263,7 +263,8 @@ impl CampaignService<'_> {
                 | Error::SenderNotFound(_)
                 | Error::TemplateNotFound { .. }
                 | Error::TemplateNotApproved { .. }
-                | Error::TemplateVariablesMismatch { .. }),
+                | Error::TemplateVariablesMismatch { .. }
+                | Error::TemplateParameterMissing { .. }),
             ) => Ok(Outcome::Pause(error.public_message())),
             Err(Error::SendFailed { message_id, .. }) => {
                 if let Some(message) = message::Entity::find_by_id(message_id).one(db).await? {

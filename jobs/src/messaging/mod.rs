@@ -482,13 +482,23 @@ pub(crate) fn body_of(template: &template::Model) -> Result<String> {
     Ok(crate::services::templates::Components::from_json(&template.components)?.body)
 }
 
-/// Pairs the given values with the template's placeholders; exactly one value each.
+/// Pairs the given values with the template's placeholders; exactly one value each. A template
+/// whose header or buttons need parameters of their own is refused here, for every provider
+/// (`Components::unsupplied_parameter`).
 pub(crate) fn match_variables(
     template: &template::Model,
     placeholders: &Placeholders,
     positional: &[String],
     named: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>> {
+    let components = crate::services::templates::Components::from_json(&template.components)?;
+    if let Some((component, needs)) = components.unsupplied_parameter() {
+        return Err(Error::TemplateParameterMissing {
+            name: template.name.clone(),
+            component,
+            needs,
+        });
+    }
     let mismatch = |given: String| Error::TemplateVariablesMismatch {
         name: template.name.clone(),
         expected: placeholders.count(),

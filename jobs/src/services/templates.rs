@@ -63,6 +63,34 @@ impl Components {
         serde_json::from_value(value.clone())
             .map_err(|e| Error::Internal(format!("stored template components are malformed: {e}")))
     }
+
+    /// The first component besides the body that needs a parameter in every send, and what it
+    /// needs: a media header its image, video or document; a text header with a placeholder
+    /// its value; a URL button with a placeholder its suffix. Meta refuses a send without them
+    /// (132012, 132000: Cloud API error codes), and Waflow sends body parameters only, so such
+    /// a template is refused before any request leaves, naming the component.
+    pub fn unsupplied_parameter(&self) -> Option<(String, &'static str)> {
+        if let Some(header) = &self.header {
+            let needs = match header.format {
+                HeaderFormat::Image => Some("an image"),
+                HeaderFormat::Video => Some("a video"),
+                HeaderFormat::Document => Some("a document"),
+                HeaderFormat::Text => header
+                    .text
+                    .as_deref()
+                    .filter(|t| Placeholders::parse(t).is_ok_and(|p| p.count() > 0))
+                    .map(|_| "a value for its placeholder"),
+            };
+            if let Some(needs) = needs {
+                return Some(("header".to_owned(), needs));
+            }
+        }
+        self.buttons.iter().enumerate().find_map(|(i, button)| {
+            let dynamic = button.r#type == ButtonType::Url
+                && button.url.as_deref().is_some_and(|u| u.contains("{{"));
+            dynamic.then(|| (format!("buttons[{i}] (URL)"), "the URL's dynamic suffix"))
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -492,6 +520,47 @@ mod tests {
         let mut problems = Problems::new();
         let n = validate_components(&mut problems, c);
         (n, problems.into_result())
+    }
+
+    /// Every component kind that needs a parameter in each send is named; the rest pass.
+    #[test]
+    fn components_that_need_parameters_are_named() {
+        let header = |format, text: Option<&str>| Components {
+            header: Some(Header {
+                format,
+                text: text.map(str::to_owned),
+            }),
+            ..body("Order {{1}}")
+        };
+        let button = |url: &str| Components {
+            buttons: vec![Button {
+                r#type: ButtonType::Url,
+                text: "Track".into(),
+                url: Some(url.into()),
+                phone_number: None,
+            }],
+            ..body("Order {{1}}")
+        };
+        for (components, component) in [
+            (header(HeaderFormat::Image, None), "header"),
+            (header(HeaderFormat::Video, None), "header"),
+            (header(HeaderFormat::Document, None), "header"),
+            (header(HeaderFormat::Text, Some("Hi {{1}}")), "header"),
+            (
+                button("https://shop.example.com/track/{{1}}"),
+                "buttons[0] (URL)",
+            ),
+        ] {
+            let (named, _) = components.unsupplied_parameter().expect(component);
+            assert_eq!(named, component);
+        }
+        for components in [
+            body("Order {{1}}"),
+            header(HeaderFormat::Text, Some("Your order")),
+            button("https://shop.example.com/track"),
+        ] {
+            assert_eq!(components.unsupplied_parameter(), None, "{components:?}");
+        }
     }
 
     #[test]
