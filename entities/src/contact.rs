@@ -51,6 +51,13 @@ pub fn identified_by(
 }
 
 impl Model {
+    /// Whether this contact's number is `phone`, in any of its forms (`E164::equivalents`).
+    pub fn has_number(&self, phone: &crate::E164) -> bool {
+        self.phone
+            .as_ref()
+            .is_some_and(|stored| phone.equivalents().contains(stored))
+    }
+
     /// What a message's `to` takes for this customer (see `CustomerAddress`): the number, else
     /// the business-scoped user id.
     pub fn address(&self) -> String {

@@ -29,10 +29,15 @@ pub struct InboundMessage {
     /// What a person reads in the transcript: the text, a caption, a button's title, an
     /// order's items (see `meta_inbound`).
     pub body: Option<String>,
-    /// The structured content as the provider sent it (`{"type": …, <type>: {…}}`).
+    /// The structured content as the provider sent it (`{"type": …, <type>: {…}}`), with
+    /// `referral` when it came from an ad (see [`referral`]).
     pub payload: Option<serde_json::Value>,
-    /// The Click-to-WhatsApp ad or post the message came from (Meta's `referral`).
-    pub referral: Option<serde_json::Value>,
+}
+
+/// The Click-to-WhatsApp ad or post a message came from: Meta's `referral`, kept in its
+/// payload.
+pub fn referral(payload: Option<&serde_json::Value>) -> Option<&serde_json::Value> {
+    payload?.get("referral").filter(|r| r.is_object())
 }
 
 /// WhatsApp's notice that a customer's number or business-scoped user id changed: not the
@@ -198,12 +203,7 @@ impl MessagingService<'_> {
             message: r.message.body.clone(),
             kind: r.message.kind,
             payload: r.message.payload.clone(),
-            referral: r
-                .message
-                .payload
-                .as_ref()
-                .and_then(|p| p.get("referral"))
-                .cloned(),
+            referral: referral(r.message.payload.as_ref()).cloned(),
             timestamp: r.message.created_at,
         };
         let event = Event::new(sender.workspace_id, EventPayload::MessageReceived(message));
@@ -216,11 +216,8 @@ impl MessagingService<'_> {
         inbound: &InboundMessage,
     ) -> Result<Option<Received>> {
         let db = &self.services.db;
-        let Some(message) = message::Entity::find()
-            .filter(message::Column::SenderId.eq(sender.id))
-            .filter(message::Column::ProviderMessageId.eq(&inbound.provider_message_id))
-            .one(db)
-            .await?
+        let Some(message) =
+            store::stored_message(db, sender.id, &inbound.provider_message_id).await?
         else {
             return Ok(None);
         };
@@ -290,7 +287,8 @@ impl MessagingService<'_> {
         .insert(&txn)
         .await?;
         let mut conversation = store::count_message(&txn, conversation, at).await?;
-        if let (None, Some(referral)) = (&conversation.referral, &inbound.referral) {
+        if let (None, Some(referral)) = (&conversation.referral, referral(inbound.payload.as_ref()))
+        {
             let mut model: conversation::ActiveModel = conversation.into();
             model.referral = Set(Some(referral.clone()));
             conversation = model.update(&txn).await?;
@@ -434,7 +432,6 @@ impl MessagingService<'_> {
             kind: MessageKind::Text,
             body: Some(text.to_owned()),
             payload: None,
-            referral: None,
         };
         self.receive(&sender, inbound).await?.ok_or_else(|| {
             crate::Error::Internal("a new sandbox message was taken for erased".into())

@@ -46,7 +46,6 @@ pub fn read(item: &Value, contacts: &Value) -> Reading {
         kind,
         body,
         payload: payload(item, type_name),
-        referral: item.get("referral").filter(|r| r.is_object()).cloned(),
     })
 }
 
@@ -376,8 +375,11 @@ mod tests {
             "text": {"body": "hi"}, "context": {"id": "wamid.0", "from": "14155550199"},
             "referral": {"source_type": "ad", "ctwa_clid": "ARA"}});
         let m = message(read(&item, &Value::Null));
-        assert_eq!(m.referral.unwrap()["ctwa_clid"], "ARA");
         let payload = m.payload.unwrap();
+        assert_eq!(
+            super::super::ingest::referral(Some(&payload)).unwrap()["ctwa_clid"],
+            "ARA"
+        );
         assert_eq!(payload["context"]["id"], "wamid.0");
         assert_eq!(payload["type"], "text");
         let plain = json!({"from": "14155550123", "id": "wamid.8", "type": "text",

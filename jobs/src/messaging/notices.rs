@@ -54,9 +54,9 @@ impl MessagingService<'_> {
             return Ok(None);
         }
         if replay::is_erased(db, sender.id, &notice.provider_message_id).await?
-            || self
-                .already_stored(sender.id, &notice.provider_message_id)
+            || store::stored_message(db, sender.id, &notice.provider_message_id)
                 .await?
+                .is_some()
         {
             return Ok(None);
         }
@@ -74,15 +74,6 @@ impl MessagingService<'_> {
             .emit(Event::new(sender.workspace_id, payload))
             .await;
         Ok(Some(message))
-    }
-
-    async fn already_stored(&self, sender_id: Uuid, provider_message_id: &str) -> Result<bool> {
-        Ok(message::Entity::find()
-            .filter(message::Column::SenderId.eq(sender_id))
-            .filter(message::Column::ProviderMessageId.eq(provider_message_id))
-            .one(&self.services.db)
-            .await?
-            .is_some())
     }
 
     async fn store_notice(
@@ -170,12 +161,7 @@ async fn move_contact(
     contact: contact::Model,
     change: &IdentityChange,
 ) -> Result<Moved> {
-    let new_phone = change.phone.as_ref().filter(|p| {
-        !contact
-            .phone
-            .as_ref()
-            .is_some_and(|c| p.equivalents().contains(c))
-    });
+    let new_phone = change.phone.as_ref().filter(|p| !contact.has_number(p));
     let new_user_id = change
         .user_id
         .as_ref()

@@ -81,13 +81,7 @@ impl Customer {
 /// Of the contacts that matched `customer`, the one that is them: the one matching both
 /// identifiers, else the one with the number, else the one with the user id.
 fn the_one(found: Vec<contact::Model>, customer: &Customer) -> Option<contact::Model> {
-    let has_phone = |c: &contact::Model| {
-        customer.phone.as_ref().is_some_and(|p| {
-            c.phone
-                .as_ref()
-                .is_some_and(|s| p.equivalents().contains(s))
-        })
-    };
+    let has_phone = |c: &contact::Model| customer.phone.as_ref().is_some_and(|p| c.has_number(p));
     let has_user_id =
         |c: &contact::Model| customer.user_id.is_some() && c.user_id == customer.user_id;
     let rank = |c: &contact::Model| u8::from(has_phone(c)) * 2 + u8::from(has_user_id(c));
@@ -155,13 +149,10 @@ pub async fn upsert_contact(
         _ => None,
     };
     // The id WhatsApp gave is the number's: kept only on the contact that has that number.
-    let same_number = customer.phone.as_ref().is_some_and(|p| {
-        phone.is_some()
-            || found
-                .phone
-                .as_ref()
-                .is_some_and(|s| p.equivalents().contains(s))
-    });
+    let same_number = customer
+        .phone
+        .as_ref()
+        .is_some_and(|p| phone.is_some() || found.has_number(p));
     let wa_id = newer(&customer.wa_id, &found.wa_id).filter(|_| same_number);
     // Another contact holds the user id: leave it there rather than break uniqueness.
     let held_elsewhere = holders.iter().any(|id| *id != found.id);
@@ -348,6 +339,20 @@ pub async fn count_message(
     model.message_count = Set(count);
     model.last_message_at = Set(last);
     Ok(model.update(txn).await?)
+}
+
+/// The message `sender`'s provider delivered with `provider_message_id`, if it was stored: a
+/// redelivery is recognised by it.
+pub async fn stored_message(
+    db: &impl sea_orm::ConnectionTrait,
+    sender_id: Uuid,
+    provider_message_id: &str,
+) -> Result<Option<message::Model>> {
+    Ok(message::Entity::find()
+        .filter(message::Column::SenderId.eq(sender_id))
+        .filter(message::Column::ProviderMessageId.eq(provider_message_id))
+        .one(db)
+        .await?)
 }
 
 /// A message the customer's side sent through `sender` (as the customer, by default), stored
