@@ -20,6 +20,10 @@ pub struct Model {
     /// A JSON array (positional placeholders) or object (named), of minijinja templates.
     #[sea_orm(column_type = "JsonBinary")]
     pub variables: Json,
+    /// `{"header": …, "buttons": […]}` of minijinja templates, for the template's header and
+    /// buttons; null when it needs none.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub template_parameters: Option<Json>,
     /// `{"contactIds": [...]}` or `{"filter": {"tags": [...], "attributes": {...}}}`.
     #[sea_orm(column_type = "JsonBinary")]
     pub audience: Json,

@@ -154,14 +154,14 @@ macro_rules! json_enum {
 }
 
 json_enum!(
-    /// A template header's kind: text (may hold one placeholder) or media.
-    HeaderFormat { Text, Image, Video, Document }
+    /// A template header's kind: text (may hold one placeholder), media, or a location.
+    HeaderFormat { Text, Image, Video, Document, Location }
 );
-json_enum!(ButtonType {
-    QuickReply,
-    Url,
-    PhoneNumber
-});
+json_enum!(
+    /// A template button's kind, as Meta names it. `COPY_CODE` copies a coupon code given in
+    /// each send; `OTP` is an AUTHENTICATION template's one-time-password button.
+    ButtonType { QuickReply, Url, PhoneNumber, CopyCode, Otp }
+);
 json_enum!(
     /// The type of a variable the post-conversation evaluation extracts.
     ExtractionType { String, Number, Boolean, Enum }

@@ -51,14 +51,13 @@ pub enum Error {
         names: String,
         given: String,
     },
-    #[error(
-        "template {name:?} needs {needs} for its {component} in every send; Waflow sends body \
-         variables only, so this template cannot be sent yet"
-    )]
-    TemplateParameterMissing {
+    /// A header or button parameter is missing, surplus, of the wrong kind or past Meta's
+    /// limits (see `services::template_parameters`).
+    #[error("template {name:?}: {component} {problem}")]
+    TemplateParameterInvalid {
         name: String,
         component: String,
-        needs: &'static str,
+        problem: String,
     },
     #[error("text is {length} characters; WhatsApp allows at most 4096")]
     MessageTooLong { length: usize },
@@ -132,7 +131,7 @@ impl Error {
             Error::SenderOffline { .. } => "SENDER_OFFLINE",
             Error::TemplateNotFound { .. } => "TEMPLATE_NOT_FOUND",
             Error::TemplateNotApproved { .. } => "TEMPLATE_NOT_APPROVED",
-            Error::TemplateVariablesMismatch { .. } | Error::TemplateParameterMissing { .. } => {
+            Error::TemplateVariablesMismatch { .. } | Error::TemplateParameterInvalid { .. } => {
                 "TEMPLATE_VARIABLES_MISMATCH"
             }
             Error::MessageTooLong { .. } => "MESSAGE_TOO_LONG",

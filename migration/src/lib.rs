@@ -23,6 +23,7 @@ mod m0016_erased_messages;
 mod m0017_contact_wa_id;
 mod m0018_customer_identity;
 mod m0019_inbound;
+mod m0020_campaign_template_parameters;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0017_contact_wa_id::Migration),
             Box::new(m0018_customer_identity::Migration),
             Box::new(m0019_inbound::Migration),
+            Box::new(m0020_campaign_template_parameters::Migration),
         ]
     }
 }

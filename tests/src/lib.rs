@@ -595,6 +595,20 @@ impl Meta {
             .await;
     }
 
+    /// Lists `templates` (entries of `GET /{waba-id}/message_templates`) to every sync.
+    pub async fn lists_templates(&self, templates: Value) {
+        use wiremock::matchers::{method, path};
+        wiremock::Mock::given(method("GET"))
+            .and(path(format!(
+                "/v21.0/{BUSINESS_ACCOUNT_ID}/message_templates"
+            )))
+            .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(
+                json!({"data": templates, "paging": {"cursors": {"before": "a", "after": "b"}}}),
+            ))
+            .mount(&self.server)
+            .await;
+    }
+
     /// The requests the stand-in received with `method` whose path ends with `suffix`.
     pub async fn requests(&self, method: &str, suffix: &str) -> Vec<wiremock::Request> {
         self.server
@@ -813,6 +827,17 @@ impl TestApp {
         })
         .await;
         id
+    }
+
+    /// Runs `syncTemplates` for `sender_id`; returns how many templates it created.
+    pub async fn sync_templates(&self, sender_id: &str) -> u64 {
+        self.ok(
+            "mutation($id: ID!) { syncTemplates(senderId: $id) { created } }",
+            json!({"id": sender_id}),
+        )
+        .await["syncTemplates"]["created"]
+            .as_u64()
+            .unwrap()
     }
 
     /// Delivers a webhook as Meta would, signed with `secret`; returns the HTTP status.

@@ -15,7 +15,12 @@ use waflow_jobs::{
 };
 
 use super::{
-    GqlResult, connection, messages::Message, page_request, parse_id, scope, senders::Sender,
+    GqlResult, connection,
+    messages::{
+        Message, TemplateButtonParameterInput, TemplateHeaderParameterInput, template_parameters,
+    },
+    page_request, parse_id, scope,
+    senders::Sender,
 };
 
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +83,13 @@ pub struct CreateCampaignInput {
     /// A list for `{{1}}`..`{{n}}` templates or an object for named placeholders; each value a
     /// template over the contact: `{{ contact.name }}`, `{{ contact.attributes.plan }}`.
     variables: Option<Json<serde_json::Value>>,
+    /// The header's parameter, as in `sendTemplateMessage`; each string a template over the
+    /// contact (`{{ contact.attributes.photo_url }}`).
+    header: Option<TemplateHeaderParameterInput>,
+    /// The buttons' parameters, as in `sendTemplateMessage`; each string a template over the
+    /// contact (`{{ contact.attributes.coupon }}`).
+    #[graphql(default)]
+    buttons: Vec<TemplateButtonParameterInput>,
     audience: AudienceInput,
     /// Not before this time.
     start_at: Option<DateTime<Utc>>,
@@ -165,6 +177,10 @@ impl Campaign {
     }
     async fn variables(&self) -> Option<Json<serde_json::Value>> {
         (!self.0.variables.is_null()).then(|| Json(self.0.variables.clone()))
+    }
+    /// `{"header": …, "buttons": […]}` as given at creation, when the template needs them.
+    async fn template_parameters(&self) -> Option<Json<serde_json::Value>> {
+        self.0.template_parameters.clone().map(Json)
     }
     /// `{"contactIds": [...]}` or `{"filter": {"tags": [...], "attributes": {...}}}`.
     async fn audience(&self) -> Json<serde_json::Value> {
@@ -360,6 +376,7 @@ impl CreateCampaignInput {
             template_name: self.template_name,
             language: self.language,
             variables: self.variables.map(|v| v.0),
+            parameters: template_parameters(self.header, self.buttons),
             audience,
             start_at: self.start_at,
             timezone: self.timezone,

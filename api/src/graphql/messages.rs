@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::{Context, ID, InputObject, Json, Object, SimpleObject, connection::Connection};
+use async_graphql::{
+    Context, ID, InputObject, Json, Object, OneofObject, SimpleObject, connection::Connection,
+};
 use chrono::{DateTime, Utc};
 use waflow_entities::{
     enums::{MessageDirection, MessageKind, MessageRole, MessageStatus},
@@ -11,6 +13,7 @@ use waflow_entities::{
 use waflow_jobs::{
     Error,
     messaging::{SendTemplate, SendText, SessionStatus as Session, TemplateRef, dead_letters},
+    services::template_parameters as params,
 };
 
 use super::{
@@ -147,7 +150,104 @@ pub struct SendTemplateMessageInput {
     variables: Vec<String>,
     /// Values for named placeholders, like {"customer_name": "Ana"}.
     named_variables: Option<Json<BTreeMap<String, String>>>,
+    /// The header's parameter, when the template's header is media, a location, or text with
+    /// a placeholder.
+    header: Option<TemplateHeaderParameterInput>,
+    /// Values for the buttons that take one: a URL's dynamic suffix, a quick reply's payload, a
+    /// copy-code button's coupon code, an OTP button's code.
+    #[graphql(default)]
+    buttons: Vec<TemplateButtonParameterInput>,
     idempotency_key: Option<String>,
+}
+
+/// A template header's parameter: exactly one kind, the header's own.
+#[derive(OneofObject)]
+pub enum TemplateHeaderParameterInput {
+    /// The value of a TEXT header's placeholder; the header stays within 60 characters.
+    Text(String),
+    Image(MediaInput),
+    Video(MediaInput),
+    Document(MediaInput),
+    Location(LocationInput),
+}
+
+/// Media by public `link` (http or https; Meta downloads it) or by the `id` of media uploaded
+/// to Meta; one of the two. `filename`: documents only.
+#[derive(InputObject)]
+pub struct MediaInput {
+    link: Option<String>,
+    id: Option<String>,
+    filename: Option<String>,
+}
+
+/// Degrees: latitude −90..90, longitude −180..180.
+#[derive(InputObject)]
+pub struct LocationInput {
+    latitude: f64,
+    longitude: f64,
+    name: Option<String>,
+    address: Option<String>,
+}
+
+/// A value for the template's button at `index` (zero-based, in the template's order); one of
+/// `text` (a URL button's suffix, an OTP button's code), `payload` (QUICK_REPLY) or
+/// `couponCode` (COPY_CODE: 1 to 20 letters and digits).
+#[derive(InputObject)]
+pub struct TemplateButtonParameterInput {
+    index: u32,
+    text: Option<String>,
+    payload: Option<String>,
+    coupon_code: Option<String>,
+}
+
+/// The header's and buttons' parameters as the services take them.
+pub(super) fn template_parameters(
+    header: Option<TemplateHeaderParameterInput>,
+    buttons: Vec<TemplateButtonParameterInput>,
+) -> params::TemplateParameters {
+    params::TemplateParameters {
+        header: header.map(Into::into),
+        buttons: buttons.into_iter().map(Into::into).collect(),
+    }
+}
+
+impl From<MediaInput> for params::Media {
+    fn from(m: MediaInput) -> Self {
+        params::Media {
+            link: m.link,
+            id: m.id,
+            filename: m.filename,
+        }
+    }
+}
+
+impl From<TemplateHeaderParameterInput> for params::HeaderParameter {
+    fn from(h: TemplateHeaderParameterInput) -> Self {
+        use TemplateHeaderParameterInput as In;
+        match h {
+            In::Text(text) => Self::Text(text),
+            In::Image(m) => Self::Image(m.into()),
+            In::Video(m) => Self::Video(m.into()),
+            In::Document(m) => Self::Document(m.into()),
+            In::Location(l) => Self::Location(params::Location {
+                latitude: l.latitude,
+                longitude: l.longitude,
+                name: l.name,
+                address: l.address,
+            }),
+        }
+    }
+}
+
+impl From<TemplateButtonParameterInput> for params::ButtonParameter {
+    fn from(b: TemplateButtonParameterInput) -> Self {
+        params::ButtonParameter {
+            index: b.index as usize,
+            text: b.text,
+            payload: b.payload,
+            coupon_code: b.coupon_code,
+        }
+    }
 }
 
 #[derive(InputObject)]
@@ -299,6 +399,7 @@ impl MessageMutation {
             recipient_name: input.recipient_name,
             variables: input.variables,
             named_variables: input.named_variables.map(|j| j.0).unwrap_or_default(),
+            parameters: template_parameters(input.header, input.buttons),
             idempotency_key: input.idempotency_key,
         };
         services

@@ -29,8 +29,12 @@ pub struct TemplateHeader {
 pub struct TemplateButton {
     r#type: ButtonType,
     text: String,
+    /// URL buttons: may end with one placeholder, {{1}}, the suffix each send gives.
     url: Option<String>,
     phone_number: Option<String>,
+    /// A sample for Meta's review: a COPY_CODE button's code (1 to 20 letters and digits), a
+    /// dynamic URL button's full URL.
+    example: Option<String>,
 }
 
 #[derive(SimpleObject, InputObject)]
@@ -64,6 +68,7 @@ impl From<TemplateComponents> for svc::Components {
                     text: b.text,
                     url: b.url,
                     phone_number: b.phone_number,
+                    example: b.example,
                 })
                 .collect(),
             body_examples: c.body_examples,
@@ -88,6 +93,7 @@ impl From<svc::Components> for TemplateComponents {
                     text: b.text,
                     url: b.url,
                     phone_number: b.phone_number,
+                    example: b.example,
                 })
                 .collect(),
             body_examples: c.body_examples,

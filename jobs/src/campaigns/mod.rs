@@ -137,6 +137,8 @@ impl CampaignService<'_> {
             template_name: Set(template.name.clone()),
             language: Set(template.language.clone()),
             variables: Set(input.variables.clone().unwrap_or(Value::Null)),
+            template_parameters: Set((input.parameters != Default::default())
+                .then(|| serde_json::to_value(&input.parameters).expect("serializes"))),
             audience: Set(serde_json::to_value(&input.audience).expect("serializes")),
             start_at: Set(input.start_at),
             timezone: Set(checked.timezone),
@@ -241,7 +243,7 @@ impl CampaignService<'_> {
             }
         };
         let templates = self.services.sandbox.for_workspace(workspace_id);
-        let variables = Variables::from_json(&campaign.variables)?
+        let variables = Variables::of_campaign(&campaign)?
             .render(&templates, &context)
             .await
             .map_err(|e| e.on_field("variables"))?;
@@ -256,6 +258,7 @@ impl CampaignService<'_> {
                     recipient_name: None,
                     variables: variables.positional,
                     named_variables: variables.named,
+                    parameters: variables.parameters,
                     idempotency_key: None,
                 },
             )

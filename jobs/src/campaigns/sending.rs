@@ -14,7 +14,7 @@ use uuid::Uuid;
 use waflow_entities::{
     campaign, campaign_recipient, contact,
     enums::{MessageStatus, RecipientStatus},
-    message, sender,
+    message, sender, template,
 };
 
 use super::{
@@ -25,6 +25,7 @@ use crate::{
     error::{Error, Result},
     messaging::{SendTemplate, TemplateRef},
     sandbox::TemplateError,
+    services::{template_parameters, templates::Components},
 };
 
 /// How long one dispatcher job sends before handing over to the next: shorter than a worker's
@@ -90,7 +91,12 @@ impl CampaignService<'_> {
             interval: Duration::from_secs_f64(1.0 / f64::from(rate)),
             last: campaign.started_at.map(|_| Instant::now()),
         };
-        let variables = Variables::from_json(&campaign.variables)?;
+        let variables = Variables::of_campaign(campaign)?;
+        let components = template::Entity::find_by_id(campaign.template_id)
+            .one(db)
+            .await?
+            .map(|t| Components::from_json(&t.components))
+            .transpose()?;
         let schedule = SendSchedule::of(campaign)?;
         let started = Instant::now();
         let mut renewed = Instant::now();
@@ -107,8 +113,9 @@ impl CampaignService<'_> {
                 return Ok(SliceEnd::Finished);
             }
             for recipient in batch {
-                let Prepared::Ready(contact, rendered) =
-                    self.prepare(&variables, &recipient).await?
+                let Prepared::Ready(contact, rendered) = self
+                    .prepare(&variables, components.as_ref(), &recipient)
+                    .await?
                 else {
                     continue;
                 };
@@ -155,10 +162,12 @@ impl CampaignService<'_> {
     }
 
     /// Loads the recipient's contact and renders the variables for them, or records why the
-    /// recipient is skipped.
+    /// recipient is skipped: opted out, deleted, or values that cannot be rendered or that break
+    /// Meta's limits on the template's header and buttons (`components`, when it still exists).
     async fn prepare(
         &self,
         variables: &Variables,
+        components: Option<&Components>,
         recipient: &campaign_recipient::Model,
     ) -> Result<Prepared> {
         let Some(contact) = contact::Entity::find_by_id(recipient.contact_id)
@@ -185,7 +194,16 @@ impl CampaignService<'_> {
         let context = self.context(&contact).await?;
         let templates = self.services.sandbox.for_workspace(contact.workspace_id);
         match variables.render(&templates, &context).await {
-            Ok(rendered) => Ok(Prepared::Ready(Box::new(contact), rendered)),
+            Ok(rendered) => {
+                let paired = components.map(|c| template_parameters::pair(c, &rendered.parameters));
+                if let Some(Err(mismatch)) = paired {
+                    let why = format!("{} {}", mismatch.component, mismatch.problem);
+                    return self
+                        .skip(recipient, RecipientStatus::SkippedInvalid, &why)
+                        .await;
+                }
+                Ok(Prepared::Ready(Box::new(contact), rendered))
+            }
             Err(TemplateError::Template(why)) => {
                 self.skip(recipient, RecipientStatus::SkippedInvalid, &why)
                     .await
@@ -215,6 +233,7 @@ impl CampaignService<'_> {
                     recipient_name: None,
                     variables: rendered.positional,
                     named_variables: rendered.named,
+                    parameters: rendered.parameters,
                     idempotency_key: Some(format!("campaign:{}:{}", campaign.id, contact.id)),
                 },
             )
@@ -264,7 +283,7 @@ impl CampaignService<'_> {
                 | Error::TemplateNotFound { .. }
                 | Error::TemplateNotApproved { .. }
                 | Error::TemplateVariablesMismatch { .. }
-                | Error::TemplateParameterMissing { .. }),
+                | Error::TemplateParameterInvalid { .. }),
             ) => Ok(Outcome::Pause(error.public_message())),
             Err(Error::SendFailed { message_id, .. }) => {
                 if let Some(message) = message::Entity::find_by_id(message_id).one(db).await? {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 use waflow_entities::{
+    campaign,
     enums::{ButtonType, QualityRating, TemplateCategory},
     template,
 };
@@ -20,7 +21,11 @@ use crate::{
     messaging::{body_of, match_variables},
     placeholders::Placeholders,
     sandbox::{SourceChecks, TemplateError, Templates},
-    services::{contacts::ContactFilter, templates::Components},
+    services::{
+        contacts::ContactFilter,
+        template_parameters::{self, TemplateParameters},
+        templates::Components,
+    },
     validation::Problems,
 };
 
@@ -38,6 +43,8 @@ pub struct NewCampaign {
     pub language: String,
     /// A JSON array (positional placeholders) or object (named) of minijinja templates.
     pub variables: Option<Value>,
+    /// The template's header and button parameters, each string a minijinja template.
+    pub parameters: TemplateParameters,
     pub audience: Audience,
     pub start_at: Option<DateTime<Utc>>,
     pub timezone: Option<String>,
@@ -76,14 +83,27 @@ impl AudienceFilter {
     }
 }
 
-/// A campaign's variables, split the way a template send takes them.
+/// A campaign's variables, split the way a template send takes them: the body's, and the
+/// header's and buttons' parameters.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Variables {
     pub positional: Vec<String>,
     pub named: BTreeMap<String, String>,
+    pub parameters: TemplateParameters,
 }
 
 impl Variables {
+    /// A stored campaign's variables and parameters.
+    pub fn of_campaign(campaign: &campaign::Model) -> Result<Self> {
+        let mut variables = Self::from_json(&campaign.variables)?;
+        if let Some(stored) = &campaign.template_parameters {
+            variables.parameters = serde_json::from_value(stored.clone()).map_err(|e| {
+                Error::Internal(format!("stored campaign parameters are malformed: {e}"))
+            })?;
+        }
+        Ok(variables)
+    }
+
     /// Reads the stored or given JSON; `null` means none.
     pub fn from_json(value: &Value) -> Result<Self> {
         let text = |field: String, v: &Value| {
@@ -102,14 +122,14 @@ impl Variables {
                     .enumerate()
                     .map(|(i, v)| text(format!("variables[{i}]"), v))
                     .collect::<Result<_>>()?,
-                named: BTreeMap::new(),
+                ..Self::default()
             },
             Value::Object(map) => Self {
-                positional: Vec::new(),
                 named: map
                     .iter()
                     .map(|(k, v)| Ok((k.clone(), text(format!("variables.{k}"), v)?)))
                     .collect::<Result<_>>()?,
+                ..Self::default()
             },
             _ => {
                 return Err(Error::field(
@@ -120,18 +140,24 @@ impl Variables {
         })
     }
 
-    /// Each variable with the field a problem with it is reported at.
-    fn fields(&self) -> Vec<(String, &str)> {
+    /// Each variable and parameter with the field a problem with it is reported at.
+    fn fields(&self) -> Vec<(String, String)> {
         let positional = self
             .positional
             .iter()
             .enumerate()
-            .map(|(i, v)| (format!("variables[{i}]"), v.as_str()));
+            .map(|(i, v)| (format!("variables[{i}]"), v.clone()));
         let named = self
             .named
             .iter()
-            .map(|(k, v)| (format!("variables.{k}"), v.as_str()));
-        positional.chain(named).collect()
+            .map(|(k, v)| (format!("variables.{k}"), v.clone()));
+        let mut parameters = self.parameters.clone();
+        let parameters: Vec<(String, String)> = parameters
+            .strings_mut()
+            .into_iter()
+            .map(|(at, v)| (at, v.clone()))
+            .collect();
+        positional.chain(named).chain(parameters).collect()
     }
 
     /// Renders every variable for one contact (`{"contact": {...}}`).
@@ -149,6 +175,10 @@ impl Variables {
         for (name, source) in &self.named {
             let value = templates.render(source, context).await?;
             rendered.named.insert(name.clone(), value);
+        }
+        rendered.parameters = self.parameters.clone();
+        for (_, value) in rendered.parameters.strings_mut() {
+            *value = templates.render(value, context).await?;
         }
         Ok(rendered)
     }
@@ -168,7 +198,7 @@ pub struct Checked {
 pub async fn check(templates: &Templates<'_>, input: &NewCampaign) -> Result<Checked> {
     let mut problems = Problems::new();
     problems.text("name", &input.name, 200);
-    let variables = match input.variables.as_ref().map(Variables::from_json) {
+    let mut variables = match input.variables.as_ref().map(Variables::from_json) {
         None => Variables::default(),
         Some(Ok(v)) => v,
         Some(Err(Error::Validation(fields))) => {
@@ -179,9 +209,10 @@ pub async fn check(templates: &Templates<'_>, input: &NewCampaign) -> Result<Che
         }
         Some(Err(other)) => return Err(other),
     };
+    variables.parameters = input.parameters.clone();
     let mut sources = SourceChecks::default();
     for (field, source) in variables.fields() {
-        sources.template(field, source);
+        sources.template(field, &source);
     }
     for (field, message) in sources.run(templates).await? {
         problems.add(field, message);
@@ -267,6 +298,13 @@ pub fn check_template(
         &variables.positional,
         &variables.named,
     )?;
+    // The values are templates until each recipient's are rendered: their presence and kinds
+    // are checked here, Meta's limits on each recipient's values before their send.
+    template_parameters::check_shape(
+        &Components::from_json(&template.components)?,
+        &variables.parameters,
+    )
+    .map_err(|m| m.into_error(&template.name))?;
     if template.category == TemplateCategory::Marketing
         && !acknowledge_no_opt_out
         && !has_opt_out_hint(&Components::from_json(&template.components)?)

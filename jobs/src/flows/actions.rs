@@ -12,7 +12,7 @@ use crate::{
     Error, Services, egress,
     messaging::{SendTemplate, SendText, TemplateRef},
     sandbox::{TemplateError, Templates},
-    services::ai_replies::GenerateAiReply,
+    services::{ai_replies::GenerateAiReply, template_parameters::TemplateParameters},
 };
 use waflow_entities::{enums::MessageStatus, message};
 
@@ -137,15 +137,33 @@ fn message_output(m: &message::Model) -> StepResult {
     }))
 }
 
+/// A `send_template` step's fields, as written (templates over the run's context).
+pub struct TemplateStep<'a> {
+    pub sender_id: Uuid,
+    pub template: &'a str,
+    pub language: &'a str,
+    pub to: &'a str,
+    pub variables: &'a TemplateVariables,
+    pub recipient_name: Option<&'a String>,
+}
+
+/// Renders every field of the step, the header's and buttons' parameters included, and sends.
 pub async fn send_template(
     cx: &StepContext<'_>,
-    sender_id: Uuid,
-    template: &str,
-    language: &str,
-    to: &str,
-    variables: &TemplateVariables,
-    recipient_name: Option<&String>,
+    step: TemplateStep<'_>,
+    mut parameters: TemplateParameters,
 ) -> StepResult {
+    let TemplateStep {
+        sender_id,
+        template,
+        language,
+        to,
+        variables,
+        recipient_name,
+    } = step;
+    for (at, value) in parameters.strings_mut() {
+        *value = cx.render(&at, value).await?;
+    }
     let mut positional = Vec::new();
     let mut named = BTreeMap::new();
     match variables {
@@ -174,6 +192,7 @@ pub async fn send_template(
         recipient_name,
         variables: positional,
         named_variables: named,
+        parameters,
         idempotency_key: Some(cx.idempotency_key.clone()),
     };
     let sent = cx

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::validation::Problems;
+use crate::{
+    services::template_parameters::{ButtonParameter, HeaderParameter},
+    validation::Problems,
+};
 
 /// The default retry: wait a minute, retry once (two attempts in all).
 pub const DEFAULT_RETRY: Retry = Retry {
@@ -181,6 +184,12 @@ pub enum Leaf {
         #[serde(default)]
         variables: TemplateVariables,
         recipient_name: Option<String>,
+        /// The header's parameter (`{"image": {"link": "{{trigger.photo}}"}}`), see
+        /// `services::template_parameters`.
+        header: Option<HeaderParameter>,
+        /// The buttons' parameters (`[{"index": 0, "text": "{{trigger.order_id}}"}]`).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        buttons: Vec<ButtonParameter>,
     },
     SendText {
         sender_id: Uuid,

@@ -22,7 +22,10 @@ use super::{
     limits, runs,
     state::{Block, Frame, RunState, StepIndex, Wake, WakeReason},
 };
-use crate::{Services, crash_points::CrashPoint, error::Result};
+use crate::{
+    Services, crash_points::CrashPoint, error::Result,
+    services::template_parameters::TemplateParameters,
+};
 
 /// How soon a job that found its run held by another worker tries again.
 const HELD_RETRY: Duration = Duration::from_secs(1);
@@ -555,15 +558,24 @@ impl<'a> Executor<'a> {
                 to,
                 variables,
                 recipient_name,
+                header,
+                buttons,
             } => {
+                let parameters = TemplateParameters {
+                    header: header.clone(),
+                    buttons: buttons.clone(),
+                };
                 actions::send_template(
                     &cx,
-                    *sender_id,
-                    template,
-                    language,
-                    to,
-                    variables,
-                    recipient_name.as_ref(),
+                    actions::TemplateStep {
+                        sender_id: *sender_id,
+                        template,
+                        language,
+                        to,
+                        variables,
+                        recipient_name: recipient_name.as_ref(),
+                    },
+                    parameters,
                 )
                 .await
             }

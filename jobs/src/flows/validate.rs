@@ -8,7 +8,10 @@ use uuid::Uuid;
 use waflow_entities::{assistant, enums::TemplateStatus, sender, template};
 
 use super::definition::{self, Action, Definition, Leaf, Step, TemplateVariables, Trigger};
-use crate::{Services, error::Result, sandbox::SourceChecks, validation::Problems};
+use crate::{
+    Services, error::Result, sandbox::SourceChecks,
+    services::template_parameters::TemplateParameters, validation::Problems,
+};
 
 const HTTP_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// The longest a delay or a wait for a reply may be: 30 days.
@@ -137,12 +140,21 @@ fn check_leaf(
             to,
             variables,
             recipient_name,
+            header,
+            buttons,
         } => {
             templates_in(
                 sources,
                 path,
                 &[("to", Some(to)), ("recipientName", recipient_name.as_ref())],
             );
+            let mut parameters = TemplateParameters {
+                header: header.clone(),
+                buttons: buttons.clone(),
+            };
+            for (at, value) in parameters.strings_mut() {
+                sources.template(format!("{path}.{at}"), value);
+            }
             let values: Vec<(String, &String)> = match variables {
                 TemplateVariables::Positional(list) => list
                     .iter()

@@ -32,7 +32,11 @@ use crate::{
     error::{Error, Result, WindowClosed},
     placeholders::{ParameterFormat, Placeholders, render},
     providers::{self, Content, Recipient},
-    services::find_in_workspace,
+    services::{
+        find_in_workspace,
+        template_parameters::{self, TemplateParameters},
+        templates::Components,
+    },
 };
 pub use window::SessionStatus;
 
@@ -63,6 +67,8 @@ pub struct SendTemplate {
     pub variables: Vec<String>,
     /// Values for named placeholders like `{{customer_name}}`.
     pub named_variables: BTreeMap<String, String>,
+    /// Values for the header and buttons, when the template has parameters there.
+    pub parameters: TemplateParameters,
     pub idempotency_key: Option<String>,
 }
 
@@ -154,7 +160,8 @@ impl MessagingService<'_> {
         let template = self
             .approved_template(workspace_id, &sender, &input.template)
             .await?;
-        let body = body_of(&template)?;
+        let components = Components::from_json(&template.components)?;
+        let body = components.body.clone();
         let placeholders = Placeholders::parse(&body)
             .map_err(|e| Error::Internal(format!("stored template body is invalid: {e}")))?;
         let values = match_variables(
@@ -163,6 +170,8 @@ impl MessagingService<'_> {
             &input.variables,
             &input.named_variables,
         )?;
+        let paired = template_parameters::pair(&components, &input.parameters)
+            .map_err(|m| m.into_error(&template.name))?;
 
         if template.category == TemplateCategory::Marketing {
             let contact = self.contact_of(workspace_id, &to).await?;
@@ -190,6 +199,7 @@ impl MessagingService<'_> {
                 "language": template.language,
                 "format": placeholders.format,
                 "values": map,
+                "parameters": input.parameters,
             })),
             recipient_name: input.recipient_name,
             content: Content::Template {
@@ -197,6 +207,8 @@ impl MessagingService<'_> {
                 language: template.language.clone(),
                 format: placeholders.format,
                 values,
+                header: paired.header,
+                buttons: paired.buttons,
             },
         };
         self.deliver(workspace_id, &sender, &to, outgoing, input.idempotency_key)
@@ -479,26 +491,17 @@ enum Stored {
 }
 
 pub(crate) fn body_of(template: &template::Model) -> Result<String> {
-    Ok(crate::services::templates::Components::from_json(&template.components)?.body)
+    Ok(Components::from_json(&template.components)?.body)
 }
 
-/// Pairs the given values with the template's placeholders; exactly one value each. A template
-/// whose header or buttons need parameters of their own is refused here, for every provider
-/// (`Components::unsupplied_parameter`).
+/// Pairs the given values with the body's placeholders; exactly one value each. The header's
+/// and buttons' parameters are paired by `template_parameters::pair`.
 pub(crate) fn match_variables(
     template: &template::Model,
     placeholders: &Placeholders,
     positional: &[String],
     named: &BTreeMap<String, String>,
 ) -> Result<Vec<(String, String)>> {
-    let components = crate::services::templates::Components::from_json(&template.components)?;
-    if let Some((component, needs)) = components.unsupplied_parameter() {
-        return Err(Error::TemplateParameterMissing {
-            name: template.name.clone(),
-            component,
-            needs,
-        });
-    }
     let mismatch = |given: String| Error::TemplateVariablesMismatch {
         name: template.name.clone(),
         expected: placeholders.count(),

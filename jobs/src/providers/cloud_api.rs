@@ -19,7 +19,10 @@ use super::{Accepted, Content, Recipient, Refusal};
 use crate::{
     Services,
     error::{Error, Result, WindowClosed},
-    services::templates::{Button, Components, Header},
+    services::{
+        template_parameters::{ButtonPayload, ButtonValue, HeaderParameter, HeaderValue, Media},
+        templates::{Button, Components, Header},
+    },
 };
 
 /// How long one request to Meta may take before the send counts as failed.
@@ -185,6 +188,7 @@ impl MetaTemplate {
                         Some("IMAGE") => HeaderFormat::Image,
                         Some("VIDEO") => HeaderFormat::Video,
                         Some("DOCUMENT") => HeaderFormat::Document,
+                        Some("LOCATION") => HeaderFormat::Location,
                         _ => HeaderFormat::Text,
                     };
                     out.header = Some(Header { format, text });
@@ -200,6 +204,11 @@ impl MetaTemplate {
                             Some("QUICK_REPLY") => ButtonType::QuickReply,
                             Some("URL") => ButtonType::Url,
                             Some("PHONE_NUMBER") => ButtonType::PhoneNumber,
+                            Some("COPY_CODE") => ButtonType::CopyCode,
+                            Some("OTP") => ButtonType::Otp,
+                            // Meta lists other kinds (FLOW, CATALOG, MPM, VOICE_CALL…) that
+                            // take no parameter Waflow sends; kept as quick replies would be
+                            // wrong, so they are left out of the stored components.
                             _ => continue,
                         };
                         out.buttons.push(Button {
@@ -207,6 +216,7 @@ impl MetaTemplate {
                             text: button["text"].as_str().unwrap_or_default().to_owned(),
                             url: button["url"].as_str().map(str::to_owned),
                             phone_number: button["phone_number"].as_str().map(str::to_owned),
+                            example: example_of(&button["example"]),
                         });
                     }
                 }
@@ -214,6 +224,15 @@ impl MetaTemplate {
             }
         }
         out
+    }
+}
+
+/// A button's sample: Meta gives a string (COPY_CODE) or a list (URL).
+fn example_of(example: &Value) -> Option<String> {
+    match example {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(list) => list.first().and_then(Value::as_str).map(str::to_owned),
+        _ => None,
     }
 }
 
@@ -474,19 +493,13 @@ fn content_body(content: &Content) -> Value {
             language,
             format,
             values,
+            header,
+            buttons,
         } => {
-            let parameters: Vec<Value> = values
-                .iter()
-                .map(|(name, text)| match format {
-                    ParameterFormat::Positional => json!({"type": "text", "text": text}),
-                    ParameterFormat::Named => {
-                        json!({"type": "text", "parameter_name": name, "text": text})
-                    }
-                })
-                .collect();
             let mut template = json!({"name": name, "language": {"code": language}});
-            if !parameters.is_empty() {
-                template["components"] = json!([{"type": "body", "parameters": parameters}]);
+            let components = send_components(*format, values, header.as_ref(), buttons);
+            if !components.is_empty() {
+                template["components"] = Value::Array(components);
             }
             json!({
                 "messaging_product": "whatsapp",
@@ -494,6 +507,79 @@ fn content_body(content: &Content) -> Value {
                 "type": "template",
                 "template": template,
             })
+        }
+    }
+}
+
+/// A send's `components`: the header's parameter, the body's, then one entry per button that
+/// takes one ("Template messages", Cloud API: components and parameter objects).
+fn send_components(
+    format: ParameterFormat,
+    values: &[(String, String)],
+    header: Option<&HeaderValue>,
+    buttons: &[ButtonValue],
+) -> Vec<Value> {
+    let mut components = Vec::new();
+    if let Some(header) = header {
+        components.push(json!({"type": "header", "parameters": [header_parameter(header)]}));
+    }
+    let body: Vec<Value> = values
+        .iter()
+        .map(|(name, text)| match format {
+            ParameterFormat::Positional => json!({"type": "text", "text": text}),
+            ParameterFormat::Named => {
+                json!({"type": "text", "parameter_name": name, "text": text})
+            }
+        })
+        .collect();
+    if !body.is_empty() {
+        components.push(json!({"type": "body", "parameters": body}));
+    }
+    for button in buttons {
+        let (sub_type, parameter) = match &button.parameter {
+            ButtonPayload::Text(text) => ("url", json!({"type": "text", "text": text})),
+            ButtonPayload::Payload(payload) => (
+                "quick_reply",
+                json!({"type": "payload", "payload": payload}),
+            ),
+            ButtonPayload::CouponCode(code) => (
+                "copy_code",
+                json!({"type": "coupon_code", "coupon_code": code}),
+            ),
+        };
+        components.push(json!({"type": "button", "sub_type": sub_type,
+            "index": button.index.to_string(), "parameters": [parameter]}));
+    }
+    components
+}
+
+fn header_parameter(header: &HeaderValue) -> Value {
+    let media = |m: &Media| {
+        let mut object = serde_json::Map::new();
+        for (key, value) in [("link", &m.link), ("id", &m.id), ("filename", &m.filename)] {
+            if let Some(v) = value {
+                object.insert(key.to_owned(), json!(v));
+            }
+        }
+        Value::Object(object)
+    };
+    match &header.parameter {
+        HeaderParameter::Text(text) => match header.parameter_name() {
+            Some(name) => json!({"type": "text", "parameter_name": name, "text": text}),
+            None => json!({"type": "text", "text": text}),
+        },
+        HeaderParameter::Image(m) => json!({"type": "image", "image": media(m)}),
+        HeaderParameter::Video(m) => json!({"type": "video", "video": media(m)}),
+        HeaderParameter::Document(m) => json!({"type": "document", "document": media(m)}),
+        HeaderParameter::Location(l) => {
+            let mut location = json!({"latitude": l.latitude, "longitude": l.longitude});
+            if let Some(name) = &l.name {
+                location["name"] = json!(name);
+            }
+            if let Some(address) = &l.address {
+                location["address"] = json!(address);
+            }
+            json!({"type": "location", "location": location})
         }
     }
 }
@@ -533,6 +619,14 @@ fn template_components(c: &Components, format: ParameterFormat, names: &[String]
                 }
                 if let Some(phone) = &b.phone_number {
                     button["phone_number"] = json!(phone);
+                }
+                match (b.r#type, &b.example) {
+                    (ButtonType::CopyCode, Some(code)) => {
+                        button = json!({"type": "COPY_CODE", "example": code});
+                    }
+                    (ButtonType::Url, Some(url)) => button["example"] = json!([url]),
+                    (ButtonType::Otp, _) => button["otp_type"] = json!("COPY_CODE"),
+                    _ => {}
                 }
                 button
             })

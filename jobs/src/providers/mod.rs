@@ -6,7 +6,12 @@ pub mod cloud_api;
 use uuid::Uuid;
 use waflow_entities::{CustomerAddress, contact, enums::SenderProvider, sender};
 
-use crate::{Services, error::Error, placeholders::ParameterFormat};
+use crate::{
+    Services,
+    error::Error,
+    placeholders::ParameterFormat,
+    services::template_parameters::{ButtonValue, HeaderValue},
+};
 
 /// What to send, after every rule has been checked.
 #[derive(Debug, Clone)]
@@ -18,6 +23,8 @@ pub enum Content {
         format: ParameterFormat,
         /// (placeholder name, value) in the order the template declares them.
         values: Vec<(String, String)>,
+        header: Option<HeaderValue>,
+        buttons: Vec<ButtonValue>,
     },
 }
 

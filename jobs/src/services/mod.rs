@@ -9,6 +9,7 @@ pub mod contacts;
 pub mod conversations;
 pub mod evaluation;
 pub mod senders;
+pub mod template_parameters;
 pub mod templates;
 pub mod webhooks;
 pub mod workspaces;

@@ -42,6 +42,9 @@ pub struct Button {
     pub text: String,
     pub url: Option<String>,
     pub phone_number: Option<String>,
+    /// A sample for Meta's review: a COPY_CODE button's code, a dynamic URL's full URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<String>,
 }
 
 /// A template's content, stored as JSON in `template.components`.
@@ -62,34 +65,6 @@ impl Components {
     pub fn from_json(value: &serde_json::Value) -> Result<Self> {
         serde_json::from_value(value.clone())
             .map_err(|e| Error::Internal(format!("stored template components are malformed: {e}")))
-    }
-
-    /// The first component besides the body that needs a parameter in every send, and what it
-    /// needs: a media header its image, video or document; a text header with a placeholder
-    /// its value; a URL button with a placeholder its suffix. Meta refuses a send without them
-    /// (132012, 132000: Cloud API error codes), and Waflow sends body parameters only, so such
-    /// a template is refused before any request leaves, naming the component.
-    pub fn unsupplied_parameter(&self) -> Option<(String, &'static str)> {
-        if let Some(header) = &self.header {
-            let needs = match header.format {
-                HeaderFormat::Image => Some("an image"),
-                HeaderFormat::Video => Some("a video"),
-                HeaderFormat::Document => Some("a document"),
-                HeaderFormat::Text => header
-                    .text
-                    .as_deref()
-                    .filter(|t| Placeholders::parse(t).is_ok_and(|p| p.count() > 0))
-                    .map(|_| "a value for its placeholder"),
-            };
-            if let Some(needs) = needs {
-                return Some(("header".to_owned(), needs));
-            }
-        }
-        self.buttons.iter().enumerate().find_map(|(i, button)| {
-            let dynamic = button.r#type == ButtonType::Url
-                && button.url.as_deref().is_some_and(|u| u.contains("{{"));
-            dynamic.then(|| (format!("buttons[{i}] (URL)"), "the URL's dynamic suffix"))
-        })
     }
 }
 
@@ -176,17 +151,50 @@ pub fn validate_components(problems: &mut Problems, c: &Components) -> usize {
             "may not contain placeholders",
         );
     }
+    validate_buttons(problems, &c.buttons);
+    variables
+}
+
+/// Meta's limits on a template's buttons ("Buttons", WhatsApp template components): at most
+/// 10, of which at most 2 URL, 1 PHONE_NUMBER and 1 COPY_CODE; a URL's one placeholder at its
+/// end; a COPY_CODE button's sample code of at most 20 letters and digits.
+fn validate_buttons(problems: &mut Problems, buttons: &[Button]) {
     problems.check(
-        c.buttons.len() <= 10,
+        buttons.len() <= 10,
         "components.buttons",
         "at most 10 buttons",
     );
-    for (i, button) in c.buttons.iter().enumerate() {
+    for (kind, most) in [
+        (ButtonType::Url, 2),
+        (ButtonType::PhoneNumber, 1),
+        (ButtonType::CopyCode, 1),
+        (ButtonType::Otp, 1),
+    ] {
+        let count = buttons.iter().filter(|b| b.r#type == kind).count();
+        problems.check(
+            count <= most,
+            "components.buttons",
+            format!(
+                "at most {most} {} button(s)",
+                serde_json::json!(kind).as_str().unwrap_or_default()
+            ),
+        );
+    }
+    for (i, button) in buttons.iter().enumerate() {
         let field = |name: &str| format!("components.buttons[{i}].{name}");
         problems.text(&field("text"), &button.text, 25);
         match button.r#type {
             ButtonType::Url => match &button.url {
-                Some(url) => problems.url(&field("url"), url),
+                Some(url) => {
+                    problems.url(&field("url"), url);
+                    let placeholders = placeholders(problems, &field("url"), url);
+                    let count = placeholders.as_ref().map_or(0, Placeholders::count);
+                    problems.check(
+                        count <= 1 && (count == 0 || url.trim_end().ends_with("}}")),
+                        field("url"),
+                        "may hold one placeholder, at its end (https://shop.example.com/track/{{1}})",
+                    );
+                }
                 None => problems.add(field("url"), "is required for a URL button"),
             },
             ButtonType::PhoneNumber => match button.phone_number.as_deref().map(E164::parse) {
@@ -197,10 +205,48 @@ pub fn validate_components(problems: &mut Problems, c: &Components) -> usize {
                     "is required for a PHONE_NUMBER button",
                 ),
             },
-            ButtonType::QuickReply => {}
+            ButtonType::CopyCode => {
+                let ok = button.example.as_deref().is_some_and(|code| {
+                    (1..=20).contains(&code.chars().count())
+                        && code.chars().all(|c| c.is_ascii_alphanumeric())
+                });
+                problems.check(
+                    ok,
+                    field("example"),
+                    "a COPY_CODE button needs a sample code of 1 to 20 letters and digits",
+                );
+            }
+            ButtonType::QuickReply | ButtonType::Otp => {}
         }
     }
-    variables
+}
+
+/// What Meta requires of a category: an AUTHENTICATION template has no header and one OTP
+/// button; OTP buttons exist only there ("Authentication templates", WhatsApp).
+fn validate_category(problems: &mut Problems, category: TemplateCategory, c: &Components) {
+    let otp = c
+        .buttons
+        .iter()
+        .filter(|b| b.r#type == ButtonType::Otp)
+        .count();
+    if category == TemplateCategory::Authentication {
+        problems.check(
+            c.header.is_none(),
+            "components.header",
+            "AUTHENTICATION templates have no header",
+        );
+        problems.check(
+            otp == 1,
+            "components.buttons",
+            "an AUTHENTICATION template needs one OTP button",
+        );
+    } else {
+        problems.check(
+            otp == 0,
+            "components.buttons",
+            "OTP buttons are for AUTHENTICATION templates only",
+        );
+    }
 }
 
 pub struct TemplateService<'a> {
@@ -229,6 +275,7 @@ impl TemplateService<'_> {
             "must be a WhatsApp language code like en or en_US",
         );
         let variable_count = validate_components(&mut problems, &input.components);
+        validate_category(&mut problems, input.category, &input.components);
         problems.into_result()?;
 
         let duplicate = template::Entity::find()
@@ -417,6 +464,15 @@ impl TemplateService<'_> {
             .components
             .as_ref()
             .map(|c| validate_components(&mut problems, c));
+        let category = changes.category.unwrap_or(current.category);
+        match &changes.components {
+            Some(components) => validate_category(&mut problems, category, components),
+            None => validate_category(
+                &mut problems,
+                category,
+                &Components::from_json(&current.components)?,
+            ),
+        }
         problems.into_result()?;
 
         let mut model: template::ActiveModel = current.into();
@@ -522,47 +578,6 @@ mod tests {
         (n, problems.into_result())
     }
 
-    /// Every component kind that needs a parameter in each send is named; the rest pass.
-    #[test]
-    fn components_that_need_parameters_are_named() {
-        let header = |format, text: Option<&str>| Components {
-            header: Some(Header {
-                format,
-                text: text.map(str::to_owned),
-            }),
-            ..body("Order {{1}}")
-        };
-        let button = |url: &str| Components {
-            buttons: vec![Button {
-                r#type: ButtonType::Url,
-                text: "Track".into(),
-                url: Some(url.into()),
-                phone_number: None,
-            }],
-            ..body("Order {{1}}")
-        };
-        for (components, component) in [
-            (header(HeaderFormat::Image, None), "header"),
-            (header(HeaderFormat::Video, None), "header"),
-            (header(HeaderFormat::Document, None), "header"),
-            (header(HeaderFormat::Text, Some("Hi {{1}}")), "header"),
-            (
-                button("https://shop.example.com/track/{{1}}"),
-                "buttons[0] (URL)",
-            ),
-        ] {
-            let (named, _) = components.unsupplied_parameter().expect(component);
-            assert_eq!(named, component);
-        }
-        for components in [
-            body("Order {{1}}"),
-            header(HeaderFormat::Text, Some("Your order")),
-            button("https://shop.example.com/track"),
-        ] {
-            assert_eq!(components.unsupplied_parameter(), None, "{components:?}");
-        }
-    }
-
     #[test]
     fn counts_numbered_placeholders() {
         assert_eq!(
@@ -597,6 +612,7 @@ mod tests {
             text: "Open".into(),
             url: None,
             phone_number: None,
+            example: None,
         }];
         c.body_examples = vec!["a".into(), "b".into()];
         let err = check(&c).1.unwrap_err().to_string();

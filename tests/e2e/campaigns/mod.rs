@@ -20,6 +20,7 @@ use wiremock::{
 };
 
 mod checks;
+mod parameters;
 mod safety;
 mod sending;
 
@@ -84,21 +85,9 @@ impl Stand {
     async fn new(app: &TestApp, pn: &'static str, templates: Value) -> Self {
         let meta = Meta::start().await;
         let sender = app.cloud_sender(&meta, SENDER_PHONE, pn).await;
-        Mock::given(method("GET"))
-            .and(path("/v21.0/WABA-1/message_templates"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"data": templates, "paging": {"cursors": {"before": "a", "after": "b"}}}),
-            ))
-            .mount(&meta.server)
-            .await;
-        let synced = app
-            .ok(
-                "mutation($id: ID!) { syncTemplates(senderId: $id) { created } }",
-                json!({"id": sender}),
-            )
-            .await;
+        meta.lists_templates(templates.clone()).await;
         assert_eq!(
-            synced["syncTemplates"]["created"],
+            app.sync_templates(&sender).await as usize,
             templates.as_array().unwrap().len()
         );
         Self {
