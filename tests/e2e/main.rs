@@ -24,6 +24,7 @@ mod migrations;
 mod operations;
 mod outgoing_webhooks;
 mod pagination;
+mod rich_messages;
 mod rich_templates;
 mod scaling;
 mod senders;

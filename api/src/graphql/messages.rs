@@ -129,6 +129,8 @@ pub struct SendTextMessageInput {
     to: String,
     /// 1 to 4096 characters.
     text: String,
+    /// A message of this conversation the text answers; WhatsApp shows it quoted.
+    reply_to: Option<ID>,
     /// The same key twice sends once and returns the first message.
     idempotency_key: Option<String>,
 }
@@ -173,7 +175,8 @@ pub enum TemplateHeaderParameterInput {
 
 /// Media by public `link` (http or https; Meta downloads it) or by the `id` of media uploaded
 /// to Meta; one of the two. `filename`: documents only.
-#[derive(InputObject)]
+#[derive(InputObject, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MediaInput {
     link: Option<String>,
     id: Option<String>,
@@ -181,7 +184,8 @@ pub struct MediaInput {
 }
 
 /// Degrees: latitude −90..90, longitude −180..180.
-#[derive(InputObject)]
+#[derive(InputObject, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LocationInput {
     latitude: f64,
     longitude: f64,
@@ -355,6 +359,10 @@ impl MessageMutation {
             sender_id,
             to: input.to,
             text: input.text,
+            reply_to: input
+                .reply_to
+                .map(|id| parse_id(&id, || Error::field("replyTo", "is not a message id")))
+                .transpose()?,
             idempotency_key: input.idempotency_key,
         };
         services

@@ -10,6 +10,7 @@ mod flow_tests;
 mod flows;
 mod guards;
 mod messages;
+mod rich_messages;
 mod senders;
 mod subscriptions;
 mod templates;
@@ -48,6 +49,7 @@ pub struct MutationRoot(
     contacts::ContactMutation,
     assistants::AssistantMutation,
     messages::MessageMutation,
+    rich_messages::RichMessageMutation,
     conversations::ConversationMutation,
     webhooks::WebhookMutation,
     flows::FlowMutation,

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::{definition::TemplateVariables, limits::HOP_HEADER};
 use crate::{
     Error, Services, egress,
-    messaging::{SendTemplate, SendText, TemplateRef},
+    messaging::{SendMessage, SendTemplate, SendText, TemplateRef, rich::MessageContent},
     sandbox::{TemplateError, Templates},
     services::{ai_replies::GenerateAiReply, template_parameters::TemplateParameters},
 };
@@ -205,6 +205,7 @@ pub async fn send_template(
 
 pub async fn send_text(cx: &StepContext<'_>, sender_id: Uuid, to: &str, text: &str) -> StepResult {
     let input = SendText {
+        reply_to: None,
         sender_id,
         to: cx.render("to", to).await?,
         text: cx.render("text", text).await?,
@@ -214,6 +215,46 @@ pub async fn send_text(cx: &StepContext<'_>, sender_id: Uuid, to: &str, text: &s
         .services
         .messaging()
         .send_text(cx.workspace_id, input)
+        .await?;
+    message_output(&sent)
+}
+
+/// Renders the content's strings (a lone `{{ … }}` keeps its type, so a latitude can come
+/// from the trigger) and sends it. Content that is not one of `sendMessage`'s kinds once
+/// rendered fails the step for good.
+pub async fn send_message(
+    cx: &StepContext<'_>,
+    sender_id: Uuid,
+    to: &str,
+    content: &Value,
+    reply_to: Option<&str>,
+) -> StepResult {
+    let rendered = cx.render_value("content", content).await?;
+    let content: MessageContent = serde_json::from_value(rendered).map_err(|e| {
+        StepError::permanent(format!("VALIDATION_FAILED: content is not a message: {e}"))
+    })?;
+    let reply_to = match reply_to {
+        Some(source) => {
+            let id = cx.render("replyTo", source).await?;
+            Some(Uuid::parse_str(id.trim()).map_err(|_| {
+                StepError::permanent(format!(
+                    "VALIDATION_FAILED: replyTo: {id:?} is not a message id"
+                ))
+            })?)
+        }
+        None => None,
+    };
+    let input = SendMessage {
+        sender_id,
+        to: cx.render("to", to).await?,
+        content,
+        reply_to,
+        idempotency_key: Some(cx.idempotency_key.clone()),
+    };
+    let sent = cx
+        .services
+        .messaging()
+        .send_message(cx.workspace_id, input)
         .await?;
     message_output(&sent)
 }

@@ -196,6 +196,15 @@ pub enum Leaf {
         to: String,
         text: String,
     },
+    /// Media, a location, reply buttons, a list or a reaction (`messaging::rich`), written as
+    /// `sendMessage`'s `content` (`{"image": {"link": "…"}}`); every string a template.
+    SendMessage {
+        sender_id: Uuid,
+        to: String,
+        content: Value,
+        /// The message answered (a Waflow message id, like `{{ trigger.message_id }}`).
+        reply_to: Option<String>,
+    },
     GenerateAiReply {
         assistant_id: Uuid,
         customer_identifier: String,
@@ -244,6 +253,7 @@ impl Leaf {
         match self {
             Leaf::SendTemplate { .. } => "send_template",
             Leaf::SendText { .. } => "send_text",
+            Leaf::SendMessage { .. } => "send_message",
             Leaf::GenerateAiReply { .. } => "generate_ai_reply",
             Leaf::Delay { .. } => "delay",
             Leaf::HttpRequest { .. } => "http_request",

@@ -246,7 +246,7 @@ impl<'a> Walker<'a> {
     /// What the step would do, without doing it.
     async fn leaf(&mut self, leaf: &Leaf, input: &Value) -> Result<Value, String> {
         Ok(match leaf {
-            Leaf::SendTemplate { .. } | Leaf::SendText { .. } => {
+            Leaf::SendTemplate { .. } | Leaf::SendText { .. } | Leaf::SendMessage { .. } => {
                 json!({"dry_run": true, "sent": false, "message": input})
             }
             Leaf::GenerateAiReply { .. } => {

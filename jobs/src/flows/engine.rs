@@ -584,6 +584,12 @@ impl<'a> Executor<'a> {
                 to,
                 text,
             } => actions::send_text(&cx, *sender_id, to, text).await,
+            Leaf::SendMessage {
+                sender_id,
+                to,
+                content,
+                reply_to,
+            } => actions::send_message(&cx, *sender_id, to, content, reply_to.as_deref()).await,
             Leaf::GenerateAiReply {
                 assistant_id,
                 customer_identifier,

@@ -191,6 +191,38 @@ fn check_leaf(
                 id: *sender_id,
             });
         }
+        Leaf::SendMessage {
+            sender_id,
+            to,
+            content,
+            reply_to,
+        } => {
+            templates_in(
+                sources,
+                path,
+                &[("to", Some(to)), ("replyTo", reply_to.as_ref())],
+            );
+            sources.value(&format!("{path}.content"), content);
+            let kinds = [
+                "image", "video", "audio", "document", "sticker", "location", "buttons", "list",
+                "reaction",
+            ];
+            let one_kind = content
+                .as_object()
+                .is_some_and(|o| o.len() == 1 && o.keys().all(|k| kinds.contains(&k.as_str())));
+            problems.check(
+                one_kind,
+                format!("{path}.content"),
+                format!(
+                    "must be one of {}: {{\"image\": {{\"link\": \"…\"}}}}",
+                    kinds.join(", ")
+                ),
+            );
+            refs.push(Reference::Sender {
+                path: format!("{path}.senderId"),
+                id: *sender_id,
+            });
+        }
         Leaf::GenerateAiReply {
             assistant_id,
             customer_identifier,

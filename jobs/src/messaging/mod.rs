@@ -9,6 +9,8 @@ pub mod lifecycle;
 pub mod meta_inbound;
 pub mod notices;
 pub mod replay;
+pub mod rich;
+mod send_message;
 pub mod store;
 pub mod webhook;
 pub mod window;
@@ -29,7 +31,7 @@ use waflow_entities::{
 
 use crate::{
     Services,
-    error::{Error, Result, WindowClosed},
+    error::{Error, Result},
     placeholders::{ParameterFormat, Placeholders, render},
     providers::{self, Content, Recipient},
     services::{
@@ -38,6 +40,7 @@ use crate::{
         templates::Components,
     },
 };
+pub use send_message::SendMessage;
 pub use window::SessionStatus;
 
 /// WhatsApp's limit for a text message body.
@@ -48,6 +51,8 @@ pub struct SendText {
     pub sender_id: Uuid,
     pub to: String,
     pub text: String,
+    /// The conversation's message this one answers (Waflow's id): WhatsApp shows it quoted.
+    pub reply_to: Option<Uuid>,
     pub idempotency_key: Option<String>,
 }
 
@@ -81,6 +86,10 @@ struct Outgoing {
     template_params: Option<serde_json::Value>,
     recipient_name: Option<String>,
     content: Content,
+    /// What the message carries besides its text (media, buttons), as stored on the row.
+    payload: Option<serde_json::Value>,
+    /// WhatsApp's id of the message this one answers.
+    reply_to: Option<String>,
 }
 
 pub struct MessagingService<'a> {
@@ -121,16 +130,10 @@ impl MessagingService<'_> {
         if length > MAX_TEXT_CHARS {
             return Err(Error::MessageTooLong { length });
         }
-        let status = self.session_of(workspace_id, sender.id, &to).await?;
-        if !status.is_open {
-            return Err(Error::OutsideWindow(WindowClosed {
-                closed_at: status.expires_at,
-            }));
-        }
-        self.services
-            .rate_limiter
-            .acquire(sender.id, sender.messages_per_second)
+        let reply_to = self
+            .replied_message(workspace_id, &sender, &to, input.reply_to, "replyTo")
             .await?;
+        self.free_form_allowed(workspace_id, &sender, &to).await?;
         let outgoing = Outgoing {
             role,
             kind: MessageKind::Text,
@@ -139,6 +142,8 @@ impl MessagingService<'_> {
             template_params: None,
             recipient_name: None,
             content: Content::Text(input.text),
+            payload: None,
+            reply_to,
         };
         self.deliver(workspace_id, &sender, &to, outgoing, input.idempotency_key)
             .await
@@ -202,6 +207,8 @@ impl MessagingService<'_> {
                 "parameters": input.parameters,
             })),
             recipient_name: input.recipient_name,
+            payload: None,
+            reply_to: None,
             content: Content::Template {
                 name: template.name.clone(),
                 language: template.language.clone(),
@@ -384,7 +391,14 @@ impl MessagingService<'_> {
             Stored::Existing(message) => return Ok(message),
             Stored::New(message, recipient) => (message, recipient),
         };
-        let outcome = providers::send(self.services, sender, &recipient, &outgoing.content).await;
+        let outcome = providers::send(
+            self.services,
+            sender,
+            &recipient,
+            &outgoing.content,
+            outgoing.reply_to.as_deref(),
+        )
+        .await;
         let mut model: message::ActiveModel = message.into();
         model.updated_at = Set(Utc::now());
         match outcome {
@@ -460,7 +474,7 @@ impl MessagingService<'_> {
             error_code: Set(None),
             error_message: Set(None),
             idempotency_key: Set(idempotency_key.clone()),
-            payload: Set(None),
+            payload: Set(outgoing.payload.clone()),
             created_at: Set(now),
             updated_at: Set(now),
         }

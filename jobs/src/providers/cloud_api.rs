@@ -19,6 +19,7 @@ use super::{Accepted, Content, Recipient, Refusal};
 use crate::{
     Services,
     error::{Error, Result, WindowClosed},
+    messaging::rich::{InteractiveHeader, RichContent},
     services::{
         template_parameters::{ButtonPayload, ButtonValue, HeaderParameter, HeaderValue, Media},
         templates::{Button, Components, Header},
@@ -302,8 +303,13 @@ impl<'a> CloudApi<'a> {
     }
 
     /// Sends one message; `messages[0].id` of Meta's answer becomes the provider message id.
-    pub async fn send(&self, to: &Recipient, content: &Content) -> Result<Accepted, Refusal> {
-        let body = message_body(to, content);
+    pub async fn send(
+        &self,
+        to: &Recipient,
+        content: &Content,
+        reply_to: Option<&str>,
+    ) -> Result<Accepted, Refusal> {
+        let body = message_body(to, content, reply_to);
         let url = format!("{}/{}/messages", self.base_url, self.phone_number_id);
         let response: SendResponse = self.call(Method::POST, url, Some(&body)).await?;
         let id = response
@@ -470,12 +476,16 @@ fn urlencode(value: &str) -> String {
 }
 
 /// The documented JSON of `POST /{phone-number-id}/messages`, to `to`: `"to"` takes a
-/// `wa_id`, `"recipient"` a business-scoped user id ("Business-scoped user IDs", Meta).
-pub fn message_body(to: &Recipient, content: &Content) -> Value {
+/// `wa_id`, `"recipient"` a business-scoped user id ("Business-scoped user IDs", Meta); a reply
+/// names the message it answers in `context` ("Reply messages").
+pub fn message_body(to: &Recipient, content: &Content, reply_to: Option<&str>) -> Value {
     let mut body = content_body(content);
     match to {
         Recipient::WaId(wa_id) => body["to"] = json!(wa_id),
         Recipient::UserId(user_id) => body["recipient"] = json!(user_id),
+    }
+    if let Some(message_id) = reply_to {
+        body["context"] = json!({"message_id": message_id});
     }
     body
 }
@@ -507,6 +517,113 @@ fn content_body(content: &Content) -> Value {
                 "type": "template",
                 "template": template,
             })
+        }
+        Content::Rich(rich) => {
+            let (kind, object) = rich_object(rich);
+            json!({
+                "messaging_product": "whatsapp",
+                "recipient_type": "individual",
+                "type": kind,
+                kind: object,
+            })
+        }
+        Content::Reaction { message_id, emoji } => json!({
+            "messaging_product": "whatsapp",
+            "recipient_type": "individual",
+            "type": "reaction",
+            "reaction": {"message_id": message_id, "emoji": emoji},
+        }),
+    }
+}
+
+/// Meta's `type` and object for a rich message ("Messages" reference: media, location and
+/// interactive objects).
+fn rich_object(rich: &RichContent) -> (&'static str, Value) {
+    let media = |link: &Option<String>, id: &Option<String>| {
+        let mut object = serde_json::Map::new();
+        for (key, value) in [("link", link), ("id", id)] {
+            if let Some(v) = value {
+                object.insert(key.to_owned(), json!(v));
+            }
+        }
+        Value::Object(object)
+    };
+    let with = |mut object: Value, key: &str, value: &Option<String>| {
+        if let Some(v) = value {
+            object[key] = json!(v);
+        }
+        object
+    };
+    match rich {
+        RichContent::Image(m) => ("image", with(media(&m.link, &m.id), "caption", &m.caption)),
+        RichContent::Video(m) => ("video", with(media(&m.link, &m.id), "caption", &m.caption)),
+        RichContent::Audio(m) => ("audio", media(&m.link, &m.id)),
+        RichContent::Sticker(m) => ("sticker", media(&m.link, &m.id)),
+        RichContent::Document(m) => {
+            let object = with(media(&m.link, &m.id), "caption", &m.caption);
+            ("document", with(object, "filename", &m.filename))
+        }
+        RichContent::Location(l) => {
+            let object = json!({"latitude": l.latitude, "longitude": l.longitude});
+            let object = with(object, "name", &l.name);
+            ("location", with(object, "address", &l.address))
+        }
+        RichContent::Buttons(b) => {
+            let buttons: Vec<Value> = b
+                .buttons
+                .iter()
+                .map(|r| json!({"type": "reply", "reply": {"id": r.id, "title": r.title}}))
+                .collect();
+            let mut object = json!({"type": "button", "body": {"text": b.body},
+                "action": {"buttons": buttons}});
+            if let Some(header) = &b.header {
+                object["header"] = match header {
+                    InteractiveHeader::Text(text) => json!({"type": "text", "text": text}),
+                    InteractiveHeader::Image(m) => {
+                        json!({"type": "image", "image": media(&m.link, &m.id)})
+                    }
+                    InteractiveHeader::Video(m) => {
+                        json!({"type": "video", "video": media(&m.link, &m.id)})
+                    }
+                    InteractiveHeader::Document(m) => {
+                        let document = with(media(&m.link, &m.id), "filename", &m.filename);
+                        json!({"type": "document", "document": document})
+                    }
+                };
+            }
+            if let Some(footer) = &b.footer {
+                object["footer"] = json!({"text": footer});
+            }
+            ("interactive", object)
+        }
+        RichContent::List(l) => {
+            let sections: Vec<Value> = l
+                .sections
+                .iter()
+                .map(|s| {
+                    let rows: Vec<Value> = s
+                        .rows
+                        .iter()
+                        .map(|r| {
+                            with(
+                                json!({"id": r.id, "title": r.title}),
+                                "description",
+                                &r.description,
+                            )
+                        })
+                        .collect();
+                    with(json!({"rows": rows}), "title", &s.title)
+                })
+                .collect();
+            let mut object = json!({"type": "list", "body": {"text": l.body},
+                "action": {"button": l.button, "sections": sections}});
+            if let Some(header) = &l.header {
+                object["header"] = json!({"type": "text", "text": header});
+            }
+            if let Some(footer) = &l.footer {
+                object["footer"] = json!({"text": footer});
+            }
+            ("interactive", object)
         }
     }
 }

@@ -9,6 +9,7 @@ use waflow_entities::{CustomerAddress, contact, enums::SenderProvider, sender};
 use crate::{
     Services,
     error::Error,
+    messaging::rich::RichContent,
     placeholders::ParameterFormat,
     services::template_parameters::{ButtonValue, HeaderValue},
 };
@@ -25,6 +26,13 @@ pub enum Content {
         values: Vec<(String, String)>,
         header: Option<HeaderValue>,
         buttons: Vec<ButtonValue>,
+    },
+    /// Media, a location or an interactive message, checked (`messaging::rich`).
+    Rich(RichContent),
+    /// An emoji on the message WhatsApp knows as `message_id` (a wamid); empty removes it.
+    Reaction {
+        message_id: String,
+        emoji: String,
     },
 }
 
@@ -72,12 +80,14 @@ impl Recipient {
     }
 }
 
-/// Sends `content` to `to`.
+/// Sends `content` to `to`, as a reply to the message WhatsApp knows as `reply_to` (a wamid)
+/// when given.
 pub async fn send(
     services: &Services,
     sender: &sender::Model,
     to: &Recipient,
     content: &Content,
+    reply_to: Option<&str>,
 ) -> Result<Accepted, Refusal> {
     match sender.provider {
         SenderProvider::Sandbox => Ok(Accepted {
@@ -90,7 +100,7 @@ pub async fn send(
                     code: None,
                     error,
                 })?
-                .send(to, content)
+                .send(to, content, reply_to)
                 .await
         }
     }

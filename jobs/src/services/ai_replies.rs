@@ -456,6 +456,7 @@ impl AiReplyService<'_> {
                 .await;
         };
         let send = SendText {
+            reply_to: None,
             sender_id: sender.id,
             to: contact.address(),
             text: reply,

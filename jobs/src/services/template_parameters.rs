@@ -336,10 +336,16 @@ fn check_header(components: &Components, parameter: &HeaderParameter) -> Result<
 }
 
 fn check_media(media: &Media) -> Result<(), Mismatch> {
-    let bad = |problem: &str| Err(Mismatch::new("header", problem));
-    match (&media.link, &media.id) {
-        (Some(_), Some(_)) => bad("media takes a link or an id, not both"),
-        (None, None) => bad("media needs a link (a public https:// URL) or an uploaded media id"),
+    media_source(media.link.as_deref(), media.id.as_deref())
+        .map_err(|problem| Mismatch::new("header", format!("media {problem}")))
+}
+
+/// Where Meta takes media from: a public http(s) `link` it downloads, or the `id` of media
+/// uploaded to it; exactly one. The problem, in words that follow "media".
+pub fn media_source(link: Option<&str>, id: Option<&str>) -> Result<(), &'static str> {
+    match (link, id) {
+        (Some(_), Some(_)) => Err("takes a link or an id, not both"),
+        (None, None) => Err("needs a link (a public https:// URL) or an uploaded media id"),
         (Some(link), None) => {
             let ok = (link.starts_with("https://") || link.starts_with("http://"))
                 && reqwest::Url::parse(link).is_ok_and(|u| u.host().is_some())
@@ -347,16 +353,11 @@ fn check_media(media: &Media) -> Result<(), Mismatch> {
             if ok {
                 Ok(())
             } else {
-                bad("media link must be a public http:// or https:// URL")
+                Err("link must be a public http:// or https:// URL")
             }
         }
-        (None, Some(id)) => {
-            if id.trim().is_empty() {
-                bad("media id must not be empty")
-            } else {
-                Ok(())
-            }
-        }
+        (None, Some(id)) if id.trim().is_empty() => Err("id must not be empty"),
+        (None, Some(_)) => Ok(()),
     }
 }
 
