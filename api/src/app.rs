@@ -71,6 +71,7 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         .route("/graphql", get(graphiql).post(graphql_endpoint))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/api/conversations/export", get(crate::export::export))
+        .route("/api/messages/{id}/media", get(crate::media::media))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::render))

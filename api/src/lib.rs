@@ -10,6 +10,7 @@ pub mod flow_hooks;
 pub mod graphql;
 pub mod import;
 pub mod key_watch;
+pub mod media;
 pub mod metrics;
 pub mod webhooks;
 pub mod ws;

@@ -19,6 +19,7 @@ mod flows;
 mod hardening;
 mod hostile;
 mod inbound;
+mod media;
 mod messaging;
 mod migrations;
 mod operations;

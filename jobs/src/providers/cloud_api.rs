@@ -15,6 +15,8 @@ use waflow_entities::{
     sender,
 };
 
+pub mod media;
+
 use super::{Accepted, Content, Recipient, Refusal};
 use crate::{
     Services,
