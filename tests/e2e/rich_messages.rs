@@ -28,23 +28,7 @@ async fn customer_writes(app: &TestApp, wamid: &str, text: &str) -> String {
                              "text": {"body": text}}]}),
     );
     assert_eq!(app.webhook(&body, Some(APP_SECRET)).await, 200);
-    eventually("the inbound message to be stored", || async {
-        let data = app
-            .ok(
-                "{ conversations(first: 5) { edges { node { messages(first: 50) { edges { node { id providerMessageId } } } } } } }",
-                json!({}),
-            )
-            .await;
-        data["conversations"]["edges"][0]["node"]["messages"]["edges"]
-            .as_array()
-            .and_then(|edges| {
-                edges
-                    .iter()
-                    .find(|e| e["node"]["providerMessageId"] == wamid)
-                    .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
-            })
-    })
-    .await
+    app.message_id_of(wamid).await
 }
 
 async fn cloud_app(app: &TestApp, meta: &Meta) -> String {

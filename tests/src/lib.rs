@@ -829,6 +829,26 @@ impl TestApp {
         id
     }
 
+    /// Waits until the message WhatsApp calls `wamid` is stored; returns Waflow's id for it.
+    pub async fn message_id_of(&self, wamid: &str) -> String {
+        eventually(&format!("message {wamid} to be stored"), || async {
+            let data = self
+                .ok(
+                    "{ conversations(first: 20) { edges { node { messages(first: 100) { edges { node { id providerMessageId } } } } } } }",
+                    json!({}),
+                )
+                .await;
+            data["conversations"]["edges"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c["node"]["messages"]["edges"].as_array().cloned().unwrap_or_default())
+                .find(|e| e["node"]["providerMessageId"] == wamid)
+                .map(|e| e["node"]["id"].as_str().unwrap().to_owned())
+        })
+        .await
+    }
+
     /// Runs `syncTemplates` for `sender_id`; returns how many templates it created.
     pub async fn sync_templates(&self, sender_id: &str) -> u64 {
         self.ok(

@@ -204,6 +204,12 @@ pub struct TemplateButtonParameterInput {
     coupon_code: Option<String>,
 }
 
+/// The message a send answers, as `replyTo` names it.
+pub(super) fn reply_to(id: Option<&ID>) -> async_graphql::Result<Option<uuid::Uuid>> {
+    id.map(|id| parse_id(id, || Error::field("replyTo", "is not a message id")))
+        .transpose()
+}
+
 /// The header's and buttons' parameters as the services take them.
 pub(super) fn template_parameters(
     header: Option<TemplateHeaderParameterInput>,
@@ -359,10 +365,7 @@ impl MessageMutation {
             sender_id,
             to: input.to,
             text: input.text,
-            reply_to: input
-                .reply_to
-                .map(|id| parse_id(&id, || Error::field("replyTo", "is not a message id")))
-                .transpose()?,
+            reply_to: reply_to(input.reply_to.as_ref())?,
             idempotency_key: input.idempotency_key,
         };
         services

@@ -11,7 +11,7 @@ use waflow_jobs::{
 
 use super::{
     GqlResult,
-    messages::{LocationInput, MediaInput, Message},
+    messages::{LocationInput, MediaInput, Message, reply_to},
     parse_id, scope,
 };
 
@@ -156,10 +156,7 @@ impl RichMessageMutation {
             sender_id,
             to: input.to,
             content,
-            reply_to: input
-                .reply_to
-                .map(|id| parse_id(&id, || Error::field("replyTo", "is not a message id")))
-                .transpose()?,
+            reply_to: reply_to(input.reply_to.as_ref())?,
             idempotency_key: input.idempotency_key,
         };
         services
