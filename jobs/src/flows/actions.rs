@@ -10,9 +10,12 @@ use uuid::Uuid;
 use super::{definition::TemplateVariables, limits::HOP_HEADER};
 use crate::{
     Error, Services, egress,
-    messaging::{SendMessage, SendTemplate, SendText, TemplateRef, rich::MessageContent},
+    messaging::{SendMessage, SendTemplate, SendText, TemplateRef},
     sandbox::{TemplateError, Templates},
-    services::{ai_replies::GenerateAiReply, template_parameters::TemplateParameters},
+    services::{
+        ai_replies::GenerateAiReply, rich_content::MessageContent,
+        template_parameters::TemplateParameters,
+    },
 };
 use waflow_entities::{enums::MessageStatus, message};
 

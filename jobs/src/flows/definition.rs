@@ -196,7 +196,7 @@ pub enum Leaf {
         to: String,
         text: String,
     },
-    /// Media, a location, reply buttons, a list or a reaction (`messaging::rich`), written as
+    /// Media, a location, reply buttons, a list or a reaction (`services::rich_content`), written as
     /// `sendMessage`'s `content` (`{"image": {"link": "…"}}`); every string a template.
     SendMessage {
         sender_id: Uuid,

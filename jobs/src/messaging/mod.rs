@@ -10,7 +10,6 @@ mod media;
 pub mod meta_inbound;
 pub mod notices;
 pub mod replay;
-pub mod rich;
 mod send_message;
 pub mod store;
 pub mod webhook;

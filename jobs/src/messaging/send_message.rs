@@ -5,13 +5,11 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 use waflow_entities::{CustomerAddress, enums::MessageKind, message, sender};
 
-use super::{
-    Begin, MessagingService, Outgoing,
-    rich::{MessageContent, Reaction},
-};
+use super::{Begin, MessagingService, Outgoing};
 use crate::{
     error::{Error, Result, WindowClosed},
     providers::Content,
+    services::rich_content::{MessageContent, Reaction},
 };
 
 /// A message that is not text or a template.

@@ -21,8 +21,8 @@ use super::{Accepted, Content, Recipient, Refusal};
 use crate::{
     Services,
     error::{Error, Result, WindowClosed},
-    messaging::rich::{InteractiveHeader, RichContent},
     services::{
+        rich_content::{InteractiveHeader, RichContent},
         template_parameters::{ButtonPayload, ButtonValue, HeaderParameter, HeaderValue, Media},
         templates::{Button, Components, Header},
     },

@@ -9,9 +9,11 @@ use waflow_entities::{CustomerAddress, contact, enums::SenderProvider, sender};
 use crate::{
     Services,
     error::Error,
-    messaging::rich::RichContent,
     placeholders::ParameterFormat,
-    services::template_parameters::{ButtonValue, HeaderValue},
+    services::{
+        rich_content::RichContent,
+        template_parameters::{ButtonValue, HeaderValue},
+    },
 };
 
 /// What to send, after every rule has been checked.
@@ -27,7 +29,7 @@ pub enum Content {
         header: Option<HeaderValue>,
         buttons: Vec<ButtonValue>,
     },
-    /// Media, a location or an interactive message, checked (`messaging::rich`).
+    /// Media, a location or an interactive message, checked (`services::rich_content`).
     Rich(RichContent),
     /// An emoji on the message WhatsApp knows as `message_id` (a wamid); empty removes it.
     Reaction {
