@@ -85,18 +85,26 @@ async fn received_media_is_streamed_with_its_type(app: TestApp) {
             "url": "https://media.example.net/photo", "mime_type": "image/jpeg", "id": "MEDIA-ELSEWHERE"})))
         .mount(&meta.server)
         .await;
+    Mock::given(method("GET"))
+        .and(path("/v21.0/MEDIA-HUGE"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"messaging_product": "whatsapp",
+            "url": file, "mime_type": "video/mp4", "file_size": 200u64 << 20, "id": "MEDIA-HUGE"})),
+        )
+        .mount(&meta.server)
+        .await;
     let image = |wamid: &str, media: &str| {
         json!({"from": "14155550123", "id": wamid, "timestamp": now(), "type": "image",
                "image": {"id": media, "mime_type": "image/jpeg", "caption": "this one"}})
     };
     received(
         &app,
-        json!([image("wamid.M1", "MEDIA-1"), image("wamid.M2", "MEDIA-GONE"), image("wamid.M3", "MEDIA-ELSEWHERE"),
+        json!([image("wamid.M1", "MEDIA-1"), image("wamid.M2", "MEDIA-GONE"), image("wamid.M3", "MEDIA-ELSEWHERE"), image("wamid.M5", "MEDIA-HUGE"),
                {"from": "14155550123", "id": "wamid.M4", "timestamp": now(), "type": "text", "text": {"body": "hi"}}]),
     )
     .await;
     let mut ids = std::collections::HashMap::new();
-    for wamid in ["wamid.M1", "wamid.M2", "wamid.M3", "wamid.M4"] {
+    for wamid in ["wamid.M1", "wamid.M2", "wamid.M3", "wamid.M4", "wamid.M5"] {
         ids.insert(wamid, app.message_id_of(wamid).await);
     }
     let id = |wamid: &str| ids[wamid].clone();

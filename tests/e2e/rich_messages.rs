@@ -8,7 +8,7 @@ use waflow_tests::{
     APP_SECRET, Meta, TestApp, error_code, error_fields, eventually, messages_webhook,
 };
 
-use crate::flows::live_flow;
+use crate::flows::{live_flow, run_flow, run_in};
 
 const PN: &str = "PN-RICH-MSG";
 const CUSTOMER: &str = "+14155550123";
@@ -326,7 +326,61 @@ async fn the_sandbox_sends_them_too(app: TestApp) {
     );
 }
 
+/// A lone `{{ … }}` keeps its type, so a location can come from run data; content that is not a
+/// message once rendered, or a `replyTo` that is no message id, fails the step for good.
+async fn a_flow_step_renders_content_with_its_types(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550199").await;
+    app.customer_writes(&sender, CUSTOMER, "Where is the shop?")
+        .await;
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "where", "type": "send_message", "senderId": sender, "to": "{{ trigger.phone }}",
+             "content": {"location": {"latitude": "{{ trigger.lat }}", "longitude": "{{ trigger.lng }}",
+                                      "name": "Shop {{ trigger.city }}"}}}]}),
+    )
+    .await;
+    let run = run_flow(
+        &app,
+        &flow,
+        json!({"phone": CUSTOMER, "lat": 19.4326, "lng": -99.1332, "city": "Centro"}),
+    )
+    .await;
+    let done = run_in(&app, &run, "SUCCEEDED").await;
+    assert_eq!(done["steps"][0]["output"]["body"], "Shop Centro", "{done}");
+    let run = run_flow(
+        &app,
+        &flow,
+        json!({"phone": CUSTOMER, "lat": "north", "lng": 0, "city": "X"}),
+    )
+    .await;
+    let failed = run_in(&app, &run, "FAILED").await;
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("content is not a message"), "{error}");
+    assert_eq!(failed["steps"][0]["attempt"], 1, "not retried: {failed}");
+
+    let (replying, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "r", "type": "send_message", "senderId": sender, "to": "{{ trigger.phone }}",
+             "replyTo": "{{ trigger.message }}", "content": {"image": {"id": "1"}}}]}),
+    )
+    .await;
+    let run = run_flow(
+        &app,
+        &replying,
+        json!({"phone": CUSTOMER, "message": "wamid.not-ours"}),
+    )
+    .await;
+    let failed = run_in(&app, &run, "FAILED").await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("replyTo"),
+        "{failed}"
+    );
+}
+
 waflow_tests::on_both_databases!(
+    a_flow_step_renders_content_with_its_types,
     every_kind_reaches_meta_in_its_shape,
     what_meta_would_refuse_never_leaves,
     a_flow_step_sends_buttons_in_reply,

@@ -528,6 +528,37 @@ async fn create_template_refuses_what_meta_would(app: TestApp) {
         );
         assert_eq!(error_fields(&refused), [field], "{input}: {refused}");
     }
+    // The category rule holds when an edit changes the category too.
+    let utility = app
+        .ok(
+            "mutation($input: CreateTemplateInput!) { createTemplate(input: $input) { id } }",
+            {
+                let mut input = create(
+                    "UTILITY",
+                    json!({"body": "Code", "header": {"format": "TEXT", "text": "Hi"}}),
+                );
+                input["input"]["name"] = json!("recategorized");
+                input
+            },
+        )
+        .await["createTemplate"]["id"]
+        .clone();
+    let recategorized = app
+        .gql(
+            "mutation($id: ID!) { updateTemplate(id: $id, input: {category: AUTHENTICATION}) { id } }",
+            json!({"id": utility}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&recategorized),
+        Some("VALIDATION_FAILED"),
+        "{recategorized}"
+    );
+    assert_eq!(
+        error_fields(&recategorized),
+        ["components.header", "components.buttons"],
+        "{recategorized}"
+    );
     let fine = create(
         "AUTHENTICATION",
         json!({"body": "{{1}} is your code.", "bodyExamples": ["123456"],
