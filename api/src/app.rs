@@ -78,8 +78,9 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         .merge(crate::webhooks::routes())
         .merge(crate::flow_hooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))
-        // After the layer: imports have a limit of their own.
+        // After the layer: imports and media uploads have limits of their own.
         .merge(crate::import::routes())
+        .merge(crate::media::routes())
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(state);
     if !cors_origins.is_empty() {

@@ -20,6 +20,7 @@ mod hardening;
 mod hostile;
 mod inbound;
 mod media;
+mod media_uploads;
 mod messaging;
 mod migrations;
 mod operations;

@@ -6,7 +6,7 @@
 pub mod dead_letters;
 pub mod ingest;
 pub mod lifecycle;
-mod media;
+pub mod media;
 pub mod meta_inbound;
 pub mod notices;
 pub mod replay;

@@ -402,46 +402,40 @@ impl<'a> CloudApi<'a> {
         url: String,
         body: Option<&Value>,
     ) -> Result<T, Refusal> {
-        let unreachable = |why: String| {
-            let message = format!("cannot reach the WhatsApp Cloud API: {why}");
-            Refusal {
-                error: Error::Provider {
-                    code: None,
-                    message: message.clone(),
-                },
-                code: None,
-                message,
-            }
-        };
-        let mut request = self
-            .egress
-            .request(method, &url)
-            .map_err(|refused| unreachable(refused.0))?;
+        let mut request = self.request(method, &url).map_err(unreachable)?;
         if let Some(body) = body {
             request = request.json(body);
         }
-        let unreachable = |e: reqwest::Error| unreachable(describe(e));
-        let response = request
+        self.answer(request).await
+    }
+
+    /// A request to `url` with the sender's token, or why the egress policy forbids the address.
+    fn request(&self, method: Method, url: &str) -> Result<reqwest::RequestBuilder, String> {
+        let request = self
+            .egress
+            .request(method, url)
+            .map_err(|refused| refused.0)?;
+        Ok(request
             .bearer_auth(&self.access_token)
-            .timeout(REQUEST_TIMEOUT)
-            .send()
-            .await
-            .map_err(unreachable)?;
+            .timeout(REQUEST_TIMEOUT))
+    }
+
+    /// Sends `request` and reads Meta's answer: `T` on success, Meta's error as a refusal.
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, Refusal> {
+        let failed = |e: reqwest::Error| unreachable(describe(e));
+        let response = request.send().await.map_err(failed)?;
         let status = response.status();
         let (bytes, _) = crate::egress::read_capped(response, MAX_ANSWER)
             .await
-            .map_err(unreachable)?;
+            .map_err(failed)?;
         if status.is_success() {
             return serde_json::from_slice(&bytes).map_err(|e| {
-                let message = format!("unexpected answer from the WhatsApp Cloud API: {e}");
-                Refusal {
-                    error: Error::Provider {
-                        code: None,
-                        message: message.clone(),
-                    },
-                    code: None,
-                    message,
-                }
+                refusal(format!(
+                    "unexpected answer from the WhatsApp Cloud API: {e}"
+                ))
             });
         }
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
@@ -454,6 +448,23 @@ impl<'a> CloudApi<'a> {
             message,
         })
     }
+}
+
+/// A refusal without a code of Meta's: the request failed before Meta answered it, or its
+/// answer made no sense.
+fn refusal(message: String) -> Refusal {
+    Refusal {
+        error: Error::Provider {
+            code: None,
+            message: message.clone(),
+        },
+        code: None,
+        message,
+    }
+}
+
+fn unreachable(why: String) -> Refusal {
+    refusal(format!("cannot reach the WhatsApp Cloud API: {why}"))
 }
 
 /// A reqwest error in a few words, without the URL (it names the phone number id).

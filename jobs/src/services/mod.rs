@@ -8,6 +8,7 @@ pub mod contact_import;
 pub mod contacts;
 pub mod conversations;
 pub mod evaluation;
+pub mod media_types;
 pub mod rich_content;
 pub mod senders;
 pub mod template_parameters;
