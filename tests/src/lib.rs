@@ -3,6 +3,7 @@
 //! afterwards), with a workspace and its API key ready; tests then speak HTTP to it.
 
 pub mod inbound;
+pub mod meta_rules;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -543,15 +544,19 @@ pub const APP_SECRET: &str = "test-app-secret";
 pub const VERIFY_TOKEN: &str = "test-verify-token";
 pub const BUSINESS_ACCOUNT_ID: &str = "WABA-1";
 
-/// A local stand-in for Meta's Graph API that speaks its wire format.
+/// A local stand-in for Meta's Graph API that speaks its wire format and refuses the messages
+/// Meta refuses (`meta_rules`), checking templates against those it lists.
 pub struct Meta {
     pub server: wiremock::MockServer,
+    /// What `lists_templates` listed: the business account's templates.
+    templates: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
 }
 
 impl Meta {
     pub async fn start() -> Self {
         Self {
             server: wiremock::MockServer::start().await,
+            templates: Default::default(),
         }
     }
 
@@ -574,15 +579,21 @@ impl Meta {
             .await;
     }
 
-    /// Accepts every message sent through `phone_number_id`, each with a fresh `wamid`, answering
-    /// as Meta does (`contacts[].input` and `wa_id` echo the `to`).
+    /// Accepts every message sent through `phone_number_id` that Meta would accept, each with a
+    /// fresh `wamid`, answering as Meta does (`contacts[].input` and `wa_id` echo the `to`);
+    /// refuses the others with Meta's error (`meta_rules`).
     pub async fn accepts_messages(&self, phone_number_id: &str) {
         use wiremock::matchers::{method, path};
-        struct Accepts;
+        struct Accepts(std::sync::Arc<std::sync::Mutex<Vec<Value>>>);
         impl wiremock::Respond for Accepts {
             fn respond(&self, request: &wiremock::Request) -> wiremock::ResponseTemplate {
-                let to = serde_json::from_slice::<Value>(&request.body).unwrap_or_default()["to"]
-                    .clone();
+                let body = serde_json::from_slice::<Value>(&request.body).unwrap_or_default();
+                let templates = self.0.lock().unwrap().clone();
+                if let Some(refusal) = meta_rules::refusal(&body, &templates) {
+                    return wiremock::ResponseTemplate::new(meta_rules::status(&refusal))
+                        .set_body_json(refusal);
+                }
+                let to = body["to"].clone();
                 wiremock::ResponseTemplate::new(200).set_body_json(json!({
                     "messaging_product": "whatsapp", "contacts": [{"input": to, "wa_id": to}],
                     "messages": [{"id": format!("wamid.ACCEPTED-{}", uuid::Uuid::now_v7().simple())}]}))
@@ -590,14 +601,19 @@ impl Meta {
         }
         wiremock::Mock::given(method("POST"))
             .and(path(format!("/v21.0/{phone_number_id}/messages")))
-            .respond_with(Accepts)
+            .respond_with(Accepts(self.templates.clone()))
             .mount(&self.server)
             .await;
     }
 
-    /// Lists `templates` (entries of `GET /{waba-id}/message_templates`) to every sync.
+    /// Lists `templates` (entries of `GET /{waba-id}/message_templates`) to every sync; sends
+    /// are checked against them.
     pub async fn lists_templates(&self, templates: Value) {
         use wiremock::matchers::{method, path};
+        self.templates
+            .lock()
+            .unwrap()
+            .extend(templates.as_array().cloned().unwrap_or_default());
         wiremock::Mock::given(method("GET"))
             .and(path(format!(
                 "/v21.0/{BUSINESS_ACCOUNT_ID}/message_templates"
@@ -885,8 +901,8 @@ impl TestApp {
         data["simulateInboundMessage"].clone()
     }
 
-    /// Creates a template for `sender_id` in English and approves it (the sandbox plays Meta's
-    /// review); returns its id.
+    /// Creates a template for `sender_id` in English, with a sample per body placeholder, and
+    /// approves it (the sandbox plays Meta's review); returns its id.
     pub async fn approved_template(
         &self,
         sender_id: &str,
@@ -898,7 +914,7 @@ impl TestApp {
             .ok(
                 "mutation($input: CreateTemplateInput!) { createTemplate(input: $input) { id } }",
                 json!({"input": {"senderId": sender_id, "name": name, "language": "en", "category": category,
-                       "components": {"body": body}}}),
+                       "components": {"body": body, "bodyExamples": body_examples(body)}}}),
             )
             .await;
         let id = data["createTemplate"]["id"].as_str().unwrap().to_owned();
@@ -952,6 +968,12 @@ impl TestApp {
             .await;
         data["message"]["status"].as_str().unwrap().to_owned()
     }
+}
+
+/// A sample value per placeholder of a template's `body`, as Meta's review requires.
+pub fn body_examples(body: &str) -> Vec<String> {
+    let count = waflow_jobs::placeholders::Placeholders::parse(body).map_or(0, |p| p.count());
+    (1..=count).map(|n| format!("example {n}")).collect()
 }
 
 /// Meta's webhook envelope around one `messages` change for `phone_number_id`.
