@@ -18,7 +18,7 @@ use waflow_entities::{
 use super::window::{SendWindow, SendWindowSpec};
 use crate::{
     error::{Error, Result},
-    messaging::{body_of, match_variables},
+    messaging::match_variables,
     placeholders::Placeholders,
     sandbox::{SourceChecks, TemplateError, Templates},
     services::{
@@ -289,8 +289,8 @@ pub fn check_template(
     variables: &Variables,
     acknowledge_no_opt_out: bool,
 ) -> Result<()> {
-    let body = body_of(template)?;
-    let placeholders = Placeholders::parse(&body)
+    let components = Components::from_json(&template.components)?;
+    let placeholders = Placeholders::parse(&components.body)
         .map_err(|e| Error::Internal(format!("stored template body is invalid: {e}")))?;
     match_variables(
         template,
@@ -300,14 +300,11 @@ pub fn check_template(
     )?;
     // The values are templates until each recipient's are rendered: their presence and kinds
     // are checked here, Meta's limits on each recipient's values before their send.
-    template_parameters::check_shape(
-        &Components::from_json(&template.components)?,
-        &variables.parameters,
-    )
-    .map_err(|m| m.into_error(&template.name))?;
+    template_parameters::check_shape(&components, &variables.parameters)
+        .map_err(|m| m.into_error(&template.name))?;
     if template.category == TemplateCategory::Marketing
         && !acknowledge_no_opt_out
-        && !has_opt_out_hint(&Components::from_json(&template.components)?)
+        && !has_opt_out_hint(&components)
     {
         return Err(Error::field(
             "acknowledgeNoOptOut",

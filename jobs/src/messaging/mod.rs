@@ -504,10 +504,6 @@ enum Stored {
     Existing(message::Model),
 }
 
-pub(crate) fn body_of(template: &template::Model) -> Result<String> {
-    Ok(Components::from_json(&template.components)?.body)
-}
-
 /// Pairs the given values with the body's placeholders; exactly one value each. The header's
 /// and buttons' parameters are paired by `template_parameters::pair`.
 pub(crate) fn match_variables(
