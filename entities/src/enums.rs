@@ -159,8 +159,10 @@ json_enum!(
 );
 json_enum!(
     /// A template button's kind, as Meta names it. `COPY_CODE` copies a coupon code given in
-    /// each send; `OTP` is an AUTHENTICATION template's one-time-password button.
-    ButtonType { QuickReply, Url, PhoneNumber, CopyCode, Otp }
+    /// each send; `OTP` is an AUTHENTICATION template's one-time-password button. `FLOW`,
+    /// `CATALOG`, `MPM` and `VOICE_CALL` buttons come from Meta (`syncTemplates`) and take no
+    /// parameter Waflow sends; they are kept because a button's index counts every button.
+    ButtonType { QuickReply, Url, PhoneNumber, CopyCode, Otp, Flow, Catalog, Mpm, VoiceCall }
 );
 json_enum!(
     /// The type of a variable the post-conversation evaluation extracts.

@@ -105,7 +105,7 @@ async fn workspaces_see_only_their_own_rows(app: TestApp) {
         .ok(
             "mutation($input: CreateTemplateInput!) { createTemplate(input: $input) { id } }",
             json!({"input": {"senderId": sender_id, "name": "hello", "language": "en", "category": "UTILITY",
-                   "components": {"body": "Hi {{1}}"}}}),
+                   "components": {"body": "Hi {{1}}", "bodyExamples": ["Ana"]}}}),
         )
         .await;
     let template_id = template["createTemplate"]["id"].as_str().unwrap();

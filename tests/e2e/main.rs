@@ -31,6 +31,7 @@ mod rich_templates;
 mod scaling;
 mod senders;
 mod subscriptions;
+mod template_review;
 mod templates;
 mod transcripts;
 mod webhooks;

@@ -409,7 +409,7 @@ async fn the_sandbox_checks_the_same(app: TestApp) {
         .ok(
             "mutation($input: CreateTemplateInput!) { createTemplate(input: $input) { id } }",
             json!({"input": {"senderId": sender, "name": "order_ready", "language": "en_US", "category": "UTILITY",
-                   "components": {"header": {"format": "IMAGE"}, "body": "Your order {{1}} is ready.",
+                   "components": {"header": {"format": "IMAGE", "example": "4::aW1hZ2U=:ARZ"}, "body": "Your order {{1}} is ready.",
                                   "bodyExamples": ["A-1001"],
                                   "buttons": [{"type": "URL", "text": "Track",
                                                "url": "https://shop.example.com/track/{{1}}",
@@ -504,14 +504,66 @@ async fn create_template_refuses_what_meta_would(app: TestApp) {
         (
             create(
                 "AUTHENTICATION",
-                json!({"body": "{{1}} is your code.", "header": {"format": "TEXT", "text": "Code"},
+                json!({"body": "{{1}} is your code.", "bodyExamples": ["123456"], "header": {"format": "TEXT", "text": "Code"},
             "buttons": [{"type": "OTP", "text": "Copy code"}]}),
             ),
             "components.header",
         ),
         (
-            create("AUTHENTICATION", json!({"body": "{{1}} is your code."})),
+            create(
+                "AUTHENTICATION",
+                json!({"body": "{{1}} is your code.", "bodyExamples": ["123456"]}),
+            ),
             "components.buttons",
+        ),
+        // Meta's review needs a sample of everything that varies.
+        (
+            create("MARKETING", json!({"body": "Hi {{1}}, {{2}} off"})),
+            "components.bodyExamples",
+        ),
+        (
+            create(
+                "MARKETING",
+                json!({"body": "Hi {{1}}", "bodyExamples": ["Ana", "Bo"]}),
+            ),
+            "components.bodyExamples",
+        ),
+        (
+            create(
+                "MARKETING",
+                json!({"body": "Sale", "header": {"format": "TEXT", "text": "Sale on {{1}}"}}),
+            ),
+            "components.header.example",
+        ),
+        (
+            create(
+                "UTILITY",
+                json!({"body": "Invoice", "header": {"format": "DOCUMENT"}}),
+            ),
+            "components.header.example",
+        ),
+        (
+            create(
+                "UTILITY",
+                json!({"body": "Hi", "buttons": [url("https://a.example/track/{{1}}")]}),
+            ),
+            "components.buttons[0].example",
+        ),
+        // Meta writes an AUTHENTICATION template's text: one placeholder, no footer.
+        (
+            create(
+                "AUTHENTICATION",
+                json!({"body": "Your code is ready", "buttons": [{"type": "OTP", "text": "Copy code"}]}),
+            ),
+            "components.body",
+        ),
+        (
+            create(
+                "AUTHENTICATION",
+                json!({"body": "{{1}} is your code.", "bodyExamples": ["123456"], "footer": "Valid 10 minutes",
+                       "buttons": [{"type": "OTP", "text": "Copy code"}]}),
+            ),
+            "components.footer",
         ),
     ];
     for (input, field) in cases {
@@ -556,7 +608,7 @@ async fn create_template_refuses_what_meta_would(app: TestApp) {
     );
     assert_eq!(
         error_fields(&recategorized),
-        ["components.header", "components.buttons"],
+        ["components.header", "components.body", "components.buttons"],
         "{recategorized}"
     );
     let fine = create(
@@ -621,7 +673,76 @@ async fn a_flow_step_sends_header_and_buttons_from_run_data(app: TestApp) {
     );
 }
 
+/// A button's index counts every button Meta lists, those Waflow sends nothing for (FLOW,
+/// VOICE_CALL…) too: Meta refuses a URL suffix sent at the wrong index.
+async fn a_button_index_counts_every_listed_button(app: TestApp) {
+    let meta = Meta::start().await;
+    meta.accepts_messages(PN).await;
+    let sender = app.cloud_sender(&meta, "+14155550199", PN).await;
+    meta.lists_templates(
+        json!([{"name": "booking", "language": "en_US", "status": "APPROVED",
+        "category": "UTILITY", "id": "booking", "components": [
+            {"type": "BODY", "text": "Your booking is confirmed."},
+            {"type": "BUTTONS", "buttons": [
+                {"type": "FLOW", "text": "Change it", "flow_id": "1234", "flow_action": "navigate"},
+                {"type": "VOICE_CALL", "text": "Call us"},
+                {"type": "URL", "text": "Details", "url": "https://shop.example.com/b/{{1}}",
+                 "example": ["https://shop.example.com/b/B-1"]}]}]}]),
+    )
+    .await;
+    assert_eq!(app.sync_templates(&sender).await, 1);
+    let buttons = app
+        .ok(
+            "{ templates(first: 5) { edges { node { components { buttons { type } } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        buttons["templates"]["edges"][0]["node"]["components"]["buttons"],
+        json!([{"type": "FLOW"}, {"type": "VOICE_CALL"}, {"type": "URL"}])
+    );
+    refused_for(
+        &send(
+            &app,
+            &sender,
+            "booking",
+            json!({"buttons": [{"index": 0, "text": "B-7"}]}),
+        )
+        .await,
+        "buttons[0] (FLOW)",
+    );
+    accepted(
+        &send(
+            &app,
+            &sender,
+            "booking",
+            json!({"buttons": [{"index": 2, "text": "B-7"}]}),
+        )
+        .await,
+        "the URL button's suffix",
+    );
+    let sent = delivered(&meta, 1).await;
+    assert_eq!(
+        sent[0]["components"],
+        json!([{"type": "button", "sub_type": "url", "index": "2", "parameters": [{"type": "text", "text": "B-7"}]}])
+    );
+    // Meta took it: the message carries the wamid Meta answered.
+    eventually("Meta's wamid on the message", || async {
+        let data = app
+            .ok("{ conversations(first: 5) { edges { node { messages(first: 5) { edges { node { status providerMessageId } } } } } } }", json!({}))
+            .await;
+        let message = &data["conversations"]["edges"][0]["node"]["messages"]["edges"][0]["node"];
+        assert_ne!(message["status"], "FAILED", "{message}");
+        message["providerMessageId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("wamid.ACCEPTED"))
+            .then_some(())
+    })
+    .await;
+}
+
 waflow_tests::on_both_databases!(
+    a_button_index_counts_every_listed_button,
     the_issue_s_templates_are_sent_with_their_parameters,
     every_component_kind_reaches_meta_in_its_shape,
     what_meta_would_refuse_never_leaves,

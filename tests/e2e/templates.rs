@@ -1,7 +1,7 @@
 //! Templates: components and placeholders, review status, filters.
 
 use serde_json::{Value, json};
-use waflow_tests::{TestApp, error_code, error_fields};
+use waflow_tests::{TestApp, body_examples, error_code, error_fields};
 
 const CREATE: &str = "mutation($input: CreateTemplateInput!) { createTemplate(input: $input) { \
     id name language category status variableCount sender { id phoneNumber } \
@@ -9,7 +9,7 @@ const CREATE: &str = "mutation($input: CreateTemplateInput!) { createTemplate(in
 
 fn input(sender_id: &str, name: &str, body: &str) -> Value {
     json!({"input": {"senderId": sender_id, "name": name, "language": "en_US", "category": "UTILITY",
-                     "components": {"body": body}}})
+                     "components": {"body": body, "bodyExamples": body_examples(body)}}})
 }
 
 async fn templates_parse_placeholders_and_start_pending(app: TestApp) {
@@ -19,7 +19,8 @@ async fn templates_parse_placeholders_and_start_pending(app: TestApp) {
         "order_confirmed",
         "Hi {{1}}, your order {{2}} ships {{3}}. Thanks {{1}}!",
     );
-    create["input"]["components"]["header"] = json!({"format": "TEXT", "text": "Order {{1}}"});
+    create["input"]["components"]["header"] =
+        json!({"format": "TEXT", "text": "Order {{1}}", "example": "A-1"});
     create["input"]["components"]["footer"] = json!("Reply STOP to opt out");
     create["input"]["components"]["buttons"] = json!([
         {"type": "QUICK_REPLY", "text": "Stop"},
@@ -132,7 +133,7 @@ async fn sandbox_review_status_and_edits(app: TestApp) {
     let edited = app
         .ok(
             "mutation($id: ID!) { updateTemplate(id: $id, input: {category: MARKETING, \
-               components: {body: \"Hi {{1}}, {{2}} off!\"}}) { status category variableCount } }",
+               components: {body: \"Hi {{1}}, {{2}} off!\", bodyExamples: [\"Ann\", \"20%\"]}}) { status category variableCount } }",
             json!({"id": id}),
         )
         .await;

@@ -22,6 +22,10 @@ pub struct TemplateHeader {
     format: HeaderFormat,
     /// TEXT headers only; at most one placeholder, {{1}}.
     text: Option<String>,
+    /// A sample for Meta's review, required where the header varies: a TEXT header's value for
+    /// {{1}}; an IMAGE, VIDEO or DOCUMENT header's sample media as a header handle from Meta's
+    /// Resumable Upload API (`POST /{app-id}/uploads`).
+    example: Option<String>,
 }
 
 #[derive(SimpleObject, InputObject)]
@@ -46,7 +50,7 @@ pub struct TemplateComponents {
     footer: Option<String>,
     #[graphql(default)]
     buttons: Vec<TemplateButton>,
-    /// One sample value per body placeholder, for Meta's review.
+    /// One sample value per body placeholder, which Meta's review requires.
     #[graphql(default)]
     body_examples: Vec<String>,
 }
@@ -57,6 +61,7 @@ impl From<TemplateComponents> for svc::Components {
             header: c.header.map(|h| svc::Header {
                 format: h.format,
                 text: h.text,
+                example: h.example,
             }),
             body: c.body,
             footer: c.footer,
@@ -82,6 +87,7 @@ impl From<svc::Components> for TemplateComponents {
             header: c.header.map(|h| TemplateHeader {
                 format: h.format,
                 text: h.text,
+                example: h.example,
             }),
             body: c.body,
             footer: c.footer,

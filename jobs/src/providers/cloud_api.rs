@@ -194,7 +194,19 @@ impl MetaTemplate {
                         Some("LOCATION") => HeaderFormat::Location,
                         _ => HeaderFormat::Text,
                     };
-                    out.header = Some(Header { format, text });
+                    // Meta lists the review's sample as it was given: a value or a handle.
+                    let example = ["header_text", "header_handle"]
+                        .iter()
+                        .find_map(|k| component["example"][k][0].as_str())
+                        .or_else(|| {
+                            component["example"]["header_text_named_params"][0]["example"].as_str()
+                        })
+                        .map(str::to_owned);
+                    out.header = Some(Header {
+                        format,
+                        text,
+                        example,
+                    });
                 }
                 Some("BODY") => {
                     out.body = text.unwrap_or_default();
@@ -209,10 +221,13 @@ impl MetaTemplate {
                             Some("PHONE_NUMBER") => ButtonType::PhoneNumber,
                             Some("COPY_CODE") => ButtonType::CopyCode,
                             Some("OTP") => ButtonType::Otp,
-                            // Meta lists other kinds (FLOW, CATALOG, MPM, VOICE_CALL…) that
-                            // take no parameter Waflow sends; kept as quick replies would be
-                            // wrong, so they are left out of the stored components.
-                            _ => continue,
+                            Some("FLOW") => ButtonType::Flow,
+                            Some("CATALOG") => ButtonType::Catalog,
+                            Some("MPM") => ButtonType::Mpm,
+                            Some("VOICE_CALL") => ButtonType::VoiceCall,
+                            // A kind newer than Waflow: stored as one that takes no parameter,
+                            // so the buttons after it keep their index.
+                            _ => ButtonType::Flow,
                         };
                         out.buttons.push(Button {
                             r#type: kind,
@@ -386,7 +401,10 @@ impl<'a> CloudApi<'a> {
             "language": language,
             "category": category,
             "parameter_format": format,
-            "components": template_components(components, format, variable_names),
+            "components": match category {
+                TemplateCategory::Authentication => authentication_components(components),
+                _ => template_components(components, format, variable_names),
+            },
         });
         let url = format!(
             "{}/{}/message_templates",
@@ -714,6 +732,22 @@ fn header_parameter(header: &HeaderValue) -> Value {
     }
 }
 
+/// An AUTHENTICATION template as Meta creates it: Meta writes the body's text itself, so the
+/// request carries none ("Authentication templates": a BODY with
+/// `add_security_recommendation`, and the OTP button's `otp_type`).
+fn authentication_components(c: &Components) -> Vec<Value> {
+    let buttons: Vec<Value> = c
+        .buttons
+        .iter()
+        .filter(|b| b.r#type == ButtonType::Otp)
+        .map(|b| json!({"type": "OTP", "otp_type": "COPY_CODE", "text": b.text}))
+        .collect();
+    vec![
+        json!({"type": "BODY", "add_security_recommendation": false}),
+        json!({"type": "BUTTONS", "buttons": buttons}),
+    ]
+}
+
 /// Components as `POST /{waba-id}/message_templates` wants them, with example values.
 fn template_components(c: &Components, format: ParameterFormat, names: &[String]) -> Vec<Value> {
     let mut out = Vec::new();
@@ -721,6 +755,22 @@ fn template_components(c: &Components, format: ParameterFormat, names: &[String]
         let mut h = json!({"type": "HEADER", "format": header.format});
         if let Some(text) = &header.text {
             h["text"] = json!(text);
+        }
+        if let Some(example) = &header.example {
+            h["example"] = match (header.format, format) {
+                (HeaderFormat::Text, ParameterFormat::Positional) => {
+                    json!({"header_text": [example]})
+                }
+                (HeaderFormat::Text, ParameterFormat::Named) => {
+                    let name = header.text.as_deref().and_then(|t| {
+                        crate::placeholders::Placeholders::parse(t)
+                            .ok()
+                            .and_then(|p| p.names.into_iter().next())
+                    });
+                    json!({"header_text_named_params": [{"param_name": name, "example": example}]})
+                }
+                _ => json!({"header_handle": [example]}),
+            };
         }
         out.push(h);
     }

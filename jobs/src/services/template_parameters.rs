@@ -396,14 +396,11 @@ fn pair_buttons(
     Ok(out)
 }
 
-fn button_kind(kind: ButtonType) -> &'static str {
-    match kind {
-        ButtonType::QuickReply => "QUICK_REPLY",
-        ButtonType::Url => "URL",
-        ButtonType::PhoneNumber => "PHONE_NUMBER",
-        ButtonType::CopyCode => "COPY_CODE",
-        ButtonType::Otp => "OTP",
-    }
+fn button_kind(kind: ButtonType) -> String {
+    serde_json::json!(kind)
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// One button's parameter: what it needs, refused when it is missing, surplus or of the wrong
@@ -439,7 +436,12 @@ fn pair_button(
             (None, None, payload) => payload.map(|p| ButtonPayload::Payload(p.clone())),
             _ => return Err("takes a payload only".into()),
         },
-        ButtonType::Url | ButtonType::PhoneNumber => match given_count {
+        ButtonType::Url
+        | ButtonType::PhoneNumber
+        | ButtonType::Flow
+        | ButtonType::Catalog
+        | ButtonType::Mpm
+        | ButtonType::VoiceCall => match given_count {
             0 => None,
             _ => return Err("takes no parameter".into()),
         },
@@ -516,6 +518,7 @@ mod tests {
             header: header.map(|(format, text)| Header {
                 format,
                 text: text.map(str::to_owned),
+                example: None,
             }),
             body: "Order {{1}}".into(),
             footer: None,

@@ -33,6 +33,10 @@ static LANGUAGE: LazyLock<Regex> =
 pub struct Header {
     pub format: HeaderFormat,
     pub text: Option<String>,
+    /// A sample for Meta's review: a TEXT header's value for {{1}}; an IMAGE, VIDEO or DOCUMENT
+    /// header's sample media as a header handle from Meta's Resumable Upload API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub example: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,33 +118,22 @@ fn placeholders(problems: &mut Problems, field: &str, text: &str) -> Option<Plac
         .ok()
 }
 
-/// Checks components against Meta's limits; returns the number of body placeholders.
+/// Checks components against Meta's limits and what its review requires ("Create and manage
+/// templates": a sample for every variable and every media header); returns the number of body
+/// placeholders.
 pub fn validate_components(problems: &mut Problems, c: &Components) -> usize {
     if let Some(header) = &c.header {
-        match (&header.format, &header.text) {
-            (HeaderFormat::Text, Some(text)) => {
-                problems.text("components.header.text", text, 60);
-                let header = placeholders(problems, "components.header.text", text);
-                if header.is_some_and(|p| p.count() > 1) {
-                    problems.add(
-                        "components.header.text",
-                        "may contain at most one placeholder, {{1}}",
-                    );
-                }
-            }
-            (HeaderFormat::Text, None) => {
-                problems.add("components.header.text", "is required for a TEXT header")
-            }
-            (_, Some(_)) => problems.add("components.header.text", "is only for TEXT headers"),
-            (_, None) => {}
-        }
+        validate_header(problems, header);
     }
     problems.text("components.body", &c.body, 1024);
     let variables = placeholders(problems, "components.body", &c.body).map_or(0, |p| p.count());
-    if !c.body_examples.is_empty() && c.body_examples.len() != variables {
+    if c.body_examples.len() != variables {
         problems.add(
             "components.bodyExamples",
-            format!("must give one example per body placeholder ({variables})"),
+            format!(
+                "Meta's review needs one example per body placeholder ({variables}), got {}",
+                c.body_examples.len()
+            ),
         );
     }
     if let Some(footer) = &c.footer {
@@ -153,6 +146,44 @@ pub fn validate_components(problems: &mut Problems, c: &Components) -> usize {
     }
     validate_buttons(problems, &c.buttons);
     variables
+}
+
+/// A TEXT header: at most 60 characters and one placeholder, with a sample when it has one. A
+/// media header: a sample header handle, without which Meta's review refuses it.
+fn validate_header(problems: &mut Problems, header: &Header) {
+    let example = header.example.as_deref().filter(|e| !e.trim().is_empty());
+    match (&header.format, &header.text) {
+        (HeaderFormat::Text, Some(text)) => {
+            problems.text("components.header.text", text, 60);
+            let count = placeholders(problems, "components.header.text", text).map(|p| p.count());
+            if count.is_some_and(|n| n > 1) {
+                problems.add(
+                    "components.header.text",
+                    "may contain at most one placeholder, {{1}}",
+                );
+            }
+            if count == Some(1) && example.is_none() {
+                problems.add(
+                    "components.header.example",
+                    "Meta's review needs a sample value for the header's placeholder",
+                );
+            }
+        }
+        (HeaderFormat::Text, None) => {
+            problems.add("components.header.text", "is required for a TEXT header")
+        }
+        (_, Some(_)) => problems.add("components.header.text", "is only for TEXT headers"),
+        (HeaderFormat::Location, None) => {}
+        (format, None) => problems.check(
+            example.is_some(),
+            "components.header.example",
+            format!(
+                "Meta's review needs a sample {} for a media header: a header handle from Meta's \
+                 Resumable Upload API",
+                serde_json::json!(format).as_str().unwrap_or_default()
+            ),
+        ),
+    }
 }
 
 /// Meta's limits on a template's buttons ("Buttons", WhatsApp template components): at most
@@ -189,10 +220,16 @@ fn validate_buttons(problems: &mut Problems, buttons: &[Button]) {
                     problems.url(&field("url"), url);
                     let placeholders = placeholders(problems, &field("url"), url);
                     let count = placeholders.as_ref().map_or(0, Placeholders::count);
+                    let dynamic = count == 1 && url.trim_end().ends_with("}}");
                     problems.check(
-                        count <= 1 && (count == 0 || url.trim_end().ends_with("}}")),
+                        count == 0 || dynamic,
                         field("url"),
                         "may hold one placeholder, at its end (https://shop.example.com/track/{{1}})",
+                    );
+                    problems.check(
+                        !dynamic || button.example.as_deref().is_some_and(|e| !e.is_empty()),
+                        field("example"),
+                        "Meta's review needs a sample full URL for a URL with a placeholder",
                     );
                 }
                 None => problems.add(field("url"), "is required for a URL button"),
@@ -217,12 +254,20 @@ fn validate_buttons(problems: &mut Problems, buttons: &[Button]) {
                 );
             }
             ButtonType::QuickReply | ButtonType::Otp => {}
+            ButtonType::Flow | ButtonType::Catalog | ButtonType::Mpm | ButtonType::VoiceCall => {
+                problems.add(
+                    field("type"),
+                    "Waflow creates QUICK_REPLY, URL, PHONE_NUMBER, COPY_CODE and OTP buttons; \
+                     templates with other buttons come from Meta through syncTemplates",
+                )
+            }
         }
     }
 }
 
-/// What Meta requires of a category: an AUTHENTICATION template has no header and one OTP
-/// button; OTP buttons exist only there ("Authentication templates", WhatsApp).
+/// What Meta requires of a category: an AUTHENTICATION template has no header or footer, a body
+/// with the one code and one OTP button; OTP buttons exist only there ("Authentication
+/// templates", WhatsApp).
 fn validate_category(problems: &mut Problems, category: TemplateCategory, c: &Components) {
     let otp = c
         .buttons
@@ -234,6 +279,18 @@ fn validate_category(problems: &mut Problems, category: TemplateCategory, c: &Co
             c.header.is_none(),
             "components.header",
             "AUTHENTICATION templates have no header",
+        );
+        // Meta writes an AUTHENTICATION template's text itself ("{{1}} is your verification
+        // code.", in the template's language); the one variable is the code.
+        problems.check(
+            Placeholders::parse(&c.body).is_ok_and(|p| p.count() == 1),
+            "components.body",
+            "an AUTHENTICATION template's body has one placeholder, the code",
+        );
+        problems.check(
+            c.footer.is_none(),
+            "components.footer",
+            "AUTHENTICATION templates have no footer text (Meta adds the code's expiry)",
         );
         problems.check(
             otp == 1,
