@@ -157,7 +157,6 @@ mod never_panics {
             let _ = execute(Request::Render {
                 source: text.clone(),
                 context: serde_json::json!({"trigger": data}),
-                strict: true,
             });
             let _ = execute(Request::Check { sources: vec![Source::Template(text)] });
         }

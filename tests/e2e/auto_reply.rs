@@ -338,7 +338,74 @@ async fn senders_name_assistants_of_their_workspace(app: TestApp) {
     assert_eq!(cleared["updateSender"]["assistant"], Value::Null);
 }
 
+/// The README's Shop bot (issue 18): a contact's attributes reach its replies, and a value the
+/// reply names but the customer lacks is never sent as a blank.
+async fn replies_use_contact_attributes_and_never_send_a_hole(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550199").await;
+    let assistant = app
+        .assistant(json!({"name": "Shop bot", "provider": "SCRIPTED", "replyDebounceMs": 0,
+            "scriptedRules": [
+                {"pattern": "(?i)price", "reply": "The {{ plan }} plan is 10 EUR a month."},
+                {"pattern": "(?i)tier", "reply": "{{ contact.name }}, you are on {{ contact.attributes.plan }}."},
+                {"pattern": "(?i)hours", "reply": "We open at 9, {{ nickname | default('friend') }}."}]}))
+        .await;
+    use_assistant(&app, &sender, &assistant).await;
+    for (phone, attributes) in [
+        (CUSTOMER, json!({"plan": "silver"})),
+        ("+14155550124", json!({})),
+    ] {
+        app.ok(
+            "mutation($input: CreateContactInput!) { createContact(input: $input) { id } }",
+            json!({"input": {"phone": phone, "name": "Ana", "attributes": attributes}}),
+        )
+        .await;
+    }
+    let silver = app
+        .customer_writes(&sender, CUSTOMER, "what is the price?")
+        .await;
+    let silver = silver["conversation"]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        waits_for_replies(&app, &silver, 1).await,
+        ["The silver plan is 10 EUR a month."]
+    );
+    app.customer_writes(&sender, CUSTOMER, "which tier am I?")
+        .await;
+    app.customer_writes(&sender, CUSTOMER, "opening hours?")
+        .await;
+    assert_eq!(
+        waits_for_replies(&app, &silver, 3).await,
+        [
+            "The silver plan is 10 EUR a month.",
+            "Ana, you are on silver.",
+            "We open at 9, friend."
+        ]
+    );
+
+    // Without a plan the reply is not sent at all; the API answer names the rule and the value.
+    let planless = app
+        .customer_writes(&sender, "+14155550124", "what is the price?")
+        .await;
+    let planless = planless["conversation"]["id"].as_str().unwrap().to_owned();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(replies(&app, &planless).await, Vec::<String>::new());
+    let refused = app
+        .gql(
+            "mutation($input: GenerateAiReplyInput!) { generateAiReply(input: $input) { reply } }",
+            json!({"input": {"assistantId": assistant, "customerIdentifier": "crm-7", "message": "price?"}}),
+        )
+        .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION_FAILED"), "{refused}");
+    assert_eq!(
+        error_fields(&refused),
+        ["scriptedRules[0].reply"],
+        "{refused}"
+    );
+    let message = refused["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("plan"), "{message}");
+}
+
 waflow_tests::on_both_databases!(
+    replies_use_contact_attributes_and_never_send_a_hole,
     a_whatsapp_message_is_answered_through_the_provider,
     a_burst_is_answered_once,
     replies_come_one_at_a_time_in_order,

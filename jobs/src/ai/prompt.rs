@@ -14,13 +14,21 @@ use crate::{
     sandbox::{TemplateError, Templates},
 };
 
-/// A template context for a conversation: its input variables, then `customer_name`,
-/// `customer_phone` and `customer_identifier` where they are known and not given.
+/// A template context for a conversation: its input variables; then `customer_name`,
+/// `customer_phone`, `customer_username` and `customer_identifier` where they are known and not
+/// given; then the contact as `contact` (`name`, `phone`, `attributes`) and each of its
+/// attributes by name (`{{ plan }}`) where no variable has that name.
 pub fn variables(conversation: &conversation::Model, contact: Option<&contact::Model>) -> Value {
     let mut vars = match &conversation.input_variables {
         Value::Object(map) => map.clone(),
         _ => Map::new(),
     };
+    if let Some(contact) = contact {
+        vars.entry("contact").or_insert_with(|| {
+            serde_json::json!({"name": contact.name, "phone": contact.phone,
+                "attributes": contact.attributes})
+        });
+    }
     let known = [
         ("customer_name", contact.and_then(|c| c.name.clone())),
         ("customer_phone", contact.and_then(|c| c.phone.clone())),
@@ -41,11 +49,18 @@ pub fn variables(conversation: &conversation::Model, contact: Option<&contact::M
             vars.entry(name).or_insert(Value::String(value));
         }
     }
+    if let Some(Value::Object(attributes)) = contact.map(|c| &c.attributes) {
+        for (name, value) in attributes {
+            vars.entry(name.clone()).or_insert_with(|| value.clone());
+        }
+    }
     Value::Object(vars)
 }
 
 /// Renders a prompt or reply template (minijinja, in the sandbox) over `vars`; the problem is
-/// reported on `field`.
+/// reported on `field`. A value the template names but `vars` lacks is that problem: a reply is
+/// not sent with a hole where the value should be (`{{ plan | default('basic') }}` says what
+/// to write instead).
 pub async fn render(
     templates: &Templates<'_>,
     field: &str,
@@ -53,7 +68,7 @@ pub async fn render(
     vars: &Value,
 ) -> Result<String> {
     templates
-        .render_lenient(template, vars)
+        .render(template, vars)
         .await
         .map_err(|e: TemplateError| e.on_field(field))
 }

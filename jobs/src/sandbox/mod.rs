@@ -302,19 +302,9 @@ impl Templates<'_> {
 
     /// A template to text; an undefined value is an error.
     pub async fn render(&self, source: &str, context: &Value) -> Answer<String> {
-        self.render_text(source, context, true).await
-    }
-
-    /// A template to text; an undefined value renders as nothing.
-    pub async fn render_lenient(&self, source: &str, context: &Value) -> Answer<String> {
-        self.render_text(source, context, false).await
-    }
-
-    async fn render_text(&self, source: &str, context: &Value, strict: bool) -> Answer<String> {
         let request = Request::Render {
             source: source.to_owned(),
             context: context.clone(),
-            strict,
         };
         match self.call(request).await? {
             Response::Text(text) => Ok(text),

@@ -24,12 +24,9 @@ const RECURSION: usize = 64;
 /// What to do with a template or expression.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Request {
-    /// A template to text. `strict` makes an undefined value an error instead of empty.
-    Render {
-        source: String,
-        context: Value,
-        strict: bool,
-    },
+    /// A template to text; an undefined value is an error, never an empty string: what is
+    /// rendered reaches customers, and a hole in a message is worse than no message.
+    Render { source: String, context: Value },
     /// An expression to its JSON value; undefined is an error.
     Eval { source: String, context: Value },
     /// An expression to its truth.
@@ -76,11 +73,7 @@ pub fn execute(request: Request) -> Response {
         exceeded: false,
     };
     match request {
-        Request::Render {
-            source,
-            context,
-            strict,
-        } => match render(&source, &context, strict, &mut budget) {
+        Request::Render { source, context } => match render(&source, &context, &mut budget) {
             Ok(text) => Response::Text(text),
             Err(e) => Response::Failed(e),
         },
@@ -110,11 +103,9 @@ pub fn execute(request: Request) -> Response {
     }
 }
 
-fn env(strict: bool) -> Environment<'static> {
+fn env() -> Environment<'static> {
     let mut env = Environment::new();
-    if strict {
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-    }
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_fuel(Some(FUEL));
     env.set_recursion_limit(RECURSION);
     env
@@ -165,27 +156,22 @@ impl Write for Capped<'_> {
 }
 
 fn check_template(source: &str) -> Result<(), String> {
-    env(true)
+    env()
         .template_from_str(source)
         .map(|_| ())
         .map_err(|e| format!("is not a valid template ({})", describe(&e)))
 }
 
 fn check_expression(source: &str) -> Result<(), String> {
-    env(true)
+    env()
         .compile_expression(source)
         .map(|_| ())
         .map_err(|e| format!("is not a valid expression ({})", describe(&e)))
 }
 
-fn render(
-    source: &str,
-    context: &Value,
-    strict: bool,
-    budget: &mut Budget,
-) -> Result<String, String> {
+fn render(source: &str, context: &Value, budget: &mut Budget) -> Result<String, String> {
     let cannot = |detail: String| format!("{source:?} cannot be rendered: {detail}");
-    let env = env(strict);
+    let env = env();
     let template = env
         .template_from_str(source)
         .map_err(|e| cannot(describe(&e)))?;
@@ -201,7 +187,7 @@ fn render(
 }
 
 fn evaluate(source: &str, context: &Value) -> Result<minijinja::Value, String> {
-    let env = env(true);
+    let env = env();
     let expression = env
         .compile_expression(source)
         .map_err(|e| format!("{source:?} is not a valid expression: {}", describe(&e)))?;
@@ -239,7 +225,7 @@ fn render_value(value: &Value, context: &Value, budget: &mut Budget) -> Result<V
     Ok(match value {
         Value::String(s) => match sole_expression(s) {
             Some(expression) => eval(expression, context, budget)?,
-            None => Value::String(render(s, context, true, budget)?),
+            None => Value::String(render(s, context, budget)?),
         },
         Value::Array(items) => Value::Array(
             items
@@ -265,7 +251,6 @@ mod tests {
         execute(Request::Render {
             source: source.into(),
             context,
-            strict: true,
         })
     }
 
@@ -280,12 +265,10 @@ mod tests {
             rendered("Hi {{ trigger.nickname }}", context.clone()),
             Response::Failed(_)
         ));
-        let lenient = execute(Request::Render {
-            source: "Hi {{ trigger.nickname }}".into(),
-            context,
-            strict: false,
-        });
-        assert_eq!(lenient, Response::Text("Hi ".into()));
+        assert_eq!(
+            rendered("Hi {{ trigger.nickname | default('there') }}", context),
+            Response::Text("Hi there".into())
+        );
     }
 
     #[test]
@@ -323,7 +306,6 @@ mod tests {
             execute(Request::Render {
                 source: hostile.into(),
                 context: json!({}),
-                strict: true
             })
             .hit_a_limit()
         );
