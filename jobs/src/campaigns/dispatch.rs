@@ -166,7 +166,12 @@ impl CampaignService<'_> {
             .exec(&txn)
             .await?;
         txn.commit().await?;
-        Ok(claimed.rows_affected == 1)
+        let claimed = claimed.rows_affected == 1;
+        if claimed && campaign.status == CampaignStatus::Scheduled {
+            // Its send window opened: subscribers see it RUNNING.
+            self.changed(campaign.workspace_id, campaign.id).await;
+        }
+        Ok(claimed)
     }
 
     /// Extends the lease; false when this dispatcher no longer holds the campaign.

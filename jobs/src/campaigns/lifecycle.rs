@@ -245,25 +245,31 @@ impl CampaignService<'_> {
     }
 }
 
-/// Moves the campaign from `from` to SCHEDULED under a new dispatch token (retiring any
-/// dispatcher of an earlier one); false when it had left `from` meanwhile.
+/// Moves the campaign from `from` under a new dispatch token (retiring any dispatcher of an
+/// earlier one): RUNNING when it may send now, else SCHEDULED with the reason it waits. False
+/// when it had left `from` meanwhile.
 async fn schedule(
     txn: &sea_orm::DatabaseTransaction,
     campaign: &campaign::Model,
     from: CampaignStatus,
     token: Uuid,
 ) -> Result<bool> {
+    let now = Utc::now();
+    let reason = waiting_reason(campaign)?;
+    let status = match reason {
+        Some(_) => CampaignStatus::Scheduled,
+        None => CampaignStatus::Running,
+    };
+    let started_at = match (campaign.started_at, status) {
+        (None, CampaignStatus::Running) => Some(now),
+        (started_at, _) => started_at,
+    };
     let moved = campaign::Entity::update_many()
-        .col_expr(
-            campaign::Column::Status,
-            Expr::value(CampaignStatus::Scheduled),
-        )
-        .col_expr(
-            campaign::Column::StatusReason,
-            Expr::value(waiting_reason(campaign)?),
-        )
+        .col_expr(campaign::Column::Status, Expr::value(status))
+        .col_expr(campaign::Column::StatusReason, Expr::value(reason))
+        .col_expr(campaign::Column::StartedAt, Expr::value(started_at))
         .col_expr(campaign::Column::DispatchToken, Expr::value(token))
-        .col_expr(campaign::Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(campaign::Column::UpdatedAt, Expr::value(now))
         .filter(campaign::Column::Id.eq(campaign.id))
         .filter(campaign::Column::Status.eq(from))
         .exec(txn)

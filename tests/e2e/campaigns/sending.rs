@@ -254,9 +254,10 @@ async fn statuses_and_replies_move_recipients_along(app: TestApp) {
         contacts.push((phone, id));
     }
     let ids: Vec<&String> = contacts.iter().map(|(_, id)| id).collect();
+    // One a second: the campaign is seen RUNNING before it completes.
     let id = create_campaign(
         &app,
-        plan_campaign(&stand.sender, json!({"contactIds": ids}), 10),
+        plan_campaign(&stand.sender, json!({"contactIds": ids}), 1),
     )
     .await;
     let mut subscriber = app.subscriber(&app.key).await.unwrap();
@@ -269,7 +270,16 @@ async fn statuses_and_replies_move_recipients_along(app: TestApp) {
             ),
         )
         .await;
-    lifecycle(&app, "startCampaign", &id).await;
+    // Inside its send window a started campaign runs at once, and says so (issue 18).
+    let started = lifecycle(&app, "startCampaign", &id).await;
+    assert_eq!(
+        (&started["status"], &started["statusReason"]),
+        (&json!("RUNNING"), &Value::Null),
+        "{started}"
+    );
+    let running =
+        progress_event(&mut subscriber, WAIT, "RUNNING", |e| e["status"] != "DRAFT").await;
+    assert_eq!(running["status"], "RUNNING", "{running}");
     let done = campaign_becomes(&app, &id, "COMPLETED", Duration::from_secs(20)).await;
     assert_eq!(
         done["progress"],
