@@ -35,7 +35,7 @@ async fn ending_by_hand_publishes_the_whole_conversation(app: TestApp) {
     assert_eq!(ended["endConversation"]["endReason"], "MANUAL");
     assert_eq!(
         ended["endConversation"]["transcriptText"],
-        "Customer: Is it in stock?\nAI: Yes, size M too."
+        "Customer: Is it in stock?\nAgent: Yes, size M too."
     );
 
     let event = subscriber
@@ -55,7 +55,7 @@ async fn ending_by_hand_publishes_the_whole_conversation(app: TestApp) {
     );
     assert_eq!(
         event["transcriptText"],
-        "Customer: Is it in stock?\nAI: Yes, size M too."
+        "Customer: Is it in stock?\nAgent: Yes, size M too."
     );
     assert_eq!(
         event["transcript"][0],

@@ -21,18 +21,19 @@ use crate::{
     queue::SystemJob,
 };
 
-/// The transcript as text, one line per message: the customer's prefixed `Customer:`,
-/// WhatsApp's notices (a number change) `System:`, every other (assistant, agent, flows)
-/// `AI:`, as integrators of AI platforms parse it.
+/// The transcript as text, one line per message, labelled by who truly wrote it: `Customer:`,
+/// `AI:` (an assistant's reply), `Agent:` (a person or program sending through the API, a flow
+/// or a campaign) and `System:` (WhatsApp's notices, such as a number change).
 pub fn transcript_text(transcript: &[TranscriptEntry]) -> String {
     transcript
         .iter()
         .filter_map(|entry| {
             let content = entry.content.as_deref()?.trim();
-            let who = match (entry.role, entry.direction) {
-                (MessageRole::Customer, _) => "Customer",
-                (MessageRole::System, MessageDirection::Inbound) => "System",
-                _ => "AI",
+            let who = match entry.role {
+                MessageRole::Customer => "Customer",
+                MessageRole::Assistant => "AI",
+                MessageRole::Agent => "Agent",
+                MessageRole::System => "System",
             };
             Some(format!("{who}: {content}"))
         })
@@ -225,7 +226,7 @@ mod tests {
     use waflow_entities::enums::{MessageKind, MessageStatus};
 
     #[test]
-    fn transcript_text_prefixes_customer_and_ai() {
+    fn transcript_text_labels_each_message_by_its_author() {
         let entry = |role, content: Option<&str>| TranscriptEntry {
             role,
             direction: MessageDirection::Inbound,
@@ -239,10 +240,15 @@ mod tests {
             entry(MessageRole::Assistant, Some("Yes, size M too.")),
             entry(MessageRole::Customer, None),
             entry(MessageRole::Agent, Some(" Shipped today. ")),
+            entry(
+                MessageRole::System,
+                Some("The customer changed their number."),
+            ),
         ];
         assert_eq!(
             transcript_text(&transcript),
-            "Customer: Hi, is it in stock?\nAI: Yes, size M too.\nAI: Shipped today."
+            "Customer: Hi, is it in stock?\nAI: Yes, size M too.\nAgent: Shipped today.\n\
+             System: The customer changed their number."
         );
     }
 }
