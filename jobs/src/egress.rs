@@ -191,22 +191,61 @@ pub async fn read_capped(
     Ok((body, false))
 }
 
-/// What went wrong with a request, with the causes reqwest keeps out of its own message (a
-/// refused address, a refused redirect, a connection error), and without the URL.
+/// What went wrong with a request, in words a user can act on: the host, then the failure
+/// (`api.example.com: the name does not resolve (DNS)`, `127.0.0.1: connection refused`,
+/// `…: timed out`, `…: TLS failed: invalid peer certificate: UnknownIssuer`, an address the
+/// policy refuses). Never the URL's path or query, which can carry ids and tokens.
 pub fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    if let Some(url) = error.url() {
-        text = text.replace(&format!(" for url ({url})"), "");
+    let what = failure(error);
+    match error.url().and_then(Url::host_str) {
+        Some(host) => format!("{host}: {what}"),
+        None => what,
     }
+}
+
+fn failure(error: &reqwest::Error) -> String {
+    let mut causes: Vec<&(dyn std::error::Error + 'static)> = Vec::new();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text = format!("{text}: {cause_text}");
-        }
+        causes.push(cause);
         source = cause.source();
     }
-    text
+    if let Some(refused) = causes.iter().find_map(|c| c.downcast_ref::<Refused>()) {
+        return refused.0.clone();
+    }
+    if error.is_timeout() {
+        return "timed out".into();
+    }
+    let io_kind = causes
+        .iter()
+        .find_map(|c| c.downcast_ref::<std::io::Error>())
+        .map(std::io::Error::kind);
+    let deepest = causes
+        .last()
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| error.to_string());
+    let texts: Vec<String> = causes
+        .iter()
+        .map(|c| c.to_string().to_lowercase())
+        .collect();
+    let says = |word: &str| texts.iter().any(|t| t.contains(word));
+    match io_kind {
+        Some(std::io::ErrorKind::ConnectionRefused) => return "connection refused".into(),
+        Some(std::io::ErrorKind::ConnectionReset) => return "connection reset".into(),
+        Some(std::io::ErrorKind::TimedOut) => return "timed out".into(),
+        _ => {}
+    }
+    if says("dns error") || says("failed to lookup") {
+        format!("the name does not resolve (DNS): {deepest}")
+    } else if says("certificate") || says("tls") || says("handshake") || says("corrupt message") {
+        format!("TLS failed: {deepest}")
+    } else if error.is_connect() {
+        format!("cannot connect: {deepest}")
+    } else if error.is_body() || error.is_decode() {
+        format!("the answer broke off: {deepest}")
+    } else {
+        deepest
+    }
 }
 
 /// The refusal of a URL whose host is an inside address, or a name for one (localhost).
@@ -313,6 +352,48 @@ impl Resolve for PublicOnly {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The failure of one request through an egress that lets inside addresses through.
+    async fn failure_of(url: &str) -> String {
+        let egress = Egress::new();
+        egress.allow_private_networks(true);
+        let error = egress
+            .get(url)
+            .unwrap()
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await
+            .unwrap_err();
+        describe(&error)
+    }
+
+    #[tokio::test]
+    async fn a_failed_request_says_which_host_and_what_failed() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        assert_eq!(
+            failure_of(&format!("http://127.0.0.1:{port}/v1/secret-path?key=k")).await,
+            "127.0.0.1: connection refused"
+        );
+        let dns = failure_of("http://no-such-host.invalid/x").await;
+        assert!(
+            dns.starts_with("no-such-host.invalid: the name does not resolve (DNS)"),
+            "{dns}"
+        );
+        // A plain TCP server that answers TLS's hello with HTTP text.
+        let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = plain.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            while let Ok((mut socket, _)) = plain.accept().await {
+                let _ = socket.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            }
+        });
+        let tls = failure_of(&format!("https://127.0.0.1:{port}/")).await;
+        assert!(tls.starts_with("127.0.0.1: TLS failed"), "{tls}");
+        assert!(!tls.contains("secret-path"));
+    }
 
     #[test]
     fn every_spelling_of_an_inside_address_is_refused() {

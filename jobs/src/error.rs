@@ -72,7 +72,9 @@ pub enum Error {
     SenderQualityLow,
     #[error("the sender's rate limit is reached; retry in {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u64 },
-    #[error("the provider refused the message: {message}{}", .code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
+    /// A provider (Meta's Cloud API, a model API) refused, failed or could not be reached;
+    /// `message` says which and how.
+    #[error("{message}{}", .code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
     Provider {
         code: Option<String>,
         message: String,

@@ -15,7 +15,7 @@ const GENERATE: &str = "mutation($input: GenerateAiReplyInput!) { generateAiRepl
 fn openai(llm: &Llm, extra: Value) -> Value {
     let mut input = json!({"name": "Support", "provider": "OPENAI_COMPATIBLE", "baseUrl": llm.base_url(),
         "model": "test-model", "apiKey": LLM_KEY, "temperature": 0.2, "maxTokens": 200,
-        "systemPrompt": "You help {{ customer_name }} with the {{ plan }} plan."});
+        "systemPrompt": "You help {{ customer_name | default('a customer') }} with the {{ plan | default('basic') }} plan."});
     for (k, v) in extra.as_object().unwrap() {
         input[k] = v.clone();
     }
@@ -206,6 +206,21 @@ async fn model_failures_are_retried_then_reported(app: TestApp) {
         .await;
     let garbled = generate(&app, &assistant, "Hello??", json!({})).await;
     assert_eq!(error_code(&garbled), Some("PROVIDER_ERROR"));
+
+    // Nothing listens: the error names the host and the failure, and blames no provider.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut gone = openai(&llm, json!({}));
+    gone["baseUrl"] = json!(format!("http://127.0.0.1:{port}/v1"));
+    let gone = app.assistant(gone).await;
+    let unreachable = generate(&app, &gone, "Hello???", json!({})).await;
+    assert_eq!(error_code(&unreachable), Some("PROVIDER_ERROR"));
+    assert_eq!(
+        unreachable["errors"][0]["message"],
+        "cannot reach the model API: 127.0.0.1: connection refused",
+        "{unreachable}"
+    );
 
     // Every customer message is stored, answered or not.
     let conversation = answer["data"]["generateAiReply"]["conversationId"]

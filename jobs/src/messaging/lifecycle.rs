@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 use waflow_entities::{
     assistant, contact, conversation,
-    enums::{ConversationStatus, EndReason, ExtractionStatus, MessageDirection, MessageRole},
+    enums::{ConversationStatus, EndReason, ExtractionStatus, MessageRole},
     message, sender,
 };
 
@@ -223,7 +223,7 @@ impl MessagingService<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use waflow_entities::enums::{MessageKind, MessageStatus};
+    use waflow_entities::enums::{MessageDirection, MessageKind, MessageStatus};
 
     #[test]
     fn transcript_text_labels_each_message_by_its_author() {

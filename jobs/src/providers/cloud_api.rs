@@ -96,7 +96,7 @@ pub fn map_error_code(code: Option<i64>, message: &str) -> Error {
         },
         code => Error::Provider {
             code: code.map(|c| c.to_string()),
-            message: message.to_owned(),
+            message: format!("the WhatsApp Cloud API refused it: {message}"),
         },
     }
 }
