@@ -31,6 +31,8 @@ pub struct Model {
     pub ended_at: Option<DateTimeUtc>,
     /// The post-conversation evaluation's state; `None` when the assistant evaluates nothing.
     pub extraction_status: Option<ExtractionStatus>,
+    /// Why the evaluation FAILED; `None` otherwise.
+    pub extraction_error: Option<String>,
     /// Auto-reply: the newest customer message already answered.
     pub ai_replied_through: Option<Uuid>,
     /// Auto-reply: when the burst is over and the reply is due.

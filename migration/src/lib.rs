@@ -24,6 +24,7 @@ mod m0017_contact_wa_id;
 mod m0018_customer_identity;
 mod m0019_inbound;
 mod m0020_campaign_template_parameters;
+mod m0021_extraction_error;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0018_customer_identity::Migration),
             Box::new(m0019_inbound::Migration),
             Box::new(m0020_campaign_template_parameters::Migration),
+            Box::new(m0021_extraction_error::Migration),
         ]
     }
 }

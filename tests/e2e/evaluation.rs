@@ -52,7 +52,7 @@ async fn ended_event(subscriber: &mut Subscriber, wait: Duration) -> Value {
 
 async fn conversation(app: &TestApp, id: &str) -> Value {
     app.ok(
-        "query($id: ID!) { conversation(id: $id) { status extractionStatus extractedVariables } }",
+        "query($id: ID!) { conversation(id: $id) { status extractionStatus extractionError extractedVariables } }",
         json!({"id": id}),
     )
     .await["conversation"]
@@ -186,7 +186,11 @@ async fn invalid_answers_are_asked_again_once(app: TestApp) {
     assert_eq!(event["extractionStatus"], "FAILED");
     assert_eq!(event["extractedVariables"], json!({}));
     assert_eq!(llm.bodies(true).await.len(), 2);
-    assert_eq!(conversation(&app, &id).await["extractionStatus"], "FAILED");
+    let failed = conversation(&app, &id).await;
+    assert_eq!(failed["extractionStatus"], "FAILED");
+    // The reason is on the conversation, not only in the server's log (issue 18).
+    let why = failed["extractionError"].as_str().unwrap_or_default();
+    assert!(why.contains("plan"), "{failed}");
 
     // A model that refuses (a 400 is not retried) fails the evaluation too.
     llm.server.reset().await;
@@ -203,6 +207,12 @@ async fn invalid_answers_are_asked_again_once(app: TestApp) {
     app.ok(END, json!({"id": id})).await;
     let event = ended_event(&mut subscriber, Duration::from_secs(15)).await;
     assert_eq!(event["extractionStatus"], "FAILED");
+    let failed = conversation(&app, &id).await;
+    let why = failed["extractionError"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("Invalid schema for response_format"),
+        "{failed}"
+    );
 }
 
 async fn scripted_assistants_extract_with_patterns(app: TestApp) {

@@ -190,6 +190,23 @@ async fn failing_deliveries_stop_and_can_be_redelivered(app: TestApp) {
     assert_eq!(failed["payload"]["event"], "message.received");
     assert_eq!(failed["payload"]["message"], "hello");
 
+    // A receiver that is not there: the error says where and what (issue 18), not
+    // "error sending request".
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone = format!("http://{}/hooks", closed.local_addr().unwrap());
+    drop(closed);
+    let (gone_id, _) = endpoint(&app, &gone, json!(["MESSAGE_RECEIVED"])).await;
+    app.customer_writes(&sender_id, "+14155550123", "anyone?")
+        .await;
+    let unreachable = eventually("a delivery to the missing receiver to fail", || async {
+        deliveries(&app, &gone_id)
+            .await
+            .into_iter()
+            .find(|d| d["lastError"].is_string())
+    })
+    .await;
+    assert_eq!(unreachable["lastError"], "127.0.0.1: connection refused");
+
     let again = app
         .ok(
             "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { status } }",

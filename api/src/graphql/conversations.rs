@@ -217,6 +217,11 @@ impl Conversation {
     async fn extraction_status(&self) -> Option<ExtractionStatus> {
         self.0.extraction_status
     }
+    /// Why the evaluation FAILED (the model's error, an answer that did not fit the fields, a
+    /// deleted assistant); null unless it failed.
+    async fn extraction_error(&self) -> Option<&str> {
+        self.0.extraction_error.as_deref()
+    }
     /// Every message, oldest first.
     async fn transcript(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<TranscriptEntry>> {
         let (services, _) = scope(ctx)?;

@@ -319,6 +319,7 @@ pub fn new_conversation(
         last_message_at: Set(at),
         ended_at: Set(None),
         extraction_status: Set(None),
+        extraction_error: Set(None),
         ai_replied_through: Set(None),
         ai_reply_due_at: Set(None),
         ai_locked_until: Set(None),

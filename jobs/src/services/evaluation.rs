@@ -23,6 +23,14 @@ pub struct EvaluationService<'a> {
     pub(super) services: &'a Services,
 }
 
+/// How an evaluation ended.
+enum Outcome {
+    Completed(serde_json::Map<String, Value>),
+    /// Why, in words a user can act on.
+    Failed(String),
+    TimedOut,
+}
+
 impl EvaluationService<'_> {
     /// The evaluation job: asks the assistant for the variables and stores them. A result that
     /// comes after the deadline is still stored (queries and the export see it); the event has
@@ -47,9 +55,8 @@ impl EvaluationService<'_> {
         };
         let Some(assistant) = assistant else {
             tracing::warn!(%conversation_id, "the conversation's assistant is gone; nothing to evaluate");
-            return self
-                .finish(conversation_id, ExtractionStatus::Failed, None)
-                .await;
+            let failed = Outcome::Failed("the conversation's assistant was deleted".into());
+            return self.finish(conversation_id, failed).await;
         };
         let contact = self.services.conversations().contact(&conversation).await?;
         let variables = ai::prompt::variables(&conversation, contact.as_ref());
@@ -58,31 +65,30 @@ impl EvaluationService<'_> {
             .unwrap_or_default();
         match ai::extraction::evaluate(self.services, &assistant, &variables, &transcript).await {
             Ok(values) => {
-                self.finish(conversation_id, ExtractionStatus::Completed, Some(values))
+                self.finish(conversation_id, Outcome::Completed(values))
                     .await
             }
             Err(error) => {
                 tracing::warn!(%conversation_id, %error, "the evaluation failed");
-                self.finish(conversation_id, ExtractionStatus::Failed, None)
-                    .await
+                let failed = Outcome::Failed(error.public_message());
+                self.finish(conversation_id, failed).await
             }
         }
     }
 
     /// The deadline job: announces the end as it is if the evaluation has not.
     pub async fn deadline(&self, conversation_id: Uuid) -> Result<()> {
-        self.finish(conversation_id, ExtractionStatus::TimedOut, None)
-            .await
+        self.finish(conversation_id, Outcome::TimedOut).await
     }
 
     /// Records the evaluation's outcome; the first outcome for a PENDING conversation also
     /// announces the end. Late values (after TIMED_OUT) are stored without a second announcement.
-    async fn finish(
-        &self,
-        conversation_id: Uuid,
-        status: ExtractionStatus,
-        values: Option<serde_json::Map<String, Value>>,
-    ) -> Result<()> {
+    async fn finish(&self, conversation_id: Uuid, outcome: Outcome) -> Result<()> {
+        let (status, values, error) = match outcome {
+            Outcome::Completed(values) => (ExtractionStatus::Completed, Some(values), None),
+            Outcome::Failed(why) => (ExtractionStatus::Failed, None, Some(why)),
+            Outcome::TimedOut => (ExtractionStatus::TimedOut, None, None),
+        };
         let txn = crate::db::begin_write(&self.services.db).await?;
         let Some(conversation) = conversation::Entity::find_by_id(conversation_id)
             .one(&txn)
@@ -112,6 +118,7 @@ impl EvaluationService<'_> {
         payload.extraction_status = Some(status);
         let changed = conversation::Entity::update_many()
             .col_expr(conversation::Column::ExtractionStatus, Expr::value(status))
+            .col_expr(conversation::Column::ExtractionError, Expr::value(error))
             .col_expr(
                 conversation::Column::ExtractedVariables,
                 Expr::value(payload.extracted_variables.clone()),
