@@ -153,7 +153,103 @@ async fn a_dry_run_reports_the_first_error_with_its_path(app: TestApp) {
     assert_eq!(error_code(&invalid), Some("VALIDATION_FAILED"));
 }
 
+/// The README's appointment reminders (issue 18): the log step reads the send's `message_id`,
+/// which a dry run gives as a placeholder; the calendar's answer comes from a real GET
+/// (`allowHttp`) or from `stepOutputs`; without either the loop says what it lacked.
+async fn the_appointment_reminders_can_be_traced(app: TestApp) {
+    let sender = app.sandbox_sender("+14155550199").await;
+    app.approved_template(
+        &sender,
+        "appointment_reminder",
+        "UTILITY",
+        "Hi {{1}}, see you at {{2}}.",
+    )
+    .await;
+    let calendar = MockServer::start().await;
+    let appointments =
+        json!({"appointments": [{"name": "Ada", "phone": "+14155550101", "time": "09:30"}]});
+    Mock::given(method("GET"))
+        .and(path("/appointments"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(appointments.clone()))
+        .mount(&calendar)
+        .await;
+    let definition = json!({
+      "trigger": {"type": "schedule", "cron": "0 8 * * 1-5", "timezone": "Europe/Paris"},
+      "steps": [
+        {"id": "fetch", "type": "http_request", "url": format!("{}/appointments", calendar.uri())},
+        {"id": "each", "type": "loop", "items": "steps.fetch.body.appointments", "steps": [
+          {"id": "remind", "type": "send_template", "senderId": sender, "template": "appointment_reminder",
+           "language": "en", "to": "{{ loop.item.phone }}", "variables": ["{{ loop.item.name }}", "{{ loop.item.time }}"]},
+          {"id": "log", "type": "http_request", "method": "POST", "url": format!("{}/log", calendar.uri()),
+           "body": {"run": "{{ run.id }}", "phone": "{{ loop.item.phone }}", "message": "{{ steps.remind.message_id }}"}}
+        ]}
+      ]
+    });
+    let flow = app
+        .ok(
+            "mutation($input: CreateFlowInput!) { createFlow(input: $input) { id } }",
+            json!({"input": {"name": "Reminders", "definition": definition}}),
+        )
+        .await["createFlow"]["id"]
+        .clone();
+    let test = "query($id: ID!, $http: Boolean, $outputs: JSON) { testFlow(id: $id, payload: {}, allowHttp: $http, stepOutputs: $outputs) { \
+        status error steps { stepId output } } }";
+    let traced = |http: bool, outputs: serde_json::Value| {
+        let app = &app;
+        let flow = flow.clone();
+        async move {
+            app.ok(test, json!({"id": flow, "http": http, "outputs": outputs}))
+                .await["testFlow"]
+                .clone()
+        }
+    };
+    for trace in [
+        traced(true, serde_json::Value::Null).await,
+        traced(
+            false,
+            json!({"fetch": {"status": 200, "body": appointments}}),
+        )
+        .await,
+    ] {
+        assert_eq!(trace["status"], "SUCCEEDED", "{trace}");
+        let steps = trace["steps"].as_array().unwrap();
+        let ids: Vec<&str> = steps
+            .iter()
+            .map(|s| s["stepId"].as_str().unwrap())
+            .collect();
+        assert_eq!(ids, ["fetch", "each", "remind", "log"]);
+        assert_eq!(steps[2]["output"]["message_id"], "dry-run-remind");
+        assert_eq!(steps[2]["output"]["sent"], false);
+        assert_eq!(
+            steps[3]["output"]["request"]["body"]["message"],
+            "dry-run-remind"
+        );
+        assert_eq!(steps[3]["output"]["performed"], false);
+    }
+    let blind = traced(false, serde_json::Value::Null).await;
+    assert_eq!(blind["status"], "FAILED", "{blind}");
+    let error = blind["error"].as_str().unwrap();
+    assert!(error.contains("steps.fetch.body.appointments"), "{error}");
+    let calls: Vec<String> = calendar
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(
+        calls,
+        ["GET /appointments"],
+        "only the allowed GET was made"
+    );
+    let refused = app
+        .gql(test, json!({"id": flow, "http": false, "outputs": [1]}))
+        .await;
+    assert_eq!(error_code(&refused), Some("VALIDATION_FAILED"), "{refused}");
+}
+
 waflow_tests::on_both_databases!(
+    the_appointment_reminders_can_be_traced,
     a_dry_run_shows_the_way_and_sends_nothing,
     a_dry_run_reports_the_first_error_with_its_path,
 );

@@ -3,7 +3,10 @@
 use async_graphql::{Context, ID, Json, Object, SimpleObject};
 use serde_json::Value;
 use waflow_entities::enums::{RunStatus, StepStatus};
-use waflow_jobs::{Error, flows::dry_run::Trace};
+use waflow_jobs::{
+    Error,
+    flows::dry_run::{DryRunOptions, Trace},
+};
 
 use super::{GqlResult, parse_id, scope};
 
@@ -68,19 +71,24 @@ pub struct FlowTestQuery;
 impl FlowTestQuery {
     /// Walks the flow's draft with `payload` as its trigger: sends, AI replies and HTTP requests
     /// are rendered, not performed (`allowHttp` performs GET requests), delays and waits are
-    /// skipped. Nothing is stored; no customer is messaged.
+    /// skipped. A skipped step's output is a placeholder of its real shape (`dry_run: true`, a
+    /// send's `message_id`, a request's `status` and empty `body`), or what `stepOutputs`
+    /// gives for its id (`{"fetch": {"status": 200, "body": {…}}}`). Nothing is stored; no
+    /// customer is messaged.
     async fn test_flow(
         &self,
         ctx: &Context<'_>,
         id: ID,
         payload: Json<Value>,
         #[graphql(default)] allow_http: bool,
+        step_outputs: Option<Json<Value>>,
     ) -> async_graphql::Result<FlowTest> {
         let (services, workspace_id) = scope(ctx)?;
         let id = parse_id(&id, || Error::NotFound("flow"))?;
+        let options = options(allow_http, step_outputs)?;
         services
             .flows()
-            .test_flow(workspace_id, id, payload.0, allow_http)
+            .test_flow(workspace_id, id, payload.0, options)
             .await
             .gql()
             .map(FlowTest::from)
@@ -93,13 +101,36 @@ impl FlowTestQuery {
         definition: Json<Value>,
         payload: Json<Value>,
         #[graphql(default)] allow_http: bool,
+        step_outputs: Option<Json<Value>>,
     ) -> async_graphql::Result<FlowTest> {
         let (services, workspace_id) = scope(ctx)?;
+        let options = options(allow_http, step_outputs)?;
         services
             .flows()
-            .test_definition(workspace_id, &definition.0, payload.0, allow_http)
+            .test_definition(workspace_id, &definition.0, payload.0, options)
             .await
             .gql()
             .map(FlowTest::from)
     }
+}
+
+/// The dry run's options; `stepOutputs` is an object of step id to output.
+fn options(
+    allow_http: bool,
+    step_outputs: Option<Json<Value>>,
+) -> async_graphql::Result<DryRunOptions> {
+    let step_outputs = match step_outputs.map(|j| j.0) {
+        None | Some(Value::Null) => Default::default(),
+        Some(Value::Object(map)) => map,
+        Some(_) => {
+            return Err(super::to_gql(Error::field(
+                "stepOutputs",
+                "must be an object of step id to output, like {\"fetch\": {\"body\": {}}}",
+            )));
+        }
+    };
+    Ok(DryRunOptions {
+        allow_http,
+        step_outputs,
+    })
 }

@@ -263,6 +263,14 @@ impl Leaf {
             Leaf::Stop {} => "stop",
         }
     }
+    /// Whether running the step acts on the world (a message, a model call, a request, a
+    /// conversation's end) or waits on it: what a dry run skips.
+    pub fn has_side_effects(&self) -> bool {
+        !matches!(
+            self,
+            Leaf::SetVariables { .. } | Leaf::Stop {} | Leaf::Delay { .. }
+        )
+    }
 }
 
 impl Action {

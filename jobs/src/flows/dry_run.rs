@@ -1,6 +1,9 @@
 //! Dry runs: a flow walked with a payload and no side effects. Sends, AI replies and HTTP
 //! requests are rendered but not performed (an HTTP GET may be, when allowed), delays and waits
-//! are skipped, and the answer is the step-by-step trace a run would have recorded.
+//! are skipped, and the answer is the step-by-step trace a run would have recorded. A skipped
+//! side effect answers a placeholder of its real output's shape (a send's `message_id`, an HTTP
+//! request's `status` and `body`), or the output the caller gave for that step, so the steps
+//! after it can be traced.
 
 use serde_json::{Value, json};
 
@@ -34,6 +37,16 @@ pub struct Trace {
     pub steps: Vec<TracedStep>,
 }
 
+/// How a dry run treats side effects.
+#[derive(Debug, Clone, Default)]
+pub struct DryRunOptions {
+    /// Perform HTTP GET requests for real.
+    pub allow_http: bool,
+    /// Outputs to use for side-effecting steps, by step id, instead of their placeholders
+    /// (what `calendar` would have answered).
+    pub step_outputs: serde_json::Map<String, Value>,
+}
+
 /// What ends a walk early.
 enum Halt {
     Stop,
@@ -43,7 +56,7 @@ enum Halt {
 struct Walker<'a> {
     services: &'a Services,
     workspace_id: Uuid,
-    allow_http: bool,
+    options: DryRunOptions,
     trigger: Value,
     state: RunState,
     loops: Vec<usize>,
@@ -58,12 +71,12 @@ pub async fn dry_run(
     workspace_id: Uuid,
     definition: &Definition,
     payload: Value,
-    allow_http: bool,
+    options: DryRunOptions,
 ) -> Trace {
     let mut walker = Walker {
         services,
         workspace_id,
-        allow_http,
+        options,
         trigger: payload,
         state: RunState::new(),
         loops: Vec::new(),
@@ -224,7 +237,10 @@ impl<'a> Walker<'a> {
                     Ok(input) => input,
                     Err(e) => return self.trace(step, at, Some(raw), Err(e.to_string())),
                 };
-                let result = self.leaf(leaf, &input).await;
+                let result = match self.options.step_outputs.get(&step.id) {
+                    Some(given) if leaf.has_side_effects() => Ok(given.clone()),
+                    _ => self.leaf(&step.id, leaf, &input).await,
+                };
                 let stop = matches!(leaf, Leaf::Stop {});
                 self.trace(step, at, Some(input), result)?;
                 if stop { Err(Halt::Stop) } else { Ok(()) }
@@ -243,17 +259,21 @@ impl<'a> Walker<'a> {
         context
     }
 
-    /// What the step would do, without doing it.
-    async fn leaf(&mut self, leaf: &Leaf, input: &Value) -> Result<Value, String> {
+    /// What the step would do, without doing it: a placeholder of the real output's shape
+    /// (`flows::actions`), marked `dry_run`.
+    async fn leaf(&mut self, step_id: &str, leaf: &Leaf, input: &Value) -> Result<Value, String> {
         Ok(match leaf {
             Leaf::SendTemplate { .. } | Leaf::SendText { .. } | Leaf::SendMessage { .. } => {
-                json!({"dry_run": true, "sent": false, "message": input})
+                json!({"dry_run": true, "sent": false, "message_id": format!("dry-run-{step_id}"),
+                    "conversation_id": null, "status": "QUEUED", "body": input.get("text"),
+                    "provider_message_id": null, "message": input})
             }
             Leaf::GenerateAiReply { .. } => {
-                json!({"dry_run": true, "reply": null, "request": input})
+                json!({"dry_run": true, "reply": "(the assistant's reply)", "conversation_id": null,
+                    "message_id": null, "ai_disabled": false, "request": input})
             }
             Leaf::EndConversation { .. } => {
-                json!({"dry_run": true, "conversation_id": input["conversationId"]})
+                json!({"dry_run": true, "conversation_id": input["conversationId"], "already_ended": false})
             }
             Leaf::Delay { .. } => json!({"dry_run": true, "skipped": true}),
             Leaf::WaitForReply { .. } => {
@@ -269,7 +289,7 @@ impl<'a> Walker<'a> {
                 rendered
             }
             Leaf::HttpRequest { method, .. } => {
-                if self.allow_http && method.eq_ignore_ascii_case("GET") {
+                if self.options.allow_http && method.eq_ignore_ascii_case("GET") {
                     let url = input["url"].as_str().unwrap_or_default();
                     let headers: Vec<(String, String)> = input["headers"]
                         .as_object()
@@ -289,7 +309,10 @@ impl<'a> Walker<'a> {
                         .await
                         .map_err(|e| e.message)?
                 } else {
-                    json!({"dry_run": true, "performed": false, "request": input})
+                    // The answer's shape with an empty body: give `stepOutputs` (or allowHttp
+                    // for a GET) to trace steps that read the body.
+                    json!({"dry_run": true, "performed": false, "status": 200, "headers": {},
+                        "body": {}, "truncated": false, "request": input})
                 }
             }
         })

@@ -303,10 +303,10 @@ impl FlowService<'_> {
         workspace_id: Uuid,
         id: Uuid,
         payload: Value,
-        allow_http: bool,
+        options: dry_run::DryRunOptions,
     ) -> Result<dry_run::Trace> {
         let flow = self.get(workspace_id, id).await?;
-        self.test_definition(workspace_id, &flow.draft, payload, allow_http)
+        self.test_definition(workspace_id, &flow.draft, payload, options)
             .await
     }
 
@@ -316,17 +316,10 @@ impl FlowService<'_> {
         workspace_id: Uuid,
         definition: &Value,
         payload: Value,
-        allow_http: bool,
+        options: dry_run::DryRunOptions,
     ) -> Result<dry_run::Trace> {
         let definition = validate::validate(self.services, workspace_id, definition).await?;
-        Ok(dry_run::dry_run(
-            self.services,
-            workspace_id,
-            &definition,
-            payload,
-            allow_http,
-        )
-        .await)
+        Ok(dry_run::dry_run(self.services, workspace_id, &definition, payload, options).await)
     }
 
     pub async fn run(&self, workspace_id: Uuid, id: Uuid) -> Result<flow_run::Model> {
