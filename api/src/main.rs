@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: WorkspaceCommand,
     },
+    /// Manage API keys.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
     /// Run workspaces' templates for a server process, on stdin and stdout (started by
     /// `serve` and `worker`, never by hand).
     #[command(hide = true)]
@@ -47,6 +52,21 @@ enum Command {
 enum WorkspaceCommand {
     /// Create a workspace; its API key is printed once, alone on the last line.
     Create { name: String },
+    /// List the workspaces: id, name, when created.
+    List,
+}
+
+#[derive(Subcommand)]
+enum ApiKeyCommand {
+    /// Create another API key for a workspace (one whose keys were lost); printed once, alone
+    /// on the last line.
+    Create {
+        /// The workspace's id, or its name when no other workspace has it.
+        workspace: String,
+        /// What the key is for.
+        #[arg(long, default_value = "command line")]
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -125,6 +145,32 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
             let (workspace, key) = services.workspaces().create(&name).await?;
             println!("created workspace {:?} ({})", workspace.name, workspace.id);
             println!("its API key, shown only now, is on the next line:");
+            println!("{}", key.plaintext);
+        }
+        Command::Workspace {
+            command: WorkspaceCommand::List,
+        } => {
+            let services = open(&config).await?;
+            for workspace in services.workspaces().list().await? {
+                println!(
+                    "{}  {}  created {}",
+                    workspace.id,
+                    workspace.name,
+                    workspace.created_at.format("%Y-%m-%d %H:%M UTC")
+                );
+            }
+        }
+        Command::ApiKey {
+            command: ApiKeyCommand::Create { workspace, name },
+        } => {
+            let services = open(&config).await?;
+            let workspace = services.workspaces().find(&workspace).await?;
+            let key = services.api_keys().create(workspace.id, &name).await?;
+            println!(
+                "created API key {:?} for workspace {:?} ({})",
+                name, workspace.name, workspace.id
+            );
+            println!("it is shown only now, on the next line:");
             println!("{}", key.plaintext);
         }
         Command::Serve { no_worker } => {

@@ -139,6 +139,73 @@ fn impossible_configurations_fail_at_start_with_a_clear_message() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("WAFLOW_SECRET_KEY is required"));
 }
 
+/// A lost key is replaced from the command line (issue 18): `workspace list` finds the
+/// workspace, `api-key create` makes a key for it by name or id, and the server accepts it.
+#[tokio::test]
+async fn lost_keys_are_replaced_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        run(dir.path(), &["workspace", "create", "Acme"], &[])
+            .status
+            .success()
+    );
+    assert!(
+        run(dir.path(), &["workspace", "create", "Zeta"], &[])
+            .status
+            .success()
+    );
+    let listed = run(dir.path(), &["workspace", "list"], &[]);
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(lines[0].contains("  Acme  created "), "{listed}");
+    let acme_id = lines[0].split_whitespace().next().unwrap().to_owned();
+
+    let mut keys = Vec::new();
+    for workspace in ["Acme", acme_id.as_str()] {
+        let created = run(
+            dir.path(),
+            &["api-key", "create", workspace, "--name", "ops"],
+            &[],
+        );
+        assert!(
+            created.status.success(),
+            "{}",
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let stdout = String::from_utf8(created.stdout).unwrap();
+        assert!(stdout.contains(&acme_id), "{stdout}");
+        keys.push(stdout.lines().last().unwrap().to_owned());
+    }
+    let missing = run(dir.path(), &["api-key", "create", "Nobody"], &[]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("workspace not found"));
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let child = waflow(dir.path(), &["serve"], &[("WAFLOW_LISTEN", &listen)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _server = Server(child);
+    let base = format!("http://{listen}");
+    wait_healthy(&base).await;
+    for key in keys {
+        let answer: serde_json::Value = reqwest::Client::new()
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"query": "{ workspace { name } }"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(answer["data"]["workspace"]["name"], "Acme", "{answer}");
+    }
+}
+
 #[test]
 fn workspace_names_are_validated() {
     let dir = tempfile::tempdir().unwrap();
