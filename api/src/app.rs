@@ -2,13 +2,11 @@
 
 use std::net::SocketAddr;
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::{
     Json, Router,
     extract::{ConnectInfo, State},
     http::{HeaderMap, Method, StatusCode, header},
-    response::{Html, IntoResponse, Response},
+    response::{IntoResponse, Response},
     routing::get,
 };
 use tower_http::{cors::CorsLayer, limit::RequestBodyLimitLayer};
@@ -68,7 +66,8 @@ impl Shutdown {
 pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
     crate::metrics::handle();
     let mut router = Router::new()
-        .route("/graphql", get(graphiql).post(graphql_endpoint))
+        .route("/graphql", get(graphql_endpoint).post(graphql_endpoint))
+        .route("/graphql/assets/{file}", get(crate::console::asset))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/api/conversations/export", get(crate::export::export))
         .route("/api/messages/{id}/media", get(crate::media::media))
@@ -106,31 +105,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(readiness)).into_response()
 }
 
-async fn graphiql() -> Html<String> {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
-}
-
 /// Every GraphQL request must carry a valid key; the whole request is refused otherwise, so no
-/// resolver ever runs unauthenticated.
+/// resolver ever runs unauthenticated. GET and POST alike, as GraphQL over HTTP has them
+/// (`graphql_http`); a browser's GET without a `query` gets the console, which needs no key.
 async fn graphql_endpoint(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    request: GraphQLRequest,
+    request: axum::extract::Request,
 ) -> Response {
-    match crate::auth::authenticate(&state, peer.ip(), bearer(&headers)).await {
+    if crate::graphql_http::wants_console(&request) {
+        return crate::console::page().await.into_response();
+    }
+    let media = crate::graphql_http::negotiate(request.headers());
+    match crate::auth::authenticate(&state, peer.ip(), bearer(request.headers())).await {
         Ok(principal) => {
-            let request = request.into_inner().data(principal);
-            let response = state.schema.execute(request).await;
-            crate::metrics::record_graphql(&response);
-            GraphQLResponse::from(response).into_response()
+            crate::graphql_http::execute(&state.schema, request, principal, media).await
         }
-        Err(refusal) => refusal.into_response(),
+        Err(refusal) => crate::graphql_http::refuse(refusal, media),
     }
 }
 

@@ -5,9 +5,11 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod export;
 pub mod flow_hooks;
 pub mod graphql;
+pub mod graphql_http;
 pub mod import;
 pub mod key_watch;
 pub mod media;

@@ -7,7 +7,19 @@ use waflow_tests::{Backend, error_code, spawn_app, spawn_server};
 #[tokio::test]
 async fn deep_and_costly_queries_are_refused() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
-    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }";
+    // The standard introspection query (15 levels) passes; one nested deeper than 16 does not.
+    let of_type = |n: usize| "ofType { ".repeat(n) + "name" + &" }".repeat(n);
+    let introspection = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} }} }} }} }} }}",
+        of_type(10)
+    );
+    let body = app.gql(&introspection, json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+    let deep = format!(
+        "{{ __schema {{ types {{ fields {{ type {{ {} }} }} }} }} }}",
+        of_type(12)
+    );
+    let deep = deep.as_str();
     let body = app.gql(deep, json!({})).await;
     let message = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(message.contains("nested too deep"), "{body}");

@@ -62,9 +62,11 @@ pub struct SubscriptionRoot(
     campaign_events::CampaignSubscription,
 );
 
-/// Deeper or costlier documents are refused before they run: a connection nests at most a few
-/// levels in this schema, so anything deeper is abuse.
-const MAX_DEPTH: usize = 10;
+/// Deeper or costlier documents are refused before they run. A connection nests at most a few
+/// levels in this schema; the deepest document a client legitimately sends is the standard
+/// introspection query (graphql-js's `getIntrospectionQuery`, which GraphiQL and code
+/// generators send: `ofType` nine deep, 15 levels), so anything deeper is abuse.
+const MAX_DEPTH: usize = 16;
 const MAX_COMPLEXITY: usize = 1000;
 
 fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
@@ -77,6 +79,7 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     .limit_complexity(MAX_COMPLEXITY)
     .extension(guards::ExpansionLimit)
     .extension(guards::ErrorCodes)
+    .extension(crate::graphql_http::RequestPhases)
     .extension(crate::metrics::ActiveSubscriptions)
 }
 
