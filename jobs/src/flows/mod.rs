@@ -326,7 +326,7 @@ impl FlowService<'_> {
         find_in_workspace!(&self.services.db, flow_run, workspace_id, id, "flow run")
     }
 
-    /// Runs newest first, of one flow or all, in one status or all.
+    /// Runs oldest first (pages by id), of one flow or all, in one status or all.
     pub async fn runs(
         &self,
         workspace_id: Uuid,
