@@ -379,6 +379,11 @@ async fn read(request: Request) -> Result<async_graphql::Request, Refusal> {
                         bad_request(format!("the body could not be read: {error}"))
                     }
                 })?;
+            if bytes.trim_ascii_start().starts_with(b"[") {
+                return Err(bad_request(
+                    "batched requests (a JSON list) are not supported: send one request per POST",
+                ));
+            }
             let params: JsonParams = serde_json::from_slice(&bytes).map_err(|error| {
                 bad_request(format!(
                     "the body is not a GraphQL request (a JSON object with a `query` string): \

@@ -279,6 +279,10 @@ async fn a_post_without_a_supported_content_type_gets_415() {
             assert_eq!(answer.media, accept);
             assert!(answer.is_request_error(), "{}", answer.body);
             assert_eq!(error_code(&answer.body), Some("BAD_REQUEST"));
+            if body.starts_with('[') {
+                let message = answer.body["errors"][0]["message"].as_str().unwrap();
+                assert!(message.contains("batched requests"), "{message}");
+            }
         }
     }
 }
