@@ -67,10 +67,7 @@ static PAGE: LazyLock<String> = LazyLock::new(|| {
     ASSETS
         .iter()
         .fold(include_str!("console.html").to_owned(), |page, asset| {
-            page.replace(
-                &format!("{{{{{}}}}}", asset.name),
-                &format!("{:016x}", fnv1a(asset.bytes)),
-            )
+            page.replace(&format!("{{{{{}}}}}", asset.name), &version(asset.bytes))
         })
 });
 
@@ -115,9 +112,11 @@ pub async fn asset(Path(file): Path<String>) -> Response {
         .into_response()
 }
 
-/// FNV-1a, 64 bits: enough to tell one build's file from another's.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+/// The first 16 hex digits of the bytes' SHA-256: enough to tell one build's file from another's.
+fn version(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
