@@ -1,4 +1,5 @@
-//! The errors a user of Waflow can see, each with the stable code of DESIGN.md's API conventions.
+//! The errors a user of Waflow can see, each with the stable code the README's Errors section
+//! lists.
 //! Faces map them to their own wire format (GraphQL `extensions.code`, HTTP status) in one place.
 
 use sea_orm::DbErr;

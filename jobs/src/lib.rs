@@ -1,6 +1,20 @@
 //! Waflow's work: the domain services every face (GraphQL, HTTP, flow steps, CLI) calls, so that
-//! each rule lives in one place. Later issues add provider clients, the event bus and the apalis
-//! jobs here.
+//! each rule lives in one place.
+//!
+//! Layout, roughly from the bottom up:
+//! - `db`, `crypto`, `error`, `validation`, `pagination`, `placeholders`, `rate_limit`,
+//!   `egress` (every request to a URL a workspace gave), `sandbox` (where workspaces'
+//!   templates run), `events` and `event_router` (the bus), `queue` (apalis jobs);
+//! - `providers`: Meta's WhatsApp Cloud API (`cloud_api`, with media);
+//! - `services`: the `Services` context and one service per area (senders, templates and their
+//!   parameters, contacts, assistants, webhooks, AI replies, evaluation, media types, rich
+//!   content);
+//! - `messaging`: sending and receiving (window, store, ingest, lifecycle, media); `ai`: model
+//!   calls, prompts, scripted replies, extraction;
+//! - `flows` (definition, validation, engine, dry runs, triggers, reconciler) and `campaigns`;
+//! - `worker`, `health`: the processes' loops and readiness.
+//!
+//! Issue 19 makes this a strict stack; today some lower modules still call upward.
 
 pub mod ai;
 pub mod campaigns;

@@ -6,7 +6,7 @@ mod campaign_events;
 mod campaigns;
 mod contacts;
 mod conversations;
-mod flow_tests;
+mod dry_runs;
 mod flows;
 mod guards;
 mod messages;
@@ -37,7 +37,7 @@ pub struct QueryRoot(
     conversations::ConversationQuery,
     webhooks::WebhookQuery,
     flows::FlowQuery,
-    flow_tests::FlowTestQuery,
+    dry_runs::FlowTestQuery,
     campaigns::CampaignQuery,
 );
 
