@@ -180,6 +180,24 @@ async fn lost_keys_are_replaced_from_the_command_line() {
     let missing = run(dir.path(), &["api-key", "create", "Nobody"], &[]);
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("workspace not found"));
+    // Two workspaces of one name: the name is not enough, and the error gives both ids.
+    assert!(
+        run(dir.path(), &["workspace", "create", "Zeta"], &[])
+            .status
+            .success()
+    );
+    let ambiguous = run(dir.path(), &["api-key", "create", "Zeta"], &[]);
+    assert!(!ambiguous.status.success());
+    let stderr = String::from_utf8_lossy(&ambiguous.stderr);
+    assert!(
+        stderr.contains("2 workspaces are named \"Zeta\"; give an id"),
+        "{stderr}"
+    );
+    let listed = String::from_utf8(run(dir.path(), &["workspace", "list"], &[]).stdout).unwrap();
+    for line in listed.lines().filter(|l| l.contains("  Zeta  ")) {
+        let id = line.split_whitespace().next().unwrap();
+        assert!(stderr.contains(id), "{stderr}");
+    }
 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
