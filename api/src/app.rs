@@ -47,19 +47,34 @@ impl AppState {
 /// requests), the workers (no new jobs) and each open WebSocket (a close frame, so clients
 /// reconnect elsewhere instead of seeing a dropped connection).
 #[derive(Clone, Default)]
-pub struct Shutdown(std::sync::Arc<tokio::sync::watch::Sender<bool>>);
+pub struct Shutdown {
+    signal: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Read-held by each open WebSocket. The HTTP server's graceful shutdown does not wait for
+    /// upgraded connections, so the process waits here for their close frames before it exits.
+    open: std::sync::Arc<tokio::sync::RwLock<()>>,
+}
 
 impl Shutdown {
     pub fn trigger(&self) {
-        self.0.send_replace(true);
+        self.signal.send_replace(true);
     }
 
     /// Completes once `trigger` was called (at once if it already was).
     pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut receiver = self.0.subscribe();
+        let mut receiver = self.signal.subscribe();
         async move {
             let _ = receiver.wait_for(|stopped| *stopped).await;
         }
+    }
+
+    /// Held by an open WebSocket until it has said goodbye.
+    pub async fn hold(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.open.clone().read_owned().await
+    }
+
+    /// Waits, at most `limit`, until no WebSocket holds the process open.
+    pub async fn drained(&self, limit: std::time::Duration) {
+        let _ = tokio::time::timeout(limit, self.open.write()).await;
     }
 }
 

@@ -213,6 +213,8 @@ async fn run(cli: Cli) -> Result<(), AnyError> {
                 api?;
                 workers?;
             }
+            // Open WebSockets send their close frame (1001) before the process is gone.
+            shutdown.drained(std::time::Duration::from_secs(5)).await;
         }
         Command::Worker => {
             config.check_runtime_profile()?;

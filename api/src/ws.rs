@@ -61,6 +61,7 @@ async fn serve(
     socket: WebSocket,
     protocol: WebSocketProtocols,
 ) {
+    let _open = state.shutdown.hold().await;
     let (mut sink, mut source) = socket.split();
     let first = match tokio::time::timeout(INIT_TIMEOUT, source.next()).await {
         Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
