@@ -22,7 +22,7 @@ use governor::{
     clock::{Clock, DefaultClock},
 };
 use sha2::{Digest, Sha256};
-use waflow_jobs::{Error, services::api_keys::Principal};
+use waflow_jobs::{Error, api_keys::Principal};
 
 use crate::app::AppState;
 

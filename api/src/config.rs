@@ -103,7 +103,7 @@ impl Config {
                     });
                 }
             },
-            None => waflow_jobs::services::evaluation::DEFAULT_TIMEOUT,
+            None => waflow_jobs::context::DEFAULT_EVALUATION_TIMEOUT,
         };
         let run_retention = match var("WAFLOW_RUN_RETENTION_DAYS") {
             Some(text) => match text.parse::<u64>() {
@@ -137,7 +137,7 @@ impl Config {
                     });
                 }
             },
-            None => waflow_jobs::messaging::replay::DEFAULT_MAX_AGE,
+            None => waflow_jobs::context::DEFAULT_INBOUND_MAX_AGE,
         };
         Ok(Self {
             database_url,

@@ -32,7 +32,7 @@ pub(crate) async fn authenticate(
     state: &AppState,
     peer: std::net::SocketAddr,
     headers: &HeaderMap,
-) -> Result<waflow_jobs::services::api_keys::Principal, Response> {
+) -> Result<waflow_jobs::api_keys::Principal, Response> {
     crate::auth::authenticate(state, peer.ip(), bearer(headers))
         .await
         .map_err(IntoResponse::into_response)
@@ -81,7 +81,7 @@ pub async fn export(
                 Ok(batch) => {
                     let last = batch.last().map(|(id, _)| *id);
                     let finished =
-                        (batch.len() as u64) < waflow_jobs::services::conversations::EXPORT_BATCH;
+                        (batch.len() as u64) < waflow_jobs::messaging::conversations::EXPORT_BATCH;
                     let mut chunk = String::new();
                     for (_, payload) in batch {
                         chunk.push_str(&payload.to_string());

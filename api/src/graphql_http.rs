@@ -42,7 +42,7 @@ use axum::{
 };
 use futures::TryStreamExt;
 use serde::Deserialize;
-use waflow_jobs::services::api_keys::Principal;
+use waflow_jobs::api_keys::Principal;
 
 use crate::{auth::Refusal, graphql::ApiSchema};
 

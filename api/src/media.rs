@@ -18,7 +18,7 @@ use axum::{
 use futures::TryStreamExt;
 use tower_http::limit::RequestBodyLimitLayer;
 use uuid::Uuid;
-use waflow_jobs::{Error, messaging::media::NewMedia, services::media_types::MAX_UPLOAD_BYTES};
+use waflow_jobs::{Error, content::media_types::MAX_UPLOAD_BYTES, messaging::media::NewMedia};
 
 use crate::{
     AppState,

@@ -53,7 +53,7 @@ pub enum Error {
         given: String,
     },
     /// A header or button parameter is missing, surplus, of the wrong kind or past Meta's
-    /// limits (see `services::template_parameters`).
+    /// limits (see `content::template_parameters`).
     #[error("template {name:?}: {component} {problem}")]
     TemplateParameterInvalid {
         name: String,

@@ -38,7 +38,27 @@ pub enum SystemJob {
     /// The evaluation took too long: announce the end with what is known.
     EvaluationDeadline { conversation_id: Uuid },
     /// Send the next part of a campaign.
-    DispatchCampaign(crate::campaigns::DispatchCampaign),
+    DispatchCampaign(DispatchCampaign),
+}
+
+/// The job that sends the next part of a campaign (`campaigns::dispatch`); `token` must still
+/// be the campaign's dispatch token, so a superseded job does nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchCampaign {
+    pub campaign_id: Uuid,
+    pub token: Uuid,
+}
+
+/// A job of the flow queue (`flows::engine`): it carries a run id, never the run's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FlowJob {
+    /// Start or continue a run; a token marks a scheduled wake-up.
+    Run { run_id: Uuid, token: Option<Uuid> },
+    /// The contact answered a run waiting for a reply.
+    Reply {
+        run_id: Uuid,
+        reply: serde_json::Value,
+    },
 }
 
 /// A job's kind, the label its metrics carry (never its ids: they would explode the series).
@@ -61,11 +81,11 @@ impl JobKind for SystemJob {
     }
 }
 
-impl JobKind for crate::flows::FlowJob {
+impl JobKind for FlowJob {
     fn kind(&self) -> &'static str {
         match self {
-            crate::flows::FlowJob::Run { .. } => "flow_run",
-            crate::flows::FlowJob::Reply { .. } => "flow_reply",
+            FlowJob::Run { .. } => "flow_run",
+            FlowJob::Reply { .. } => "flow_reply",
         }
     }
 }
@@ -150,7 +170,7 @@ pub fn sqlite_queue_name(queue: &str) -> String {
 pub struct JobQueue {
     pub system: Queue<SystemJob>,
     /// Flow runs, on a queue of their own so a burst of runs never delays system work.
-    pub flows: Queue<crate::flows::FlowJob>,
+    pub flows: Queue<FlowJob>,
 }
 
 impl JobQueue {

@@ -9,10 +9,8 @@ use waflow_entities::{
 };
 use waflow_jobs::{
     Error, ai,
-    services::{
-        ai_replies::{AiReply as Answer, GenerateAiReply},
-        assistants::{self as svc, AssistantSettings},
-    },
+    assistants::{self as svc, AssistantSettings},
+    messaging::ai_replies::{AiReply as Answer, GenerateAiReply},
 };
 
 use super::{GqlResult, connection, conversations::Conversation, page_request, parse_id, scope};

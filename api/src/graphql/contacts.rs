@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use waflow_entities::contact;
 use waflow_jobs::{
     Error,
-    services::contacts::{ContactChanges, ContactFilter, NewContact},
+    contacts::{ContactChanges, ContactFilter, NewContact},
 };
 
 use super::{GqlResult, connection, page_request, parse_id, scope};

@@ -9,7 +9,7 @@ use waflow_entities::{
         MessageKind, MessageRole, MessageStatus,
     },
 };
-use waflow_jobs::{Error, events, services::conversations as svc};
+use waflow_jobs::{Error, events, messaging::conversations as svc};
 
 use super::{
     GqlResult, connection, messages::Message, page_request, parse_id, scope, senders::Sender,

@@ -12,8 +12,8 @@ use waflow_entities::{
 };
 use waflow_jobs::{
     Error,
+    content::template_parameters as params,
     messaging::{SendTemplate, SendText, SessionStatus as Session, TemplateRef, dead_letters},
-    services::template_parameters as params,
 };
 
 use super::{

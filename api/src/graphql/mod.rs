@@ -22,7 +22,7 @@ use async_graphql::{
     connection::{Connection, Edge},
 };
 use uuid::Uuid;
-use waflow_jobs::{Page, PageRequest, Services, services::api_keys::Principal};
+use waflow_jobs::{Page, PageRequest, Services, api_keys::Principal};
 
 pub type ApiSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 

@@ -1,10 +1,10 @@
 //! `sendMessage`: media, a location, reply buttons, a list or a reaction, inside the 24-hour
-//! window. The inputs mirror `waflow_jobs::services::rich_content`, which checks Meta's limits; they
+//! window. The inputs mirror `waflow_jobs::content::rich_content`, which checks Meta's limits; they
 //! are handed over through their JSON form, the same one a flow's `send_message` step takes.
 
 use async_graphql::{Context, ID, InputObject, Object, OneofObject};
 use serde::Serialize;
-use waflow_jobs::{Error, messaging::SendMessage, services::rich_content::MessageContent};
+use waflow_jobs::{Error, content::rich_content::MessageContent, messaging::SendMessage};
 
 use super::{
     GqlResult,

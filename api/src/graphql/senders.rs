@@ -11,7 +11,7 @@ use waflow_entities::{
 };
 use waflow_jobs::{
     Error,
-    services::senders::{CloudApiChanges, CloudApiCredentials, NewSender, SenderChanges},
+    senders::{CloudApiChanges, CloudApiCredentials, NewSender, SenderChanges},
 };
 
 use super::{GqlResult, connection, page_request, parse_id, scope};

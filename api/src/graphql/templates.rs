@@ -8,8 +8,9 @@ use waflow_entities::{
 };
 use waflow_jobs::{
     Error,
+    content::template_components::{Button, Components, Header},
     placeholders::Placeholders,
-    services::templates::{self as svc, NewTemplate, TemplateChanges, TemplateFilter},
+    templates::{NewTemplate, TemplateChanges, TemplateFilter},
 };
 
 use super::{GqlResult, connection, page_request, parse_id, scope, senders::Sender};
@@ -55,10 +56,10 @@ pub struct TemplateComponents {
     body_examples: Vec<String>,
 }
 
-impl From<TemplateComponents> for svc::Components {
+impl From<TemplateComponents> for Components {
     fn from(c: TemplateComponents) -> Self {
-        svc::Components {
-            header: c.header.map(|h| svc::Header {
+        Components {
+            header: c.header.map(|h| Header {
                 format: h.format,
                 text: h.text,
                 example: h.example,
@@ -68,7 +69,7 @@ impl From<TemplateComponents> for svc::Components {
             buttons: c
                 .buttons
                 .into_iter()
-                .map(|b| svc::Button {
+                .map(|b| Button {
                     r#type: b.r#type,
                     text: b.text,
                     url: b.url,
@@ -81,8 +82,8 @@ impl From<TemplateComponents> for svc::Components {
     }
 }
 
-impl From<svc::Components> for TemplateComponents {
-    fn from(c: svc::Components) -> Self {
+impl From<Components> for TemplateComponents {
+    fn from(c: Components) -> Self {
         TemplateComponents {
             header: c.header.map(|h| TemplateHeader {
                 format: h.format,
@@ -109,7 +110,7 @@ impl From<svc::Components> for TemplateComponents {
 
 impl Template {
     fn placeholders(&self) -> async_graphql::Result<Placeholders> {
-        let body = svc::Components::from_json(&self.0.components).gql()?.body;
+        let body = Components::from_json(&self.0.components).gql()?.body;
         Placeholders::parse(&body).map_err(|e| super::to_gql(Error::Internal(e)))
     }
 }
@@ -152,7 +153,7 @@ impl Template {
         self.0.status_reason.as_deref()
     }
     async fn components(&self) -> async_graphql::Result<TemplateComponents> {
-        svc::Components::from_json(&self.0.components)
+        Components::from_json(&self.0.components)
             .gql()
             .map(Into::into)
     }

@@ -6,7 +6,7 @@ use waflow_entities::{
     enums::{DeliveryStatus, WebhookEvent},
     webhook_delivery, webhook_endpoint,
 };
-use waflow_jobs::{Error, services::webhooks::EndpointSettings};
+use waflow_jobs::{Error, webhooks::EndpointSettings};
 
 use super::{GqlResult, connection, page_request, parse_id, scope};
 

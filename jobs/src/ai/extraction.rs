@@ -10,8 +10,8 @@ use waflow_entities::{
 use super::{ChatMessage, ChatRole, chat::ChatClient, prompt, scripted};
 use crate::{
     Services,
+    assistants::{ExtractionField, extraction_fields},
     error::{Error, Result},
-    services::assistants::{ExtractionField, extraction_fields},
 };
 
 /// The fields every evaluation extracts unless the assistant defines them itself.

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use waflow_entities::{assistant, enums::AssistantProvider};
 
-use crate::{Services, error::Result, services::assistants as settings};
+use crate::{Services, assistants as settings, error::Result};
 
 /// How much history goes to the model when the assistant does not say, in estimated tokens.
 pub const DEFAULT_HISTORY_TOKEN_BUDGET: i32 = 3000;

@@ -7,9 +7,9 @@ use waflow_entities::enums::ExtractionType;
 
 use super::prompt;
 use crate::{
+    assistants::{ExtractionField, ScriptedRule},
     error::{Error, Result},
     sandbox::Templates,
-    services::assistants::{ExtractionField, ScriptedRule},
 };
 
 fn compile(field: &str, pattern: &str) -> Result<Regex> {

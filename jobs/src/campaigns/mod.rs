@@ -13,7 +13,7 @@ pub mod window;
 
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{
@@ -24,23 +24,18 @@ use waflow_entities::{
 
 use crate::{
     Services,
+    context::find_in_workspace,
     error::{Error, Result},
     events::{CampaignChanged, Event, EventPayload},
     messaging::{SendTemplate, TemplateRef},
     pagination::{Page, PageRequest, paginate},
-    services::find_in_workspace,
 };
 pub use setup::{Audience, AudienceFilter, NewCampaign, Variables};
 
+pub use crate::queue::DispatchCampaign;
+
 /// Recipients written per statement when a campaign starts.
 const RECIPIENT_BATCH: usize = 500;
-
-/// The job that sends a campaign; `token` must still be the campaign's dispatch token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DispatchCampaign {
-    pub campaign_id: Uuid,
-    pub token: Uuid,
-}
 
 /// The recipients' counts, cumulative along the funnel: a read message was also delivered and sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

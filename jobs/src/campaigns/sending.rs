@@ -22,10 +22,10 @@ use super::{
     dispatch::{RENEW_AFTER, SendSchedule, is_current},
 };
 use crate::{
+    content::{template_components::Components, template_parameters},
     error::{Error, Result},
     messaging::{SendTemplate, TemplateRef},
     sandbox::TemplateError,
-    services::{template_parameters, templates::Components},
 };
 
 /// How long one dispatcher job sends before handing over to the next: shorter than a worker's

@@ -17,15 +17,15 @@ use waflow_entities::{
 
 use super::window::{SendWindow, SendWindowSpec};
 use crate::{
+    contacts::ContactFilter,
+    content::{
+        template_components::Components,
+        template_parameters::{self, TemplateParameters},
+    },
     error::{Error, Result},
     messaging::match_variables,
     placeholders::Placeholders,
     sandbox::{SourceChecks, TemplateError, Templates},
-    services::{
-        contacts::ContactFilter,
-        template_parameters::{self, TemplateParameters},
-        templates::Components,
-    },
     validation::Problems,
 };
 
@@ -225,7 +225,7 @@ pub async fn check(templates: &Templates<'_>, input: &NewCampaign) -> Result<Che
         ),
         Audience::Filter(filter) => {
             if let Err(Error::Validation(fields)) =
-                crate::services::contacts::clean_tags(&filter.tags, "audience.filter.tags")
+                crate::contacts::clean_tags(&filter.tags, "audience.filter.tags")
             {
                 for f in fields {
                     problems.add(f.field, f.message);

@@ -9,13 +9,12 @@ use uuid::Uuid;
 
 use super::{definition::TemplateVariables, limits::HOP_HEADER};
 use crate::{
-    Error, Services, egress,
+    Error, Services,
+    content::{rich_content::MessageContent, template_parameters::TemplateParameters},
+    egress,
+    messaging::ai_replies::GenerateAiReply,
     messaging::{SendMessage, SendTemplate, SendText, TemplateRef},
     sandbox::{TemplateError, Templates},
-    services::{
-        ai_replies::GenerateAiReply, rich_content::MessageContent,
-        template_parameters::TemplateParameters,
-    },
 };
 use waflow_entities::{enums::MessageStatus, message};
 

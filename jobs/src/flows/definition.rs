@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::{
-    services::template_parameters::{ButtonParameter, HeaderParameter},
+    content::template_parameters::{ButtonParameter, HeaderParameter},
     validation::Problems,
 };
 
@@ -185,7 +185,7 @@ pub enum Leaf {
         variables: TemplateVariables,
         recipient_name: Option<String>,
         /// The header's parameter (`{"image": {"link": "{{trigger.photo}}"}}`), see
-        /// `services::template_parameters`.
+        /// `content::template_parameters`.
         header: Option<HeaderParameter>,
         /// The buttons' parameters (`[{"index": 0, "text": "{{trigger.order_id}}"}]`).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -196,7 +196,7 @@ pub enum Leaf {
         to: String,
         text: String,
     },
-    /// Media, a location, reply buttons, a list or a reaction (`services::rich_content`), written as
+    /// Media, a location, reply buttons, a list or a reaction (`content::rich_content`), written as
     /// `sendMessage`'s `content` (`{"image": {"link": "…"}}`); every string a template.
     SendMessage {
         sender_id: Uuid,

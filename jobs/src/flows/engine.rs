@@ -23,8 +23,8 @@ use super::{
     state::{Block, Frame, RunState, StepIndex, Wake, WakeReason},
 };
 use crate::{
-    Services, crash_points::CrashPoint, error::Result,
-    services::template_parameters::TemplateParameters,
+    Services, content::template_parameters::TemplateParameters, crash_points::CrashPoint,
+    error::Result,
 };
 
 /// How soon a job that found its run held by another worker tries again.

@@ -17,27 +17,19 @@ pub mod validate;
 
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 use waflow_entities::{enums::RunStatus, flow, flow_run, flow_version, step_run};
 
 use crate::{
     Services,
+    context::find_in_workspace,
     error::{Error, Result},
     pagination::{Page, PageRequest, paginate},
-    services::find_in_workspace,
     validation::Problems,
 };
 
-/// A job of the flow queue: it carries a run id, never the run's state.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub enum FlowJob {
-    /// Start or continue a run; a token marks a scheduled wake-up.
-    Run { run_id: Uuid, token: Option<Uuid> },
-    /// The contact answered a run waiting for a reply.
-    Reply { run_id: Uuid, reply: Value },
-}
+pub use crate::queue::FlowJob;
 
 /// What `createFlow` and `updateFlow` take; on update only what is given changes.
 #[derive(Debug, Clone, Default)]

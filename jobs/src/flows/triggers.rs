@@ -25,7 +25,7 @@ use super::{
 use crate::{
     error::{Error, Result},
     events::{Event, EventPayload, FlowPaused, SenderRef},
-    services::webhooks,
+    webhooks,
 };
 
 /// Rewrites the flow's row in the trigger index: present while it is enabled and published.

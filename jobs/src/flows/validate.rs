@@ -9,8 +9,8 @@ use waflow_entities::{assistant, enums::TemplateStatus, sender, template};
 
 use super::definition::{self, Action, Definition, Leaf, Step, TemplateVariables, Trigger};
 use crate::{
-    Services, error::Result, sandbox::SourceChecks,
-    services::template_parameters::TemplateParameters, validation::Problems,
+    Services, content::template_parameters::TemplateParameters, error::Result,
+    sandbox::SourceChecks, validation::Problems,
 };
 
 const HTTP_METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];

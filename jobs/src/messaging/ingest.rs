@@ -402,7 +402,7 @@ impl MessagingService<'_> {
         name: Option<String>,
     ) -> Result<Received> {
         use waflow_entities::enums::SenderProvider;
-        let sender = crate::services::find_in_workspace!(
+        let sender = crate::context::find_in_workspace!(
             &self.services.db,
             sender,
             workspace_id,

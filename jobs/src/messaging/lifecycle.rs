@@ -205,7 +205,7 @@ impl MessagingService<'_> {
                 .map(|s| s.inactivity_timeout_seconds),
             None => None,
         }
-        .unwrap_or(crate::services::senders::DEFAULT_INACTIVITY_TIMEOUT_SECONDS);
+        .unwrap_or(crate::senders::DEFAULT_INACTIVITY_TIMEOUT_SECONDS);
         let deadline = conversation.last_message_at + Duration::seconds(timeout.into());
         let now = Utc::now();
         if deadline > now {

@@ -1,7 +1,7 @@
 //! Media both ways. Reading a received message's media: the message's payload names Meta's media
 //! id, which the sender's Cloud API connection turns into bytes (`providers::cloud_api::media`).
 //! Uploading a file to send by id: checked against Meta's types and sizes
-//! (`services::media_types`), then streamed to Meta's media store. The access token stays on the
+//! (`content::media_types`), then streamed to Meta's media store. The access token stays on the
 //! server: the caller gets bytes or an id, never Meta's URL.
 
 use bytes::Bytes;
@@ -15,14 +15,12 @@ use waflow_entities::{
 
 use super::MessagingService;
 use crate::{
+    content::media_types::{self, MediaType},
+    context::find_in_workspace,
     error::{Error, Result},
     providers::cloud_api::{
         CloudApi,
         media::{MediaDownload, MediaUpload},
-    },
-    services::{
-        find_in_workspace,
-        media_types::{self, MediaType},
     },
 };
 
@@ -81,7 +79,7 @@ impl MessagingService<'_> {
     /// Meta's media store (kept 30 days); a SANDBOX sender checks it the same way and keeps
     /// nothing. Errors: SENDER_NOT_FOUND; VALIDATION_FAILED on `contentType` for a type WhatsApp
     /// does not carry, on `file` for an empty file or one over Meta's limit for its kind
-    /// (`services::media_types`); PROVIDER_ERROR when Meta refuses it or cannot be reached.
+    /// (`content::media_types`); PROVIDER_ERROR when Meta refuses it or cannot be reached.
     pub async fn upload_media<S>(
         &self,
         workspace_id: Uuid,

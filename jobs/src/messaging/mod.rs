@@ -3,7 +3,10 @@
 //! the content, the customer's consent and window, then the sender's rate limit. The GraphQL
 //! mutations and the flow steps both call this service.
 
+pub mod ai_replies;
+pub mod conversations;
 pub mod dead_letters;
+pub mod evaluation;
 pub mod ingest;
 pub mod lifecycle;
 pub mod media;
@@ -31,14 +34,14 @@ use waflow_entities::{
 
 use crate::{
     Services,
+    content::{
+        template_components::Components,
+        template_parameters::{self, TemplateParameters},
+    },
+    context::find_in_workspace,
     error::{Error, Result},
     placeholders::{ParameterFormat, Placeholders, render},
     providers::{self, Content, Recipient},
-    services::{
-        find_in_workspace,
-        template_parameters::{self, TemplateParameters},
-        templates::Components,
-    },
 };
 pub use send_message::SendMessage;
 pub use window::SessionStatus;

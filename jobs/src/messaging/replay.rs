@@ -20,9 +20,6 @@ use waflow_entities::{enums::MessageDirection, erased_message, message};
 
 use crate::error::Result;
 
-/// How old a delivered message may be before it is taken for a replay.
-pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(8 * 24 * 3600);
-
 fn id_hash(provider_message_id: &str) -> String {
     hex::encode(Sha256::digest(provider_message_id.as_bytes()))
 }

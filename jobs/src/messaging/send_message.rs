@@ -7,9 +7,9 @@ use waflow_entities::{CustomerAddress, enums::MessageKind, message, sender};
 
 use super::{Begin, MessagingService, Outgoing};
 use crate::{
+    content::rich_content::{MessageContent, Reaction},
     error::{Error, Result, WindowClosed},
     providers::Content,
-    services::rich_content::{MessageContent, Reaction},
 };
 
 /// A message that is not text or a template.

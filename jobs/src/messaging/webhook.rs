@@ -26,7 +26,7 @@ use super::{
 use crate::{
     Services,
     error::{Error, Result},
-    services::templates::TemplateReview,
+    templates::TemplateReview,
 };
 
 /// Why a webhook delivery was refused.

@@ -20,12 +20,12 @@ pub mod media;
 use super::{Accepted, Content, Recipient, Refusal};
 use crate::{
     Services,
-    error::{Error, Result, WindowClosed},
-    services::{
+    content::{
         rich_content::{InteractiveHeader, RichContent},
+        template_components::{Button, Components, Header},
         template_parameters::{ButtonPayload, ButtonValue, HeaderParameter, HeaderValue, Media},
-        templates::{Button, Components, Header},
     },
+    error::{Error, Result, WindowClosed},
 };
 
 /// How long one request to Meta may take before the send counts as failed.

@@ -8,12 +8,12 @@ use waflow_entities::{CustomerAddress, contact, enums::SenderProvider, sender};
 
 use crate::{
     Services,
-    error::Error,
-    placeholders::ParameterFormat,
-    services::{
+    content::{
         rich_content::RichContent,
         template_parameters::{ButtonValue, HeaderValue},
     },
+    error::Error,
+    placeholders::ParameterFormat,
 };
 
 /// What to send, after every rule has been checked.
@@ -29,7 +29,7 @@ pub enum Content {
         header: Option<HeaderValue>,
         buttons: Vec<ButtonValue>,
     },
-    /// Media, a location or an interactive message, checked (`services::rich_content`).
+    /// Media, a location or an interactive message, checked (`content::rich_content`).
     Rich(RichContent),
     /// An emoji on the message WhatsApp knows as `message_id` (a wamid); empty removes it.
     Reaction {

@@ -104,7 +104,7 @@ impl CloudApi<'_> {
 }
 
 /// A file for `POST /{phone-number-id}/media`: its MIME type (one of
-/// `services::media_types`), a file name, and its bytes as they arrive.
+/// `content::media_types`), a file name, and its bytes as they arrive.
 pub struct MediaUpload {
     pub mime_type: String,
     pub filename: String,

@@ -17,7 +17,7 @@ use waflow_entities::{
     webhook_delivery, webhook_endpoint,
 };
 
-use super::{Services, find_in_workspace};
+use crate::context::{Services, find_in_workspace};
 use crate::{
     error::{Error, Result},
     events::{ConversationEnded, Event, EventPayload},
@@ -28,13 +28,17 @@ use crate::{
 
 /// How long a receiver may take to answer one delivery.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Waits before the retries of a failed delivery: six attempts over almost two hours.
-pub const DEFAULT_BACKOFF: [u64; 5] = [60, 300, 900, 1800, 3600];
 /// How much of a failed answer is kept to show.
 const EXCERPT: usize = 500;
 
 pub struct WebhookService<'a> {
-    pub(super) services: &'a Services,
+    pub(crate) services: &'a Services,
+}
+
+impl Services {
+    pub fn webhooks(&self) -> WebhookService<'_> {
+        WebhookService { services: self }
+    }
 }
 
 #[derive(Debug, Clone, Default)]

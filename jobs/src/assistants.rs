@@ -13,7 +13,7 @@ use waflow_entities::{
     enums::{AssistantProvider, ExtractionType},
 };
 
-use super::{Services, find_in_workspace};
+use crate::context::{Services, find_in_workspace};
 use crate::{
     egress::{same_origin, secret_stays_home},
     error::{Error, Result},
@@ -63,7 +63,13 @@ pub struct AssistantSettings {
 }
 
 pub struct AssistantService<'a> {
-    pub(super) services: &'a Services,
+    pub(crate) services: &'a Services,
+}
+
+impl Services {
+    pub fn assistants(&self) -> AssistantService<'_> {
+        AssistantService { services: self }
+    }
 }
 
 fn check_regex(problems: &mut Problems, field: &str, pattern: &str) {

@@ -4,9 +4,11 @@
 //! One bus, two implementations. Embedded: an in-process broadcast channel. Production: every
 //! process publishes to one Redis channel and keeps one subscription to it that feeds its local
 //! broadcast channel, so a subscriber connected to any process sees events caused on any other.
-//! Locally, events are routed by workspace and sender (`event_router`), so a subscription wakes
+//! Locally, events are routed by workspace and sender (`router`), so a subscription wakes
 //! only for events it may want. Each channel is bounded: a subscriber that falls behind loses its
 //! place and is told (`Lagged`), and a publisher never waits for subscribers.
+
+mod router;
 
 use std::{sync::Arc, time::Duration};
 
@@ -20,7 +22,7 @@ use waflow_entities::enums::{
     MessageKind, MessageRole, MessageStatus, QualityRating, RunStatus, StepStatus,
 };
 
-use crate::event_router::LocalRouter;
+use router::LocalRouter;
 
 /// Events a slow subscriber may fall behind by before it is told it lagged.
 pub const BUFFER: usize = 1024;

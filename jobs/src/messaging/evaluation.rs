@@ -2,25 +2,26 @@
 //! is announced only after the assistant has extracted its variables, or after a deadline, by
 //! two jobs: whichever of them moves the conversation out of PENDING announces it, exactly once.
 
-use std::time::Duration;
-
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use serde_json::Value;
 use uuid::Uuid;
 use waflow_entities::{assistant, conversation, enums::ExtractionStatus};
 
-use super::Services;
+use crate::context::Services;
 use crate::{
     ai,
     error::Result,
     events::{ConversationEnded, Event, EventPayload},
 };
 
-/// How long an end waits for its evaluation unless configured otherwise.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
-
 pub struct EvaluationService<'a> {
     pub(super) services: &'a Services,
+}
+
+impl Services {
+    pub fn evaluation(&self) -> EvaluationService<'_> {
+        EvaluationService { services: self }
+    }
 }
 
 /// How an evaluation ended.

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use waflow_entities::api_key;
 
-use super::{Services, find_in_workspace};
+use crate::context::{Services, find_in_workspace};
 use crate::{
     error::{Error, Result},
     events::{ApiKeyRevoked, Event, EventPayload},
@@ -27,7 +27,13 @@ const KEY_PREFIX: &str = "wf_";
 const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);
 
 pub struct ApiKeyService<'a> {
-    pub(super) services: &'a Services,
+    pub(crate) services: &'a Services,
+}
+
+impl Services {
+    pub fn api_keys(&self) -> ApiKeyService<'_> {
+        ApiKeyService { services: self }
+    }
 }
 
 /// A key just created: the only moment its plaintext exists outside the client.

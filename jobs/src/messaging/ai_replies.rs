@@ -25,13 +25,16 @@ use waflow_entities::{
     message, sender,
 };
 
-use super::{Services, find_in_workspace, senders::DEFAULT_INACTIVITY_TIMEOUT_SECONDS};
 use crate::{
     ai::{self, ReplyRequest, prompt},
     error::{Error, Result},
     messaging::{MAX_TEXT_CHARS, SendText, lifecycle, store},
     queue::SystemJob,
     validation::Problems,
+};
+use crate::{
+    context::{Services, find_in_workspace},
+    senders::DEFAULT_INACTIVITY_TIMEOUT_SECONDS,
 };
 
 /// Longest customer identifier (a phone, an email, a CRM id).
@@ -62,6 +65,12 @@ pub struct AiReply {
 
 pub struct AiReplyService<'a> {
     pub(super) services: &'a Services,
+}
+
+impl Services {
+    pub fn ai_replies(&self) -> AiReplyService<'_> {
+        AiReplyService { services: self }
+    }
 }
 
 fn check(input: &GenerateAiReply) -> Result<()> {

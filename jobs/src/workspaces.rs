@@ -10,7 +10,13 @@ use super::{Services, api_keys};
 use crate::{error::Result, validation::Problems};
 
 pub struct WorkspaceService<'a> {
-    pub(super) services: &'a Services,
+    pub(crate) services: &'a Services,
+}
+
+impl Services {
+    pub fn workspaces(&self) -> WorkspaceService<'_> {
+        WorkspaceService { services: self }
+    }
 }
 
 impl WorkspaceService<'_> {

@@ -6,7 +6,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Quer
 use uuid::Uuid;
 use waflow_entities::{E164, contact, conversation, enums::ConversationStatus, message, sender};
 
-use super::{Services, find_in_workspace};
+use crate::context::{Services, find_in_workspace};
 use crate::{
     error::{Error, Result},
     events::{ConversationEnded, TranscriptEntry},
@@ -29,6 +29,12 @@ pub const EXPORT_BATCH: u64 = 200;
 
 pub struct ConversationService<'a> {
     pub(super) services: &'a Services,
+}
+
+impl Services {
+    pub fn conversations(&self) -> ConversationService<'_> {
+        ConversationService { services: self }
+    }
 }
 
 impl ConversationService<'_> {

@@ -10,7 +10,7 @@ use waflow_entities::{
     sender,
 };
 
-use super::{Services, find_in_workspace};
+use crate::context::{Services, find_in_workspace};
 use crate::egress::{Egress, same_origin, secret_stays_home};
 use crate::{
     error::{Error, Result},
@@ -71,7 +71,13 @@ pub struct SenderChanges {
 }
 
 pub struct SenderService<'a> {
-    pub(super) services: &'a Services,
+    pub(crate) services: &'a Services,
+}
+
+impl Services {
+    pub fn senders(&self) -> SenderService<'_> {
+        SenderService { services: self }
+    }
 }
 
 fn check_limits(problems: &mut Problems, mps: Option<i32>, timeout: Option<i32>) {

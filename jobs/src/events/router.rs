@@ -11,7 +11,7 @@ use std::{
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::events::{BUFFER, Event, EventPayload};
+use super::{BUFFER, Event, EventPayload};
 
 /// What a subscription listens to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

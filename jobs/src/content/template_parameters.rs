@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 use waflow_entities::enums::{ButtonType, HeaderFormat};
 
-use super::templates::Components;
+use super::template_components::Components;
 use crate::{error::Error, placeholders::Placeholders};
 
 /// Meta's limit for a text header, its parameter included (characters).
@@ -406,7 +406,7 @@ fn button_kind(kind: ButtonType) -> String {
 /// One button's parameter: what it needs, refused when it is missing, surplus or of the wrong
 /// kind, and (with [`Check::Full`]) past Meta's limits.
 fn pair_button(
-    button: &super::templates::Button,
+    button: &super::template_components::Button,
     given: Option<&ButtonParameter>,
     check: Check,
 ) -> Result<Option<ButtonPayload>, String> {
@@ -454,7 +454,7 @@ fn pair_button(
 
 /// Meta's limits on a button's value.
 fn check_button_value(
-    button: &super::templates::Button,
+    button: &super::template_components::Button,
     value: &ButtonPayload,
 ) -> Result<(), String> {
     match (button.r#type, value) {
@@ -511,7 +511,7 @@ impl HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::services::templates::{Button, Header};
+    use crate::content::template_components::{Button, Header};
 
     fn template(header: Option<(HeaderFormat, Option<&str>)>, buttons: Vec<Button>) -> Components {
         Components {

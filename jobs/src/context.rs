@@ -1,29 +1,20 @@
-//! Domain services, one per area. Each takes the caller's workspace id and never reads or
-//! writes another workspace's rows: a foreign id is indistinguishable from a missing one.
+//! The context every service works in: `Services` (database, secrets, egress, rate limiter,
+//! queues, event bus, settings) and its two assemblies, embedded and production. The domain
+//! services hang off it (`services.senders()`, `services.flows()`, …), each in its own module,
+//! each taking the caller's workspace id and never reading or writing another workspace's rows:
+//! a foreign id is indistinguishable from a missing one.
+//!
+//! This is the bottom of the stack: it names no domain. What happens after an event is emitted
+//! is decided by the reactions the top of the stack registers (`crate::reactions`).
 
-pub mod ai_replies;
-pub mod api_keys;
-pub mod assistants;
-pub mod contact_import;
-pub mod contacts;
-pub mod conversations;
-pub mod evaluation;
-pub mod media_types;
-pub mod rich_content;
-pub mod senders;
-pub mod template_parameters;
-pub mod templates;
-pub mod webhooks;
-pub mod workspaces;
-
-use std::time::Duration;
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::{
     crypto::SecretBox,
     error::{Error, Result},
-    events::EventBus,
+    events::{Event, EventBus},
     queue::{JobQueue, Queue},
     rate_limit::RateLimiter,
 };
@@ -56,6 +47,39 @@ pub struct Services {
     /// Where workspaces' templates and expressions run. None until the binary (or a test)
     /// sets one: every render fails until then.
     pub sandbox: crate::sandbox::Sandbox,
+    /// What follows an emitted event, in order (`crate::reactions`).
+    pub reactions: Reactions,
+}
+
+/// One consequence of an event: the reactions module (`crate::reactions`) defines them above
+/// every domain, so that a lower layer emits an event without naming who reacts to it.
+pub trait Reaction: Send + Sync {
+    /// What the reaction does, for logs and `Debug`.
+    fn name(&self) -> &'static str;
+    /// Acts on one committed event; logs its own failures (an event is never taken back).
+    fn react<'a>(
+        &'a self,
+        services: &'a Services,
+        event: &'a Event,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+}
+
+/// The reactions registered at assembly, run in this order by `Services::emit`. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Reactions(Arc<[Arc<dyn Reaction>]>);
+
+impl Reactions {
+    pub fn new(reactions: Vec<Arc<dyn Reaction>>) -> Self {
+        Self(reactions.into())
+    }
+}
+
+impl std::fmt::Debug for Reactions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|r| r.name()))
+            .finish()
+    }
 }
 
 /// How flow runs are held by workers and found again by the reconciler (`flows::reconcile`).
@@ -90,6 +114,14 @@ pub struct RedisSettings {
     pub prefix: String,
 }
 
+/// Waits before the retries of a failed webhook delivery: six attempts over almost two hours.
+pub const DEFAULT_WEBHOOK_BACKOFF: [u64; 5] = [60, 300, 900, 1800, 3600];
+/// How long a conversation's end waits for its evaluation unless configured otherwise.
+pub const DEFAULT_EVALUATION_TIMEOUT: Duration = Duration::from_secs(60);
+/// How old a delivered inbound message may be before it is taken for a replay (Meta redelivers
+/// for up to seven days).
+pub const DEFAULT_INBOUND_MAX_AGE: Duration = Duration::from_secs(8 * 24 * 3600);
+
 /// apalis-sqlite's worker can miss the wake-up after a fetch under load and then sleeps until
 /// its next heartbeat (seen in our tests with the default 30 s): a short heartbeat bounds that
 /// delay, and re-enqueues a crashed worker's jobs after three missed beats.
@@ -103,8 +135,9 @@ const REDIS_MISSED_HEARTBEATS: usize = 3;
 const REDIS_BATCH: usize = 2;
 
 impl Services {
-    /// The embedded profile: jobs in the (SQLite) database itself, limits in this process.
-    pub async fn embedded(db: DatabaseConnection, secrets: SecretBox) -> Result<Self> {
+    /// The embedded profile's context: jobs in the (SQLite) database itself, limits in this
+    /// process; no reactions yet (`crate::assembly` adds them).
+    pub async fn embedded_context(db: DatabaseConnection, secrets: SecretBox) -> Result<Self> {
         if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
             return Err(Error::Internal(
                 "the embedded profile keeps its job queue in SQLite; PostgreSQL needs REDIS_URL"
@@ -145,8 +178,9 @@ impl Services {
         ))
     }
 
-    /// The production profile: jobs and rate limits in Redis, shared by every process.
-    pub async fn production(
+    /// The production profile's context: jobs and rate limits in Redis, shared by every
+    /// process; no reactions yet (`crate::assembly` adds them).
+    pub async fn production_context(
         db: DatabaseConnection,
         secrets: SecretBox,
         redis: &RedisSettings,
@@ -198,70 +232,35 @@ impl Services {
             rate_limiter,
             jobs,
             events,
-            webhook_backoff: webhooks::DEFAULT_BACKOFF
+            webhook_backoff: DEFAULT_WEBHOOK_BACKOFF
                 .iter()
                 .map(|s| Duration::from_secs(*s))
                 .collect(),
-            evaluation_timeout: evaluation::DEFAULT_TIMEOUT,
+            evaluation_timeout: DEFAULT_EVALUATION_TIMEOUT,
             redis: None,
             run_retention: None,
             runs: RunSettings::default(),
-            inbound_max_age: crate::messaging::replay::DEFAULT_MAX_AGE,
+            inbound_max_age: DEFAULT_INBOUND_MAX_AGE,
             crash_points: Default::default(),
             sandbox: crate::sandbox::Sandbox::missing(),
+            reactions: Reactions::default(),
         }
     }
 
-    /// Tells everyone who listens that something happened: subscribers now, webhook endpoints
-    /// by delivery jobs. Called after the change is committed; a failure to record deliveries is
-    /// logged, never undoes the change.
-    pub async fn emit(&self, event: crate::events::Event) {
-        if let Err(error) = self.webhooks().fan_out(&event).await {
-            tracing::error!(%error, event_id = %event.id, "could not record webhook deliveries");
+    /// Tells everyone who listens that something happened: runs every reaction registered at
+    /// assembly (`crate::reactions`), in their order. Called after the change is committed; a
+    /// reaction that fails logs its failure and never undoes the change.
+    pub async fn emit(&self, event: Event) {
+        for reaction in self.reactions.0.iter() {
+            reaction.react(self, &event).await;
         }
-        self.events.publish(event.clone()).await;
-        self.flows().on_event(&event).await;
-        self.campaigns().on_event(&event).await;
     }
 
-    pub fn webhooks(&self) -> webhooks::WebhookService<'_> {
-        webhooks::WebhookService { services: self }
-    }
-
-    pub fn workspaces(&self) -> workspaces::WorkspaceService<'_> {
-        workspaces::WorkspaceService { services: self }
-    }
-
-    pub fn api_keys(&self) -> api_keys::ApiKeyService<'_> {
-        api_keys::ApiKeyService { services: self }
-    }
-
-    pub fn senders(&self) -> senders::SenderService<'_> {
-        senders::SenderService { services: self }
-    }
-
-    pub fn templates(&self) -> templates::TemplateService<'_> {
-        templates::TemplateService { services: self }
-    }
-
-    pub fn conversations(&self) -> conversations::ConversationService<'_> {
-        conversations::ConversationService { services: self }
-    }
-
-    pub fn contacts(&self) -> contacts::ContactService<'_> {
-        contacts::ContactService { services: self }
-    }
-
-    pub fn assistants(&self) -> assistants::AssistantService<'_> {
-        assistants::AssistantService { services: self }
-    }
-
-    pub fn ai_replies(&self) -> ai_replies::AiReplyService<'_> {
-        ai_replies::AiReplyService { services: self }
-    }
-
-    pub fn evaluation(&self) -> evaluation::EvaluationService<'_> {
-        evaluation::EvaluationService { services: self }
+    /// These services with `reactions` run on every emitted event (`crate::assembly` registers
+    /// them once; a context without them emits into the void, which only a unit test wants).
+    pub fn with_reactions(mut self, reactions: Reactions) -> Self {
+        self.reactions = reactions;
+        self
     }
 }
 

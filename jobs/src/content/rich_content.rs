@@ -10,8 +10,8 @@ use uuid::Uuid;
 use waflow_entities::enums::MessageKind;
 
 use crate::{
+    content::template_parameters::{Location, Media, media_source},
     error::{Error, Result},
-    services::template_parameters::{Location, Media, media_source},
     validation::Problems,
 };
 

@@ -9,7 +9,7 @@ use sea_orm::{
 use uuid::Uuid;
 use waflow_entities::{E164, contact, contact_tag, contact_window, conversation, message};
 
-use super::{Services, find_in_workspace};
+use crate::context::{Services, find_in_workspace};
 use crate::{
     error::{Error, Result},
     pagination::{Page, PageRequest, paginate},
@@ -114,6 +114,12 @@ pub struct Erasure {
 
 pub struct ContactService<'a> {
     pub(crate) services: &'a Services,
+}
+
+impl Services {
+    pub fn contacts(&self) -> ContactService<'_> {
+        ContactService { services: self }
+    }
 }
 
 /// Attributes a contact may have.
