@@ -1,6 +1,6 @@
 //! A local stand-in for Meta's WhatsApp Cloud API (Graph API v21.0): a sender created with
 //! [`TestApp::cloud_sender`](crate::TestApp::cloud_sender) talks to it, and it refuses the
-//! messages Meta refuses ([`meta_rules`](super::meta_rules)).
+//! messages Meta refuses ([`meta_rules`]).
 
 use serde_json::{Value, json};
 
