@@ -2,7 +2,7 @@
 //! property test that every one is kept: each documented type with its optional fields present
 //! or not, from a customer known by number, by business-scoped user id, or both, with or without
 //! `context`, `referral` and a `contacts` profile.
-//! Source: https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages
+//! Source: <https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages>
 
 use proptest::{option, prelude::*};
 use serde_json::{Value, json};
