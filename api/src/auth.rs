@@ -17,7 +17,7 @@ use std::{
 
 use axum::{
     extract::{ConnectInfo, FromRequestParts},
-    http::{HeaderMap, StatusCode, header, request::Parts},
+    http::{HeaderMap, header, request::Parts},
 };
 use governor::{
     DefaultKeyedRateLimiter, Quota,
@@ -180,11 +180,8 @@ impl<S: Authenticator + Send + Sync> FromRequestParts<S> for Caller {
             ConnectInfo::<std::net::SocketAddr>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| {
-                    RestError::new(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "INTERNAL",
-                        "internal error",
-                    )
+                    // Only a server started without `into_make_service_with_connect_info`.
+                    Error::Internal("no client address to count failures against".into())
                 })?;
         state
             .auth_gate()

@@ -9,8 +9,8 @@
 //! `extensions.code` is the stable code of `waflow_jobs::Error::code()` (or one of the HTTP
 //! layer's own: `BAD_REQUEST`, `FORBIDDEN`, `METHOD_NOT_ALLOWED`, `NOT_ACCEPTABLE`,
 //! `PAYLOAD_TOO_LARGE`, `UNSUPPORTED_MEDIA_TYPE`, `UNAVAILABLE`). A service error gets its status
-//! from one mapping, [`From<waflow_jobs::Error>`](RestError#impl-From<Error>-for-RestError), so
-//! the same error has the same status on every endpoint; the README's "Errors" table lists it.
+//! from one mapping, [`RestError`]'s `From<waflow_jobs::Error>`, so the same error has the same
+//! status on every endpoint; the README's "Errors of the REST endpoints" table lists it.
 
 use axum::{
     Json,
