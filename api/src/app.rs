@@ -5,78 +5,13 @@ use std::net::SocketAddr;
 use axum::{
     Json, Router,
     extract::{ConnectInfo, State},
-    http::{HeaderMap, Method, StatusCode, header},
+    http::{Method, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use tower_http::{cors::CorsLayer, limit::RequestBodyLimitLayer};
-use waflow_jobs::Services;
 
-use crate::graphql::{self, ApiSchema};
-
-/// Larger bodies are refused with 413 before they are read: GraphQL documents are small, and
-/// bulk imports have their own streamed endpoint.
-pub const MAX_BODY_BYTES: usize = 1024 * 1024;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub services: Services,
-    pub schema: ApiSchema,
-    /// Fires once when the process is asked to stop; open WebSockets close on it.
-    pub shutdown: Shutdown,
-    /// The API keys of open WebSockets, which close when their key is revoked.
-    pub keys: crate::key_watch::KeyWatch,
-    /// Failed authentications per client address.
-    pub auth: crate::auth::AuthGate,
-}
-
-impl AppState {
-    pub fn new(services: Services) -> Self {
-        let schema = graphql::build_schema(services.clone());
-        Self {
-            services,
-            schema,
-            shutdown: Shutdown::default(),
-            keys: Default::default(),
-            auth: Default::default(),
-        }
-    }
-}
-
-/// One stop signal shared by everything that must wind down: the HTTP server (no new
-/// requests), the workers (no new jobs) and each open WebSocket (a close frame, so clients
-/// reconnect elsewhere instead of seeing a dropped connection).
-#[derive(Clone, Default)]
-pub struct Shutdown {
-    signal: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
-    /// Read-held by each open WebSocket. The HTTP server's graceful shutdown does not wait for
-    /// upgraded connections, so the process waits here for their close frames before it exits.
-    open: std::sync::Arc<tokio::sync::RwLock<()>>,
-}
-
-impl Shutdown {
-    pub fn trigger(&self) {
-        self.signal.send_replace(true);
-    }
-
-    /// Completes once `trigger` was called (at once if it already was).
-    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut receiver = self.signal.subscribe();
-        async move {
-            let _ = receiver.wait_for(|stopped| *stopped).await;
-        }
-    }
-
-    /// Held by an open WebSocket until it has said goodbye.
-    pub async fn hold(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
-        self.open.clone().read_owned().await
-    }
-
-    /// Waits, at most `limit`, until no WebSocket holds the process open.
-    pub async fn drained(&self, limit: std::time::Duration) {
-        let _ = tokio::time::timeout(limit, self.open.write()).await;
-    }
-}
+use crate::{auth::bearer, limits::MAX_BODY_BYTES, state::AppState};
 
 pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
     crate::metrics::handle();
@@ -132,24 +67,16 @@ async fn graphql_endpoint(
         return crate::console::page().await.into_response();
     }
     let media = crate::graphql_http::negotiate(request.headers());
-    match crate::auth::authenticate(&state, peer.ip(), bearer(request.headers())).await {
+    let authenticated = state
+        .auth
+        .authenticate(&state.services, peer.ip(), bearer(request.headers()))
+        .await;
+    match authenticated {
         Ok(principal) => {
             crate::graphql_http::execute(&state.schema, request, principal, media).await
         }
         Err(refusal) => crate::graphql_http::refuse(refusal, media),
     }
-}
-
-/// The key of an `Authorization: Bearer KEY` header.
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    strip_bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
-}
-
-/// `KEY` from `Bearer KEY` (either case of the scheme), wherever the value came from.
-pub fn strip_bearer(value: &str) -> Option<&str> {
-    value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))
 }
 
 /// Serves `router` on an already bound listener until Ctrl-C or SIGTERM.

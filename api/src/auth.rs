@@ -3,6 +3,9 @@
 //! attempts an address gets 429 with `Retry-After` for its unknown keys, answered without a
 //! database query; a key that worked recently still works from there (a client behind the same
 //! proxy as an attacker keeps working).
+//!
+//! REST handlers take a [`Caller`] argument, which authenticates the request before the handler
+//! runs and answers a refusal in the one error shape ([`RestError`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -13,18 +16,17 @@ use std::{
 };
 
 use axum::{
-    Json,
-    http::{HeaderValue, StatusCode, header},
-    response::{IntoResponse, Response},
+    extract::{ConnectInfo, FromRequestParts},
+    http::{HeaderMap, header, request::Parts},
 };
 use governor::{
     DefaultKeyedRateLimiter, Quota,
     clock::{Clock, DefaultClock},
 };
 use sha2::{Digest, Sha256};
-use waflow_jobs::{Error, api_keys::Principal};
+use waflow_jobs::{Error, Services, api_keys::Principal};
 
-use crate::app::AppState;
+use crate::rest_error::RestError;
 
 /// Failed attempts an address may make per minute (its burst, too).
 pub const FAILURES_PER_MINUTE: u32 = 20;
@@ -51,35 +53,6 @@ impl Default for AuthGate {
     }
 }
 
-/// Why a call was refused, and how to say it.
-#[derive(Debug)]
-pub struct Refusal {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// Seconds to wait before trying again (`Retry-After`).
-    pub retry_after: Option<u64>,
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let mut extensions = serde_json::json!({"code": self.code});
-        if let Some(seconds) = self.retry_after {
-            extensions["retryAfterSeconds"] = seconds.into();
-        }
-        let body =
-            serde_json::json!({"errors": [{"message": self.message, "extensions": extensions}]});
-        let mut response = (self.status, Json(body)).into_response();
-        if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_str(&seconds.to_string()).expect("digits"),
-            );
-        }
-        response
-    }
-}
-
 fn fingerprint(key: &str) -> [u8; 32] {
     Sha256::digest(key.trim().as_bytes()).into()
 }
@@ -98,14 +71,9 @@ impl AuthGate {
     }
 
     /// Records a failed attempt of `peer`; the refusal to give it.
-    fn failed(&self, peer: IpAddr, error: &Error) -> Refusal {
+    fn failed(&self, peer: IpAddr, error: Error) -> RestError {
         match self.failures.check_key(&peer) {
-            Ok(()) => Refusal {
-                status: StatusCode::UNAUTHORIZED,
-                code: error.code(),
-                message: error.public_message(),
-                retry_after: None,
-            },
+            Ok(()) => error.into(),
             Err(not_until) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
                 let mut blocked = self.blocked.lock().expect("auth gate lock");
@@ -133,51 +101,92 @@ impl AuthGate {
     }
 
     /// A failure some other check found (a flow webhook's secret): counted like a wrong key.
-    pub fn note_failure(&self, peer: IpAddr, error: &Error) -> Refusal {
+    pub fn note_failure(&self, peer: IpAddr, error: Error) -> RestError {
         self.failed(peer, error)
     }
 }
 
-fn too_many(seconds: u64) -> Refusal {
-    Refusal {
-        status: StatusCode::TOO_MANY_REQUESTS,
-        code: "RATE_LIMITED",
-        message: format!("too many failed attempts from this address: try again in {seconds} s"),
-        retry_after: Some(seconds),
+fn too_many(seconds: u64) -> RestError {
+    RestError::rate_limited(
+        seconds,
+        format!("too many failed attempts from this address: try again in {seconds} s"),
+    )
+}
+
+impl AuthGate {
+    /// The principal of `bearer`, or the refusal to answer `peer` with: 401 for a wrong key,
+    /// 429 once `peer` failed too often, 503 when the database cannot say.
+    pub async fn authenticate(
+        &self,
+        services: &Services,
+        peer: IpAddr,
+        bearer: Option<&str>,
+    ) -> Result<Principal, RestError> {
+        if let Some(wait) = self.blocked_for(peer)
+            && !bearer.is_some_and(|key| self.has_worked(key))
+        {
+            return Err(too_many(wait));
+        }
+        match services.api_keys().authenticate(bearer).await {
+            Ok(principal) => {
+                if let Some(key) = bearer {
+                    self.worked(key);
+                }
+                Ok(principal)
+            }
+            Err(error @ Error::Unauthenticated) => Err(self.failed(peer, error)),
+            Err(error) => {
+                // The key could not be checked: the database is out of reach. Nothing ran, so
+                // the client may safely send the same request again.
+                tracing::error!(?error, "authenticating a request failed");
+                Err(RestError::unavailable(
+                    "Waflow cannot reach its database; try again shortly",
+                ))
+            }
+        }
     }
 }
 
-/// The principal of `bearer`, or the refusal to answer `peer` with: 401 for a wrong key, 429
-/// once `peer` failed too often, 503 when the database cannot say.
-pub async fn authenticate(
-    state: &AppState,
-    peer: IpAddr,
-    bearer: Option<&str>,
-) -> Result<Principal, Refusal> {
-    let gate = &state.auth;
-    if let Some(wait) = gate.blocked_for(peer)
-        && !bearer.is_some_and(|key| gate.has_worked(key))
-    {
-        return Err(too_many(wait));
-    }
-    match state.services.api_keys().authenticate(bearer).await {
-        Ok(principal) => {
-            if let Some(key) = bearer {
-                gate.worked(key);
-            }
-            Ok(principal)
-        }
-        Err(error @ Error::Unauthenticated) => Err(gate.failed(peer, &error)),
-        Err(error) => {
-            // The key could not be checked: the database is out of reach. Nothing ran, so the
-            // client may safely send the same request again.
-            tracing::error!(?error, "authenticating a request failed");
-            Err(Refusal {
-                status: StatusCode::SERVICE_UNAVAILABLE,
-                code: "UNAVAILABLE",
-                message: "Waflow cannot reach its database; try again shortly".into(),
-                retry_after: None,
-            })
-        }
+/// The key of an `Authorization: Bearer KEY` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    strip_bearer(headers.get(header::AUTHORIZATION)?.to_str().ok()?)
+}
+
+/// `KEY` from `Bearer KEY` (either case of the scheme), wherever the value came from.
+pub fn strip_bearer(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+}
+
+/// The authenticated caller of a REST endpoint, from its `Authorization: Bearer KEY` header.
+/// As an extractor it refuses the request before the handler runs: 401 `UNAUTHENTICATED`, 429
+/// `RATE_LIMITED` (with `Retry-After`) or 503 `UNAVAILABLE`. Put it before extractors that can
+/// refuse, so a caller without a key learns nothing else about the request.
+pub struct Caller(pub Principal);
+
+/// A router state that can authenticate callers (the server's `AppState`); named here so this
+/// module need not know the state that holds it.
+pub trait Authenticator {
+    fn auth_gate(&self) -> &AuthGate;
+    fn services(&self) -> &Services;
+}
+
+impl<S: Authenticator + Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = RestError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, RestError> {
+        let ConnectInfo(peer) =
+            ConnectInfo::<std::net::SocketAddr>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| {
+                    // Only a server started without `into_make_service_with_connect_info`.
+                    Error::Internal("no client address to count failures against".into())
+                })?;
+        state
+            .auth_gate()
+            .authenticate(state.services(), peer.ip(), bearer(&parts.headers))
+            .await
+            .map(Caller)
     }
 }

@@ -3,18 +3,18 @@
 //! by batch from the database, so an export of any size holds one batch in memory.
 
 use axum::{
-    Json,
     body::Body,
-    extract::{ConnectInfo, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{Query, State, rejection::QueryRejection},
+    http::header,
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
 use futures::stream;
 use serde::Deserialize;
 use uuid::Uuid;
+use waflow_jobs::Error;
 
-use crate::{AppState, app::bearer};
+use crate::{auth::Caller, rest_error::RestError, state::AppState};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -22,47 +22,26 @@ pub struct ExportQuery {
     ended_after: Option<String>,
 }
 
-pub(crate) fn refuse(status: StatusCode, code: &str, message: &str) -> Response {
-    let body = serde_json::json!({"errors": [{"message": message, "extensions": {"code": code}}]});
-    (status, Json(body)).into_response()
-}
-
-/// The caller's key, or the refusal of the REST endpoints (401, 429, 503).
-pub(crate) async fn authenticate(
-    state: &AppState,
-    peer: std::net::SocketAddr,
-    headers: &HeaderMap,
-) -> Result<waflow_jobs::api_keys::Principal, Response> {
-    crate::auth::authenticate(state, peer.ip(), bearer(headers))
-        .await
-        .map_err(IntoResponse::into_response)
-}
-
+/// The NDJSON stream, or before it starts 400 `VALIDATION_FAILED` for an `endedAfter` that is
+/// not a time (and the refusals of [`Caller`]).
 pub async fn export(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
-    Query(query): Query<ExportQuery>,
-) -> Response {
-    let principal = match authenticate(&state, peer, &headers).await {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
-    let ended_after = match query
+    Caller(principal): Caller,
+    query: Result<Query<ExportQuery>, QueryRejection>,
+) -> Result<Response, RestError> {
+    let Query(query) = query?;
+    let ended_after = query
         .ended_after
         .as_deref()
         .map(DateTime::parse_from_rfc3339)
         .transpose()
-    {
-        Ok(at) => at.map(|at| at.with_timezone(&Utc)),
-        Err(_) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                "VALIDATION_FAILED",
-                "endedAfter: must be an RFC 3339 time like 2026-01-31T00:00:00Z",
-            );
-        }
-    };
+        .map_err(|_| {
+            Error::field(
+                "endedAfter",
+                "must be an RFC 3339 time like 2026-01-31T00:00:00Z",
+            )
+        })?
+        .map(|at| at.with_timezone(&Utc));
     let services = state.services.clone();
     let workspace_id = principal.workspace_id;
     // State: the last id sent, and whether the previous batch was the last.
@@ -98,9 +77,9 @@ pub async fn export(
             }
         }
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(lines),
     )
-        .into_response()
+        .into_response())
 }

@@ -17,12 +17,16 @@ use serde_json::json;
 use uuid::Uuid;
 use waflow_jobs::Error;
 
-use crate::AppState;
+use crate::{auth::bearer, rest_error::RestError, state::AppState};
 
 pub fn routes() -> Router<AppState> {
     Router::new().route("/hooks/flows/{flow_id}", post(receive))
 }
 
+/// 202 `{"runId"}`, or: 401 `UNAUTHENTICATED` for an unknown flow or a wrong secret alike (429
+/// `RATE_LIMITED` after too many), 404 `NOT_FOUND` for an id that is not one, 400
+/// `VALIDATION_FAILED` for a body that is not JSON or a flow that is not enabled with a webhook
+/// trigger, 508 Loop Detected (code `VALIDATION_FAILED`) for a chain of runs too long.
 async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -30,27 +34,23 @@ async fn receive(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let secret = crate::app::bearer(&headers)
+) -> Result<Response, RestError> {
+    let secret = bearer(&headers)
         .or_else(|| headers.get("x-waflow-secret").and_then(|v| v.to_str().ok()))
         .or(query.get("secret").map(String::as_str))
         .unwrap_or_default();
-    let Ok(flow_id) = Uuid::parse_str(&flow_id) else {
-        return problem(StatusCode::NOT_FOUND, "NOT_FOUND", "no such flow");
-    };
+    let flow_id = Uuid::parse_str(&flow_id)
+        .map_err(|_| RestError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such flow"))?;
     let payload = if body.is_empty() {
         json!({})
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(payload) => payload,
-            Err(e) => {
-                return problem(
-                    StatusCode::BAD_REQUEST,
-                    "VALIDATION_FAILED",
-                    &format!("the body is not JSON: {e}"),
-                );
-            }
-        }
+        serde_json::from_slice(&body).map_err(|e| {
+            RestError::new(
+                StatusCode::BAD_REQUEST,
+                "VALIDATION_FAILED",
+                format!("the body is not JSON: {e}"),
+            )
+        })?
     };
     // Set by Waflow's own http_request steps: how long the chain of runs behind this call is.
     let hop = headers
@@ -64,43 +64,28 @@ async fn receive(
         .inbound_webhook(flow_id, secret, payload, hop)
         .await
     {
-        Ok(run) => (StatusCode::ACCEPTED, Json(json!({"runId": run.id}))).into_response(),
+        Ok(run) => Ok((StatusCode::ACCEPTED, Json(json!({"runId": run.id}))).into_response()),
         Err(Error::Unauthenticated) | Err(Error::NotFound(_)) => {
             // One answer for both: a caller without the secret learns nothing about the flow.
             // Counted against the caller's address like a wrong API key.
-            let refusal = state.auth.note_failure(peer.ip(), &Error::Unauthenticated);
+            let refusal = state.auth.note_failure(peer.ip(), Error::Unauthenticated);
             if refusal.status == StatusCode::TOO_MANY_REQUESTS {
-                return refusal.into_response();
+                return Err(refusal);
             }
-            problem(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "unknown flow or wrong secret",
-            )
+            Err(RestError {
+                message: "unknown flow or wrong secret".into(),
+                ..refusal
+            })
         }
         // A chain of flows calling each other: 508 Loop Detected (RFC 5842).
         Err(Error::Validation(fields)) if fields.iter().any(|f| f.field == "X-Waflow-Hop") => {
             let message = fields[0].message.clone();
-            problem(StatusCode::LOOP_DETECTED, "VALIDATION_FAILED", &message)
+            Err(RestError::new(
+                StatusCode::LOOP_DETECTED,
+                "VALIDATION_FAILED",
+                message,
+            ))
         }
-        Err(e @ Error::Validation(_)) => {
-            problem(StatusCode::CONFLICT, e.code(), &e.public_message())
-        }
-        Err(e) => {
-            tracing::error!(error = %e, %flow_id, "inbound flow webhook failed");
-            problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                e.code(),
-                &e.public_message(),
-            )
-        }
+        Err(error) => Err(error.into()),
     }
-}
-
-fn problem(status: StatusCode, code: &str, message: &str) -> Response {
-    (
-        status,
-        Json(json!({"error": {"code": code, "message": message}})),
-    )
-        .into_response()
 }

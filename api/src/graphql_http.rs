@@ -44,7 +44,7 @@ use futures::TryStreamExt;
 use serde::Deserialize;
 use waflow_jobs::api_keys::Principal;
 
-use crate::{auth::Refusal, graphql::ApiSchema};
+use crate::{graphql::ApiSchema, rest_error::RestError};
 
 /// The media types a GraphQL response can be sent in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,7 +161,7 @@ fn form_urlencoded_keys(query: &str) -> impl Iterator<Item = &str> {
 
 /// A refusal (bad key, malformed request…) in the negotiated media type: the body is a GraphQL
 /// response of errors without `data`, so it is one under either type.
-pub fn refuse(refusal: Refusal, media: Option<Media>) -> Response {
+pub fn refuse(refusal: RestError, media: Option<Media>) -> Response {
     let mut response = refusal.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -173,17 +173,12 @@ pub fn refuse(refusal: Refusal, media: Option<Media>) -> Response {
     response
 }
 
-fn refusal(status: StatusCode, code: &'static str, message: impl Into<String>) -> Refusal {
-    Refusal {
-        status,
-        code,
-        message: message.into(),
-        retry_after: None,
-    }
+fn refusal(status: StatusCode, code: &'static str, message: impl Into<String>) -> RestError {
+    RestError::new(status, code, message)
 }
 
-fn bad_request(message: impl Into<String>) -> Refusal {
-    refusal(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+fn bad_request(message: impl Into<String>) -> RestError {
+    RestError::bad_request(message)
 }
 
 /// Runs an authenticated GraphQL-over-HTTP request (GET or POST) and answers it in `media`.
@@ -282,7 +277,7 @@ struct UrlParams {
 fn json_object(
     name: &str,
     text: Option<&str>,
-) -> Result<Option<serde_json::Map<String, serde_json::Value>>, Refusal> {
+) -> Result<Option<serde_json::Map<String, serde_json::Value>>, RestError> {
     let Some(text) = text.filter(|text| !text.is_empty()) else {
         return Ok(None);
     };
@@ -293,7 +288,7 @@ fn json_object(
     }
 }
 
-fn graphql_request(params: JsonParams) -> Result<async_graphql::Request, Refusal> {
+fn graphql_request(params: JsonParams) -> Result<async_graphql::Request, RestError> {
     let query = params
         .query
         .ok_or_else(|| bad_request("the request has no `query`: the GraphQL document to run"))?;
@@ -312,7 +307,7 @@ fn graphql_request(params: JsonParams) -> Result<async_graphql::Request, Refusal
 }
 
 /// The GraphQL request of a GET's URL or a POST's body, or why there is none.
-async fn read(request: Request) -> Result<async_graphql::Request, Refusal> {
+async fn read(request: Request) -> Result<async_graphql::Request, RestError> {
     if request.method() == Method::GET || request.method() == Method::HEAD {
         let axum::extract::Query(params) =
             axum::extract::Query::<UrlParams>::try_from_uri(request.uri()).map_err(|error| {
@@ -364,7 +359,7 @@ async fn read(request: Request) -> Result<async_graphql::Request, Refusal> {
             "PAYLOAD_TOO_LARGE",
             format!(
                 "the request is larger than {} bytes",
-                crate::app::MAX_BODY_BYTES
+                crate::limits::MAX_BODY_BYTES
             ),
         )
     };

@@ -6,19 +6,15 @@
 use axum::{
     Json, Router,
     body::Body,
-    extract::{ConnectInfo, State},
-    http::{HeaderMap, StatusCode},
+    extract::State,
+    http::StatusCode,
     response::{IntoResponse, Response},
     routing::post,
 };
 use futures::TryStreamExt;
 use tower_http::limit::RequestBodyLimitLayer;
-use waflow_jobs::Error;
 
-use crate::{
-    AppState,
-    export::{authenticate, refuse},
-};
+use crate::{auth::Caller, rest_error::RestError, state::AppState};
 
 /// The largest CSV accepted: about a million rows of typical contacts.
 pub const MAX_IMPORT_BYTES: usize = 128 * 1024 * 1024;
@@ -29,37 +25,19 @@ pub fn routes() -> Router<AppState> {
         .layer(RequestBodyLimitLayer::new(MAX_IMPORT_BYTES))
 }
 
+/// The import's report (200), or 400 `VALIDATION_FAILED` for a file that cannot be imported at
+/// all (no `phone` column, too many columns), 503 when the database fails midway.
 async fn import(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
     body: Body,
-) -> Response {
-    let principal = match authenticate(&state, peer, &headers).await {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
+) -> Result<Response, RestError> {
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let reader = tokio_util::io::StreamReader::new(stream);
-    match state
+    let report = state
         .services
         .contacts()
         .import_csv(principal.workspace_id, reader)
-        .await
-    {
-        Ok(report) => (StatusCode::OK, Json(report)).into_response(),
-        Err(error @ Error::Validation(_)) => refuse(
-            StatusCode::BAD_REQUEST,
-            error.code(),
-            &error.public_message(),
-        ),
-        Err(error) => {
-            tracing::error!(%error, "contact import failed");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                error.code(),
-                &error.public_message(),
-            )
-        }
-    }
+        .await?;
+    Ok((StatusCode::OK, Json(report)).into_response())
 }

@@ -12,10 +12,14 @@ pub mod graphql;
 pub mod graphql_http;
 pub mod import;
 pub mod key_watch;
+pub mod limits;
 pub mod media;
 pub mod metrics;
+pub mod rest_error;
+pub mod state;
 pub mod webhooks;
 pub mod ws;
 
-pub use app::{AppState, router, serve_on};
+pub use app::{router, serve_on};
 pub use config::Config;
+pub use state::AppState;

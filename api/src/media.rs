@@ -10,7 +10,7 @@
 use axum::{
     Json, Router,
     body::Body,
-    extract::{ConnectInfo, Path, Query, State},
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::post,
@@ -20,40 +20,21 @@ use tower_http::limit::RequestBodyLimitLayer;
 use uuid::Uuid;
 use waflow_jobs::{Error, content::media_types::MAX_UPLOAD_BYTES, messaging::media::NewMedia};
 
-use crate::{
-    AppState,
-    export::{authenticate, refuse},
-};
+use crate::{auth::Caller, rest_error::RestError, state::AppState};
 
+/// The media's bytes, or 404 `NOT_FOUND` (an unknown or foreign message, media past Meta's 30
+/// days), 502 `PROVIDER_ERROR` when Meta fails.
 pub async fn media(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
     Path(id): Path<String>,
-) -> Response {
-    let principal = match authenticate(&state, peer, &headers).await {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
-    let Ok(message_id) = Uuid::parse_str(&id) else {
-        return refuse(StatusCode::NOT_FOUND, "NOT_FOUND", "message not found");
-    };
-    let download = match state
+) -> Result<Response, RestError> {
+    let message_id = Uuid::parse_str(&id).map_err(|_| Error::NotFound("message"))?;
+    let download = state
         .services
         .messaging()
         .media(principal.workspace_id, message_id)
-        .await
-    {
-        Ok(download) => download,
-        Err(error) => {
-            let status = match &error {
-                Error::NotFound(_) => StatusCode::NOT_FOUND,
-                Error::Provider { .. } => StatusCode::BAD_GATEWAY,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            return refuse(status, error.code(), &error.public_message());
-        }
-    };
+        .await?;
     let size = download.size;
     let mut response = (
         [(header::CONTENT_TYPE, download.content_type.clone())],
@@ -65,7 +46,7 @@ pub async fn media(
             .headers_mut()
             .insert(header::CONTENT_LENGTH, size.into());
     }
-    response
+    Ok(response)
 }
 
 /// Routes with a body limit of their own; merged after the API-wide limit.
@@ -81,22 +62,18 @@ pub struct UploadOptions {
     filename: Option<String>,
 }
 
+/// `{"id", "kind", "mimeType", "bytes"}`, or 404 `SENDER_NOT_FOUND`, 400 `VALIDATION_FAILED`
+/// (a type or size WhatsApp does not carry), 502 `PROVIDER_ERROR` when Meta refuses the file.
 async fn upload(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
-    headers: HeaderMap,
+    Caller(principal): Caller,
     Path(id): Path<String>,
-    Query(options): Query<UploadOptions>,
+    options: Result<Query<UploadOptions>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
-) -> Response {
-    let principal = match authenticate(&state, peer, &headers).await {
-        Ok(principal) => principal,
-        Err(refused) => return refused,
-    };
-    let Ok(sender_id) = Uuid::parse_str(&id) else {
-        let error = Error::SenderNotFound(id);
-        return refuse(StatusCode::NOT_FOUND, error.code(), &error.public_message());
-    };
+) -> Result<Response, RestError> {
+    let Query(options) = options?;
+    let sender_id = Uuid::parse_str(&id).map_err(|_| Error::SenderNotFound(id))?;
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     let media = NewMedia {
         content_type: header(header::CONTENT_TYPE).unwrap_or_default().to_owned(),
@@ -104,21 +81,10 @@ async fn upload(
         length: header(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
         body: body.into_data_stream().map_err(std::io::Error::other),
     };
-    match state
+    let uploaded = state
         .services
         .messaging()
         .upload_media(principal.workspace_id, sender_id, media)
-        .await
-    {
-        Ok(uploaded) => (StatusCode::OK, Json(uploaded)).into_response(),
-        Err(error) => {
-            let status = match &error {
-                Error::SenderNotFound(_) => StatusCode::NOT_FOUND,
-                Error::Validation(_) => StatusCode::BAD_REQUEST,
-                Error::Provider { .. } => StatusCode::BAD_GATEWAY,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            refuse(status, error.code(), &error.public_message())
-        }
-    }
+        .await?;
+    Ok((StatusCode::OK, Json(uploaded)).into_response())
 }

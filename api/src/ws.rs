@@ -20,7 +20,7 @@ use axum::{
 };
 use futures::{SinkExt, StreamExt};
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// How long a client may take to send `connection_init`.
 const INIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -49,8 +49,8 @@ pub async fn graphql_ws(
     upgrade
         .read_buffer_size(READ_BUFFER_SIZE)
         // A message is a GraphQL request: the same limit as an HTTP body.
-        .max_message_size(crate::app::MAX_BODY_BYTES)
-        .max_frame_size(crate::app::MAX_BODY_BYTES)
+        .max_message_size(crate::limits::MAX_BODY_BYTES)
+        .max_frame_size(crate::limits::MAX_BODY_BYTES)
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| serve(state, peer.ip(), socket, protocol))
 }
@@ -81,8 +81,12 @@ async fn serve(
     let bearer = ["authorization", "Authorization"]
         .iter()
         .find_map(|k| payload[*k].as_str())
-        .map(|v| crate::app::strip_bearer(v).unwrap_or(v).to_owned());
-    let principal = match crate::auth::authenticate(&state, peer, bearer.as_deref()).await {
+        .map(|v| crate::auth::strip_bearer(v).unwrap_or(v).to_owned());
+    let authenticated = state
+        .auth
+        .authenticate(&state.services, peer, bearer.as_deref())
+        .await;
+    let principal = match authenticated {
         Ok(principal) => principal,
         // Too many failed attempts from this address: 4429, which clients may retry later.
         Err(refusal) if refusal.status == axum::http::StatusCode::TOO_MANY_REQUESTS => {

@@ -2,7 +2,7 @@
 //! line, and a file larger than the API's usual body limit streamed in batches.
 
 use serde_json::{Value, json};
-use waflow_tests::{TestApp, error_fields};
+use waflow_tests::{TestApp, error_code, error_fields};
 
 async fn import(app: &TestApp, key: Option<&str>, csv: String) -> (u16, Value) {
     let mut request = app
@@ -72,8 +72,9 @@ async fn rows_are_upserted_and_bad_ones_reported(app: TestApp) {
         refused["errors"][0]["extensions"]["code"],
         "VALIDATION_FAILED"
     );
-    let (status, _) = import(&app, None, csv.into()).await;
+    let (status, refused) = import(&app, None, csv.into()).await;
     assert_eq!(status, 401);
+    assert_eq!(error_code(&refused), Some("UNAUTHENTICATED"), "{refused}");
     // Another workspace's import never touches these contacts.
     let other = app.other_workspace().await;
     let (_, theirs) = import(

@@ -733,7 +733,11 @@ async fn whatsapp_triggers_carry_snake_case_payloads(app: TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(answer.status(), 409);
+    // A validation error is 400 on every REST endpoint (it was 409 here alone).
+    assert_eq!(answer.status(), 400);
+    let refused: Value = answer.json().await.unwrap();
+    assert_eq!(error_code(&refused), Some("VALIDATION_FAILED"), "{refused}");
+    assert_eq!(error_fields(&refused), ["flowId"], "{refused}");
 }
 
 async fn delays_until_a_time_end_conversations_and_stop(app: TestApp) {
@@ -807,23 +811,63 @@ async fn webhook_secrets_rotate_and_error_handlers_are_checked(app: TestApp) {
     )
     .await;
     let hook = app.url(&format!("/hooks/flows/{flow}"));
-    let post = |secret: String, body: &'static str| {
+    let answer = |secret: String, body: &'static str| {
         let app = &app;
         let hook = hook.clone();
         async move {
-            app.http
+            let response = app
+                .http
                 .post(hook)
                 .header("x-waflow-secret", secret)
                 .header("content-type", "application/json")
                 .body(body)
                 .send()
                 .await
-                .unwrap()
-                .status()
-                .as_u16()
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
         }
     };
-    assert_eq!(post(secret.clone(), "{not json").await, 400);
+    let post = |secret: String, body: &'static str| {
+        let answer = &answer;
+        async move { answer(secret, body).await.0 }
+    };
+    let (status, not_json) = answer(secret.clone(), "{not json").await;
+    assert_eq!(
+        (status, error_code(&not_json)),
+        (400, Some("VALIDATION_FAILED")),
+        "{not_json}"
+    );
+    let (status, wrong) = answer("whfl_wrong".into(), "{}").await;
+    assert_eq!(
+        (status, error_code(&wrong)),
+        (401, Some("UNAUTHENTICATED")),
+        "{wrong}"
+    );
+    let malformed_id = app
+        .http
+        .post(app.url("/hooks/flows/not-an-id"))
+        .header("x-waflow-secret", &secret)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed_id.status(), 404);
+    let body: Value = malformed_id.json().await.unwrap();
+    assert_eq!(error_code(&body), Some("NOT_FOUND"), "{body}");
+    // A chain of runs calling each other's webhooks stops: 508 Loop Detected.
+    let looped = app
+        .http
+        .post(&hook)
+        .header("x-waflow-secret", &secret)
+        .header("x-waflow-hop", "5")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(looped.status(), 508);
+    let body: Value = looped.json().await.unwrap();
+    assert_eq!(error_code(&body), Some("VALIDATION_FAILED"), "{body}");
     assert_eq!(post(secret.clone(), "{}").await, 202);
     let rotated = app
         .ok(

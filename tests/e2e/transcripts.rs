@@ -8,7 +8,7 @@ use waflow_entities::{
     conversation,
     enums::{ConversationStatus, ConversationType, EndReason},
 };
-use waflow_tests::{TestApp, error_code};
+use waflow_tests::{TestApp, error_code, error_fields};
 
 use crate::migrations::workspace_id;
 
@@ -218,6 +218,8 @@ async fn the_export_streams_every_ended_conversation(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(unauthenticated.status(), 401);
+    let refused: Value = unauthenticated.json().await.unwrap();
+    assert_eq!(error_code(&refused), Some("UNAUTHENTICATED"), "{refused}");
     let other = app.other_workspace().await;
     let foreign = app
         .http
@@ -239,6 +241,9 @@ async fn the_export_streams_every_ended_conversation(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    let refused: Value = bad.json().await.unwrap();
+    assert_eq!(error_code(&refused), Some("VALIDATION_FAILED"), "{refused}");
+    assert_eq!(error_fields(&refused), ["endedAfter"], "{refused}");
 }
 
 waflow_tests::on_both_databases!(

@@ -51,7 +51,10 @@ async fn the_subscription_handshake_needs_a_verify_token(app: TestApp) {
         get("subscribe", VERIFY_TOKEN).await,
         (200, "1158201444".to_owned())
     );
-    assert_eq!(get("subscribe", "wrong").await.0, 403);
+    let (status, refused) = get("subscribe", "wrong").await;
+    assert_eq!(status, 403);
+    let refused: Value = serde_json::from_str(&refused).unwrap();
+    assert_eq!(error_code(&refused), Some("FORBIDDEN"), "{refused}");
     assert_eq!(get("unsubscribe", VERIFY_TOKEN).await.0, 403);
 }
 
@@ -71,6 +74,8 @@ async fn unsigned_or_missigned_deliveries_store_nothing(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(tampered.status(), 401, "a signature of another body");
+    let refused: Value = tampered.json().await.unwrap();
+    assert_eq!(error_code(&refused), Some("UNAUTHENTICATED"), "{refused}");
     assert_eq!(stored(&app).await, 0);
 
     let garbage = b"{not json";
@@ -86,6 +91,8 @@ async fn unsigned_or_missigned_deliveries_store_nothing(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(malformed.status(), 400);
+    let refused: Value = malformed.json().await.unwrap();
+    assert_eq!(error_code(&refused), Some("VALIDATION_FAILED"), "{refused}");
 
     let mut elsewhere = body.clone();
     elsewhere["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] =
