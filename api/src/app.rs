@@ -23,7 +23,12 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         .route("/api/messages/{id}/media", get(crate::media::media))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::metrics::render))
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move {
+                crate::metrics::render(&state.services).await
+            }),
+        )
         .merge(crate::webhooks::routes())
         .merge(crate::flow_hooks::routes())
         .layer(RequestBodyLimitLayer::new(MAX_BODY_BYTES))

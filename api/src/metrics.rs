@@ -14,15 +14,13 @@ use async_graphql::{
     futures_util::{StreamExt, stream::BoxStream},
 };
 use axum::{
-    extract::{MatchedPath, Request, State},
+    extract::{MatchedPath, Request},
     http::header,
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use waflow_jobs::Services;
-
-use crate::state::AppState;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -42,9 +40,9 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// `GET /metrics` in Prometheus' text format.
-pub async fn render(State(state): State<AppState>) -> Response {
-    record_queue_backlog(&state.services).await;
+/// `GET /metrics` in Prometheus' text format, with the queues' backlog read from `services`.
+pub async fn render(services: &Services) -> Response {
+    record_queue_backlog(services).await;
     let handle = handle();
     handle.run_upkeep();
     (

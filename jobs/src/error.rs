@@ -148,6 +148,15 @@ impl Error {
         }
     }
 
+    /// A provider (Meta, a model) refused or failed: `code` is the provider's own error code
+    /// when it gave one, `message` what a user may read (never a credential or a URL with one).
+    pub fn provider(code: Option<String>, message: impl Into<String>) -> Self {
+        Error::Provider {
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Validation(vec![FieldError::new(field, message)])
     }

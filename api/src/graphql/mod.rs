@@ -10,6 +10,7 @@ mod dry_runs;
 mod flows;
 mod guards;
 mod messages;
+pub mod request_phases;
 mod rich_messages;
 mod senders;
 mod subscriptions;
@@ -79,7 +80,7 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     .limit_complexity(MAX_COMPLEXITY)
     .extension(guards::ExpansionLimit)
     .extension(guards::ErrorCodes)
-    .extension(crate::graphql_http::RequestPhases)
+    .extension(request_phases::RequestPhases)
     .extension(crate::metrics::ActiveSubscriptions)
 }
 

@@ -31,13 +31,6 @@ pub struct ChatClient<'a> {
     timeout: Duration,
 }
 
-fn provider_error(code: Option<String>, message: impl Into<String>) -> Error {
-    Error::Provider {
-        code,
-        message: message.into(),
-    }
-}
-
 /// The largest model answer read: far beyond any chat completion, far below a flood from a
 /// base URL that answers without end.
 const MAX_ANSWER: usize = 4 << 20;
@@ -103,7 +96,7 @@ impl<'a> ChatClient<'a> {
             Ok(request) => request,
             Err(refused) => {
                 let message = format!("cannot reach the model API: {refused}");
-                return Outcome::Done(Err(provider_error(None, message)));
+                return Outcome::Done(Err(Error::provider(None, message)));
             }
         };
         let mut request = request.timeout(self.timeout).json(body);
@@ -117,7 +110,7 @@ impl<'a> ChatClient<'a> {
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) if e.is_timeout() => {
-                return Outcome::Done(Err(provider_error(
+                return Outcome::Done(Err(Error::provider(
                     None,
                     format!(
                         "the model did not answer within {} s",
@@ -127,7 +120,7 @@ impl<'a> ChatClient<'a> {
             }
             Err(e) => {
                 return Outcome::Retry {
-                    error: provider_error(
+                    error: Error::provider(
                         None,
                         format!(
                             "cannot reach the model API: {}",
@@ -143,7 +136,7 @@ impl<'a> ChatClient<'a> {
         let text = match crate::egress::read_capped(response, MAX_ANSWER).await {
             Ok((bytes, _)) => String::from_utf8_lossy(&bytes).into_owned(),
             Err(e) if e.is_timeout() => {
-                return Outcome::Done(Err(provider_error(
+                return Outcome::Done(Err(Error::provider(
                     Some(status.as_u16().to_string()),
                     format!(
                         "the model did not answer within {} s",
@@ -152,7 +145,7 @@ impl<'a> ChatClient<'a> {
                 )));
             }
             Err(e) => {
-                return Outcome::Done(Err(provider_error(
+                return Outcome::Done(Err(Error::provider(
                     Some(status.as_u16().to_string()),
                     format!("the model's answer could not be read: {}", e.without_url()),
                 )));
@@ -161,7 +154,7 @@ impl<'a> ChatClient<'a> {
         if status.is_success() {
             return Outcome::Done(content_of(&text));
         }
-        let error = provider_error(
+        let error = Error::provider(
             Some(status.as_u16().to_string()),
             format!("the model API answered {status}: {}", excerpt(&text)),
         );
@@ -184,7 +177,7 @@ enum Outcome {
 /// The first choice's text.
 fn content_of(body: &str) -> Result<String> {
     let parsed: Value = serde_json::from_str(body).map_err(|_| {
-        provider_error(
+        Error::provider(
             None,
             format!(
                 "the model API answered with invalid JSON: {}",
@@ -196,7 +189,7 @@ fn content_of(body: &str) -> Result<String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| {
-            provider_error(
+            Error::provider(
                 None,
                 format!(
                     "the model's answer has no message content: {}",

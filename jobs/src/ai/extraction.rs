@@ -190,10 +190,10 @@ pub async fn evaluate(
             Err(why) => problem = why,
         }
     }
-    Err(Error::Provider {
-        code: None,
-        message: format!("the model's evaluation is not valid JSON for the fields: {problem}"),
-    })
+    Err(Error::provider(
+        None,
+        format!("the model's evaluation is not valid JSON for the fields: {problem}"),
+    ))
 }
 
 #[cfg(test)]

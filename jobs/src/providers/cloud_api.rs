@@ -335,10 +335,7 @@ impl<'a> CloudApi<'a> {
             .next()
             .map(|m| m.id)
             .ok_or_else(|| Refusal {
-                error: Error::Provider {
-                    code: None,
-                    message: "Meta accepted the message but returned no id".into(),
-                },
+                error: Error::provider(None, "Meta accepted the message but returned no id"),
                 code: None,
                 message: "no message id in Meta's answer".into(),
             })?;
@@ -472,10 +469,7 @@ impl<'a> CloudApi<'a> {
 /// answer made no sense.
 fn refusal(message: String) -> Refusal {
     Refusal {
-        error: Error::Provider {
-            code: None,
-            message: message.clone(),
-        },
+        error: Error::provider(None, message.clone()),
         code: None,
         message,
     }

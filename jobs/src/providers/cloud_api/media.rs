@@ -55,12 +55,12 @@ impl CloudApi<'_> {
         let url = format!("{}/{}", self.base_url, urlencode(media_id));
         let found: MediaUrl = self.call(Method::GET, url, None).await.map_err(gone_or)?;
         if let Some(size) = found.file_size.filter(|s| *s > MAX_MEDIA_BYTES) {
-            return Err(provider(format!(
+            return Err(Error::provider(None, format!(
                 "the media is {size} bytes, above the {MAX_MEDIA_BYTES} Waflow streams"
             )));
         }
         if !self.token_may_go_to(&found.url) {
-            return Err(provider(
+            return Err(Error::provider(None, 
                 "Meta named a media URL on a host the sender's access token is not for".into(),
             ));
         }
@@ -70,7 +70,7 @@ impl CloudApi<'_> {
             .timeout(TRANSFER_TIMEOUT)
             .send()
             .await
-            .map_err(|e| provider(format!("cannot download the media: {}", super::describe(e))))?;
+            .map_err(|e| Error::provider(None, format!("cannot download the media: {}", super::describe(e))))?;
         match response.status().as_u16() {
             200..=299 => Ok(MediaDownload {
                 content_type: found.mime_type,
@@ -78,7 +78,7 @@ impl CloudApi<'_> {
                 response,
             }),
             404 => Err(gone()),
-            status => Err(provider(format!("HTTP {status} downloading the media"))),
+            status => Err(Error::provider(None, format!("HTTP {status} downloading the media"))),
         }
     }
 
@@ -126,7 +126,7 @@ impl CloudApi<'_> {
         let file = reqwest::multipart::Part::stream_with_length(upload.body, upload.length)
             .file_name(upload.filename)
             .mime_str(&upload.mime_type)
-            .map_err(|e| provider(format!("the MIME type is not valid: {e}")))?;
+            .map_err(|e| Error::provider(None, format!("the MIME type is not valid: {e}")))?;
         let form = reqwest::multipart::Form::new()
             .text("messaging_product", "whatsapp")
             .text("type", upload.mime_type)
@@ -139,13 +139,6 @@ impl CloudApi<'_> {
             .multipart(form);
         let uploaded: UploadedMedia = self.answer(request).await.map_err(|r| r.error)?;
         Ok(uploaded.id)
-    }
-}
-
-fn provider(message: String) -> Error {
-    Error::Provider {
-        code: None,
-        message,
     }
 }
 
