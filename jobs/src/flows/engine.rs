@@ -7,7 +7,7 @@
 use std::{sync::Arc, time::Duration};
 
 use chrono::Utc;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{
@@ -19,6 +19,7 @@ use super::{
     FlowJob,
     definition::{self, Definition, Leaf, Step},
     interpreter::{self, Effects},
+    lease::Lease,
     runs,
     state::{RunState, StepIndex, Wake, WakeReason},
     steps::{Deadline, Outcome, Park, StepContext, StepError},
@@ -94,67 +95,6 @@ pub async fn execute(services: &Services, run_id: Uuid, resume: Resume) -> Resul
     let released = lease.release(services).await;
     outcome?;
     released
-}
-
-/// A job's hold on a run: the row's `locked_by` names this job until `locked_until`. Renewal,
-/// release and every save check the name, so a worker that stalled past its lease and lost the
-/// run to another can no longer write to it.
-pub(crate) struct Lease {
-    run_id: Uuid,
-    pub(crate) holder: Uuid,
-}
-
-impl Lease {
-    async fn take(services: &Services, run_id: Uuid) -> Result<Option<Lease>> {
-        let now = Utc::now();
-        let holder = Uuid::now_v7();
-        let taken = flow_run::Entity::update_many()
-            .col_expr(
-                flow_run::Column::LockedUntil,
-                Expr::value(now + services.runs.lease),
-            )
-            .col_expr(flow_run::Column::LockedBy, Expr::value(holder))
-            .filter(flow_run::Column::Id.eq(run_id))
-            .filter(
-                Condition::any()
-                    .add(flow_run::Column::LockedUntil.is_null())
-                    .add(flow_run::Column::LockedUntil.lt(now)),
-            )
-            .exec(&services.db)
-            .await?
-            .rows_affected;
-        Ok((taken == 1).then_some(Lease { run_id, holder }))
-    }
-
-    async fn extend(&self, services: &Services) -> Result<()> {
-        flow_run::Entity::update_many()
-            .col_expr(
-                flow_run::Column::LockedUntil,
-                Expr::value(Utc::now() + services.runs.lease),
-            )
-            .filter(flow_run::Column::Id.eq(self.run_id))
-            .filter(flow_run::Column::LockedBy.eq(self.holder))
-            .exec(&services.db)
-            .await?;
-        Ok(())
-    }
-
-    async fn release(&self, services: &Services) -> Result<()> {
-        flow_run::Entity::update_many()
-            .col_expr(
-                flow_run::Column::LockedUntil,
-                Expr::value(Option::<chrono::DateTime<Utc>>::None),
-            )
-            .col_expr(
-                flow_run::Column::LockedBy,
-                Expr::value(Option::<Uuid>::None),
-            )
-            .filter(flow_run::Column::Id.eq(self.run_id))
-            .filter(flow_run::Column::LockedBy.eq(self.holder))
-            .exec(&services.db)
-            .await?;
-        Ok(())
-    }
 }
 
 async fn run_locked(services: &Services, lease: &Lease, resume: Resume) -> Result<()> {

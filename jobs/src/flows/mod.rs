@@ -6,6 +6,7 @@ pub mod definition;
 pub mod dry_run;
 pub mod engine;
 mod interpreter;
+mod lease;
 pub mod limits;
 pub mod reconcile;
 pub mod retention;

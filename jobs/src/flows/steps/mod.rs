@@ -1,10 +1,10 @@
 //! The step types that do one thing (a send, a request, a wait…), one module each, behind one
-//! trait, [`StepType`]: a step's checks, what it does in a run, and what a dry run answers
+//! trait, `StepType`: a step's checks, what it does in a run, and what a dry run answers
 //! instead sit side by side in its module. Branches and loops are not here: they hold steps,
 //! and the interpreter (`flows::interpreter`) walks them.
 //!
 //! Adding a step type: a module with its struct and `StepType` impl, a variant of
-//! [`Leaf`], and an arm in [`dispatch!`].
+//! `Leaf`, and an arm in `dispatch!`.
 
 mod ai_reply;
 mod delay;
