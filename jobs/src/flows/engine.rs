@@ -411,6 +411,7 @@ impl Effects for Executor<'_> {
 
     /// A step with side effects is recorded as started first: a job re-run after a crash finds
     /// the record (and a send its message) by the key of the run, step, iteration and attempt.
+    /// A step that waits is recorded when it parks (its wait counts from there).
     async fn perform(
         &mut self,
         step: &Step,
@@ -420,7 +421,7 @@ impl Effects for Executor<'_> {
         input: &Value,
     ) -> Result<Result<Outcome, StepError>> {
         let key = self.step_key(&step.id);
-        if leaf.has_side_effects() {
+        if leaf.has_side_effects() && !leaf.waits() {
             self.current = Some(self.start_record(step, &key, Some(input)).await?);
         }
         let cx = StepContext {

@@ -21,6 +21,7 @@ pub struct Delay {
 impl StepType for Delay {
     const TYPE: &'static str = "delay";
     const SIDE_EFFECTS: bool = false;
+    const WAITS: bool = true;
 
     fn validate(&self, path: &str, checks: &mut Checks<'_>) {
         match (&self.seconds, &self.until) {

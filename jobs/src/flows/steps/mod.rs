@@ -50,6 +50,9 @@ pub(crate) trait StepType {
     /// conversation's end) or waits on it: what a dry run skips, and what a caller's
     /// `stepOutputs` may stand in for.
     const SIDE_EFFECTS: bool = true;
+    /// Whether the run may wait at it (`Outcome::Park`); a run records such a step when it
+    /// parks, where it records other steps with side effects before performing them.
+    const WAITS: bool = false;
 
     /// Adds the step's problems, the templates it holds and what it names (senders, templates,
     /// assistants) to `checks`; `path` is the step's place, like `steps[2]`.
@@ -90,6 +93,10 @@ fn has_side_effects<S: StepType>(_: &S) -> bool {
     S::SIDE_EFFECTS
 }
 
+fn waits<S: StepType>(_: &S) -> bool {
+    S::WAITS
+}
+
 impl Leaf {
     /// The `type` written in the definition.
     pub fn kind(&self) -> &'static str {
@@ -100,6 +107,11 @@ impl Leaf {
     /// conversation's end) or waits on it: what a dry run skips.
     pub fn has_side_effects(&self) -> bool {
         dispatch!(self, step => has_side_effects(step))
+    }
+
+    /// Whether a run may wait at the step (a delay, a wait for a reply).
+    pub fn waits(&self) -> bool {
+        dispatch!(self, step => waits(step))
     }
 
     pub(crate) fn validate(&self, path: &str, checks: &mut Checks<'_>) {

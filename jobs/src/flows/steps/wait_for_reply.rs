@@ -25,6 +25,7 @@ pub struct WaitForReply {
 
 impl StepType for WaitForReply {
     const TYPE: &'static str = "wait_for_reply";
+    const WAITS: bool = true;
 
     fn validate(&self, path: &str, checks: &mut Checks<'_>) {
         checks.problems.check(
