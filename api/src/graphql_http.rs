@@ -20,19 +20,15 @@
 //! execution began. It also refuses missing required variables before execution, which
 //! async-graphql would otherwise only notice in the resolver that reads them.
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
 };
 
 use async_graphql::{
-    ServerError, ServerResult, Variables,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery},
+    Variables,
     http::MultipartOptions,
-    parser::types::{DocumentOperations, ExecutableDocument, OperationType},
+    parser::types::{DocumentOperations, OperationType},
 };
 use axum::{
     body::Body,
@@ -444,7 +440,6 @@ fn is_mutation(query: &str, operation_name: Option<&str>) -> bool {
     };
     operation.is_some_and(|operation| operation.node.ty == OperationType::Mutation)
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -2,16 +2,14 @@
 //! the engine walks. Parsing reports every structural problem at once, each at its path
 //! (`steps[2].branches[0].steps[1]`); `validate` adds the checks that need the database.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::{
-    content::template_parameters::{ButtonParameter, HeaderParameter},
-    validation::Problems,
-};
+use super::steps;
+use crate::validation::Problems;
 
 /// The default retry: wait a minute, retry once (two attempts in all).
 pub const DEFAULT_RETRY: Retry = Retry {
@@ -153,124 +151,23 @@ pub struct Branch {
     pub steps: Vec<Step>,
 }
 
-/// Template values are either `{{1}}`..`{{n}}` in order or named.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum TemplateVariables {
-    Positional(Vec<String>),
-    Named(BTreeMap<String, String>),
-}
+pub use super::steps::TemplateVariables;
 
-impl Default for TemplateVariables {
-    fn default() -> Self {
-        TemplateVariables::Positional(Vec::new())
-    }
-}
-
-/// The steps that do one thing. String fields are templates over the run's context.
+/// The steps that do one thing, one type each (`flows::steps`). String fields are templates
+/// over the run's context.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(
-    tag = "type",
-    rename_all = "snake_case",
-    rename_all_fields = "camelCase",
-    deny_unknown_fields
-)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Leaf {
-    SendTemplate {
-        sender_id: Uuid,
-        template: String,
-        language: String,
-        to: String,
-        #[serde(default)]
-        variables: TemplateVariables,
-        recipient_name: Option<String>,
-        /// The header's parameter (`{"image": {"link": "{{trigger.photo}}"}}`), see
-        /// `content::template_parameters`.
-        header: Option<HeaderParameter>,
-        /// The buttons' parameters (`[{"index": 0, "text": "{{trigger.order_id}}"}]`).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        buttons: Vec<ButtonParameter>,
-    },
-    SendText {
-        sender_id: Uuid,
-        to: String,
-        text: String,
-    },
-    /// Media, a location, reply buttons, a list or a reaction (`content::rich_content`), written as
-    /// `sendMessage`'s `content` (`{"image": {"link": "…"}}`); every string a template.
-    SendMessage {
-        sender_id: Uuid,
-        to: String,
-        content: Value,
-        /// The message answered (a Waflow message id, like `{{ trigger.message_id }}`).
-        reply_to: Option<String>,
-    },
-    GenerateAiReply {
-        assistant_id: Uuid,
-        customer_identifier: String,
-        message: String,
-        #[serde(default)]
-        variables: Map<String, Value>,
-    },
-    Delay {
-        seconds: Option<u64>,
-        /// A template rendering an RFC 3339 time.
-        until: Option<String>,
-    },
-    HttpRequest {
-        #[serde(default = "get")]
-        method: String,
-        url: String,
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-        body: Option<Value>,
-        timeout_seconds: Option<u64>,
-    },
-    SetVariables {
-        values: Map<String, Value>,
-    },
-    WaitForReply {
-        timeout_seconds: u64,
-        /// Defaults to the trigger's sender.
-        sender_id: Option<Uuid>,
-        /// A template; defaults to the trigger's customer phone.
-        phone: Option<String>,
-    },
-    EndConversation {
-        /// A template; defaults to the trigger's conversation.
-        conversation_id: Option<String>,
-    },
-    Stop {},
-}
-
-fn get() -> String {
-    "GET".into()
-}
-
-impl Leaf {
-    /// The `type` written in the definition.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Leaf::SendTemplate { .. } => "send_template",
-            Leaf::SendText { .. } => "send_text",
-            Leaf::SendMessage { .. } => "send_message",
-            Leaf::GenerateAiReply { .. } => "generate_ai_reply",
-            Leaf::Delay { .. } => "delay",
-            Leaf::HttpRequest { .. } => "http_request",
-            Leaf::SetVariables { .. } => "set_variables",
-            Leaf::WaitForReply { .. } => "wait_for_reply",
-            Leaf::EndConversation { .. } => "end_conversation",
-            Leaf::Stop {} => "stop",
-        }
-    }
-    /// Whether running the step acts on the world (a message, a model call, a request, a
-    /// conversation's end) or waits on it: what a dry run skips.
-    pub fn has_side_effects(&self) -> bool {
-        !matches!(
-            self,
-            Leaf::SetVariables { .. } | Leaf::Stop {} | Leaf::Delay { .. }
-        )
-    }
+    SendTemplate(steps::SendTemplate),
+    SendText(steps::SendText),
+    SendMessage(steps::SendMessage),
+    GenerateAiReply(steps::GenerateAiReply),
+    Delay(steps::Delay),
+    HttpRequest(steps::HttpRequest),
+    SetVariables(steps::SetVariables),
+    WaitForReply(steps::WaitForReply),
+    EndConversation(steps::EndConversation),
+    Stop(steps::Stop),
 }
 
 impl Action {
@@ -570,5 +467,61 @@ mod never_panics {
         fn parsing_any_definition(value in crate::test_support::json()) {
             let _ = super::parse(&value);
         }
+    }
+}
+
+#[cfg(test)]
+mod leaf_shape {
+    use serde_json::json;
+
+    use super::{Action, Leaf, parse};
+
+    fn leaf(step: serde_json::Value) -> Leaf {
+        let definition = parse(&json!({"trigger": {"type": "manual"}, "steps": [step]}))
+            .unwrap_or_else(|p| panic!("{:?}", p.into_result().err()));
+        match definition.steps[0].action.clone() {
+            Action::Leaf(leaf) => leaf,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// A step's input, as runs record it, is the step as written: its type first, then its
+    /// fields in camelCase, defaults filled in.
+    #[test]
+    fn a_leaf_serializes_as_it_is_written() {
+        let sender = "0193a9e4-0000-7000-8000-000000000001";
+        let cases = [
+            (
+                json!({"id": "a", "type": "send_text", "senderId": sender, "to": "+1", "text": "hi"}),
+                json!({"type": "send_text", "senderId": sender, "to": "+1", "text": "hi"}),
+            ),
+            (
+                json!({"id": "a", "type": "send_template", "senderId": sender, "template": "t",
+                    "language": "en", "to": "+1"}),
+                json!({"type": "send_template", "senderId": sender, "template": "t",
+                    "language": "en", "to": "+1", "variables": [], "recipientName": null,
+                    "header": null}),
+            ),
+            (
+                json!({"id": "a", "type": "http_request", "url": "https://x.test"}),
+                json!({"type": "http_request", "method": "GET", "url": "https://x.test",
+                    "headers": {}, "body": null, "timeoutSeconds": null}),
+            ),
+            (json!({"id": "a", "type": "stop"}), json!({"type": "stop"})),
+        ];
+        for (written, recorded) in cases {
+            let leaf = leaf(written);
+            assert_eq!(serde_json::to_value(&leaf).unwrap(), recorded);
+            assert_eq!(leaf.kind(), recorded["type"]);
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_of_a_step_is_named() {
+        let problems = parse(&json!({"trigger": {"type": "manual"},
+            "steps": [{"id": "a", "type": "stop", "at": 1}]}))
+        .unwrap_err();
+        let message = format!("{:?}", problems.into_result().unwrap_err());
+        assert!(message.contains("unknown field `at`"), "{message}");
     }
 }

@@ -4,16 +4,24 @@
 //! side effect answers a placeholder of its real output's shape (a send's `message_id`, an HTTP
 //! request's `status` and `body`), or the output the caller gave for that step, so the steps
 //! after it can be traced.
+//!
+//! The walk is the engine's (`interpreter`); this module is its effects for a dry run: each
+//! step's `simulate`, a trace instead of step records, no retries, nothing saved.
 
-use serde_json::{Value, json};
-
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    definition::{Action, Definition, Leaf, Step},
+    definition::{Definition, Leaf, Step},
+    interpreter::{self, Effects},
     state::RunState,
+    steps::{Outcome, Park, Simulation, StepError},
 };
-use crate::{Services, sandbox::Templates};
+use crate::{
+    Services,
+    error::Result,
+    sandbox::{TemplateError, Templates},
+};
 
 /// One step as the dry run saw it.
 #[derive(Debug, Clone)]
@@ -47,22 +55,15 @@ pub struct DryRunOptions {
     pub step_outputs: serde_json::Map<String, Value>,
 }
 
-/// What ends a walk early.
-enum Halt {
-    Stop,
-    Failed(String),
-}
-
-struct Walker<'a> {
+/// A dry run's effects: the trace so far, and the first error that ended the walk.
+struct Tracer<'a> {
     services: &'a Services,
     workspace_id: Uuid,
     options: DryRunOptions,
     trigger: Value,
     state: RunState,
-    loops: Vec<usize>,
-    /// `loop` as templates see it inside the innermost loop.
-    current_loop: Option<Value>,
     steps: Vec<TracedStep>,
+    error: Option<String>,
 }
 
 /// Walks `definition` with `payload` as its trigger.
@@ -73,248 +74,118 @@ pub async fn dry_run(
     payload: Value,
     options: DryRunOptions,
 ) -> Trace {
-    let mut walker = Walker {
+    let mut tracer = Tracer {
         services,
         workspace_id,
         options,
         trigger: payload,
         state: RunState::new(),
-        loops: Vec::new(),
-        current_loop: None,
         steps: Vec::new(),
+        error: None,
     };
-    let outcome = walker.walk(&definition.steps, "steps").await;
-    let error = match outcome {
-        Ok(()) | Err(Halt::Stop) => None,
-        Err(Halt::Failed(error)) => Some(error),
-    };
+    if let Err(error) = interpreter::advance(&mut tracer, definition).await {
+        // Nothing a dry run does reaches the database; should it come to fail, the trace
+        // says so rather than pass.
+        tracing::error!(%error, "a dry run failed inside Waflow");
+        tracer.error.get_or_insert_with(|| error.to_string());
+    }
     Trace {
-        succeeded: error.is_none(),
-        error,
-        steps: walker.steps,
+        succeeded: tracer.error.is_none(),
+        error: tracer.error,
+        steps: tracer.steps,
     }
 }
 
-impl<'a> Walker<'a> {
-    fn templates(&self) -> Templates<'a> {
+impl Effects for Tracer<'_> {
+    fn state(&self) -> &RunState {
+        &self.state
+    }
+
+    fn state_mut(&mut self) -> &mut RunState {
+        &mut self.state
+    }
+
+    fn templates(&self) -> Templates<'_> {
         self.services.sandbox.for_workspace(self.workspace_id)
     }
 
-    fn trace(
+    fn context(&self) -> Value {
+        self.state.context(&self.trigger, Uuid::nil(), Uuid::nil())
+    }
+
+    /// A step that cannot be rendered whole fails; a side effect answers the caller's output
+    /// for the step if given, else the step's simulation.
+    async fn perform(
         &mut self,
         step: &Step,
-        path: &str,
-        input: Option<Value>,
-        result: Result<Value, String>,
-    ) -> Result<(), Halt> {
-        let also_vars = matches!(step.action, Action::Leaf(Leaf::SetVariables { .. }));
-        let result = result.and_then(|output| {
-            super::limits::step_output(&output, &self.state, also_vars).map(|()| output)
-        });
-        let (succeeded, output, error) = match result {
-            Ok(output) => (true, Some(output), None),
-            Err(error) => (false, None, Some(error)),
+        leaf: &Leaf,
+        _context: &Value,
+        rendered: &Result<Value, TemplateError>,
+        _input: &Value,
+    ) -> Result<Result<Outcome, StepError>> {
+        let input = match rendered {
+            Ok(input) => input,
+            Err(e) => return Ok(Err(StepError::permanent(e.to_string()))),
+        };
+        if leaf.has_side_effects()
+            && let Some(given) = self.options.step_outputs.get(&step.id)
+        {
+            return Ok(Ok(Outcome::Output(given.clone())));
+        }
+        let simulation = Simulation {
+            services: self.services,
+            step_id: &step.id,
+            input,
+            allow_http: self.options.allow_http,
+            hop: self.state.hop,
+        };
+        Ok(leaf.simulate(&simulation).await)
+    }
+
+    async fn finish(
+        &mut self,
+        step: &Step,
+        input: Option<&Value>,
+        result: Result<&Value, &StepError>,
+    ) -> Result<()> {
+        let (output, error) = match result {
+            Ok(output) => (Some(output.clone()), None),
+            Err(error) => (None, Some(error.message.clone())),
         };
         self.steps.push(TracedStep {
             step_id: step.id.clone(),
             step_type: step.action.kind(),
-            path: path.to_owned(),
-            iteration: self
-                .loops
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join("."),
-            succeeded,
-            input,
-            output: output.clone(),
-            error: error.clone(),
+            path: self.state.path(),
+            iteration: self.state.iteration(),
+            succeeded: error.is_none(),
+            input: input.cloned(),
+            output,
+            error,
         });
-        match (output, error) {
-            (Some(output), _) => {
-                self.state.steps.insert(step.id.clone(), output);
-                Ok(())
-            }
-            (None, Some(error)) if step.on_error == super::definition::OnError::Continue => {
-                self.state
-                    .steps
-                    .insert(step.id.clone(), json!({"error": error}));
-                Ok(())
-            }
-            (_, error) => Err(Halt::Failed(format!(
-                "{path} ({}): {}",
-                step.id,
-                error.unwrap_or_default()
-            ))),
-        }
+        Ok(())
     }
 
-    fn walk<'s>(
-        &'s mut self,
-        steps: &'s [Step],
-        path: &'s str,
-    ) -> futures::future::BoxFuture<'s, Result<(), Halt>> {
-        Box::pin(async move {
-            for (i, step) in steps.iter().enumerate() {
-                let at = format!("{path}[{i}]");
-                self.step(step, &at).await?;
-            }
-            Ok(())
-        })
+    /// Steps that wait answer a placeholder in `simulate`: nothing parks.
+    async fn park(&mut self, step: &Step, _: Option<&Value>, _: Park) -> Result<()> {
+        let error = format!("{} ({}): a dry run cannot wait", self.state.path(), step.id);
+        self.error.get_or_insert(error);
+        Ok(())
     }
 
-    async fn step(&mut self, step: &Step, at: &str) -> Result<(), Halt> {
-        let context = self.loop_context();
-        match &step.action {
-            Action::Branch {
-                branches,
-                otherwise,
-            } => {
-                let mut chosen = None;
-                for (i, branch) in branches.iter().enumerate() {
-                    match self.templates().is_true(&branch.when, &context).await {
-                        Ok(true) => {
-                            chosen = Some(i);
-                            break;
-                        }
-                        Ok(false) => {}
-                        Err(e) => {
-                            return self.trace(
-                                step,
-                                at,
-                                None,
-                                Err(format!("branches[{i}].when: {e}")),
-                            );
-                        }
-                    }
-                }
-                let output = json!({"branch": chosen.map_or(json!("else"), |i| json!(i))});
-                self.trace(step, at, None, Ok(output))?;
-                match chosen {
-                    Some(i) => {
-                        self.walk(&branches[i].steps, &format!("{at}.branches[{i}].steps"))
-                            .await
-                    }
-                    None => self.walk(otherwise, &format!("{at}.else")).await,
-                }
-            }
-            Action::Loop { items, steps } => {
-                let list = match self.templates().eval(items, &context).await {
-                    Ok(Value::Array(list)) => list,
-                    Ok(other) => {
-                        return self.trace(
-                            step,
-                            at,
-                            None,
-                            Err(format!("items: {items:?} gives {other}, not a list")),
-                        );
-                    }
-                    Err(e) => return self.trace(step, at, None, Err(format!("items: {e}"))),
-                };
-                if let Err(e) = super::limits::loop_items(&list, &self.state) {
-                    return self.trace(step, at, None, Err(e));
-                }
-                self.trace(step, at, None, Ok(json!({"count": list.len()})))?;
-                let outer = self.current_loop.take();
-                let mut walked = Ok(());
-                for (index, item) in list.iter().enumerate() {
-                    self.loops.push(index);
-                    self.current_loop =
-                        Some(json!({"item": item, "index": index, "first": index == 0,
-                        "last": index + 1 == list.len(), "length": list.len()}));
-                    walked = self.walk(steps, &format!("{at}.steps")).await;
-                    self.loops.pop();
-                    if walked.is_err() {
-                        break;
-                    }
-                }
-                self.current_loop = outer;
-                walked
-            }
-            Action::Leaf(leaf) => {
-                let raw = serde_json::to_value(leaf).unwrap_or(Value::Null);
-                let input = match self.templates().render_value(&raw, &context).await {
-                    Ok(input) => input,
-                    Err(e) => return self.trace(step, at, Some(raw), Err(e.to_string())),
-                };
-                let result = match self.options.step_outputs.get(&step.id) {
-                    Some(given) if leaf.has_side_effects() => Ok(given.clone()),
-                    _ => self.leaf(&step.id, leaf, &input).await,
-                };
-                let stop = matches!(leaf, Leaf::Stop {});
-                self.trace(step, at, Some(input), result)?;
-                if stop { Err(Halt::Stop) } else { Ok(()) }
-            }
-        }
+    async fn retry(&mut self, _: &Step, _: &StepError) -> Result<bool> {
+        Ok(false)
     }
 
-    /// The context, with the innermost loop's item when inside a loop.
-    fn loop_context(&self) -> Value {
-        let mut context = self
-            .state
-            .context(&self.trigger, uuid::Uuid::nil(), uuid::Uuid::nil());
-        if let Some(current) = &self.current_loop {
-            context["loop"] = current.clone();
-        }
-        context
+    async fn checkpoint(&mut self) -> Result<bool> {
+        Ok(true)
     }
 
-    /// What the step would do, without doing it: a placeholder of the real output's shape
-    /// (`flows::actions`), marked `dry_run`.
-    async fn leaf(&mut self, step_id: &str, leaf: &Leaf, input: &Value) -> Result<Value, String> {
-        Ok(match leaf {
-            Leaf::SendTemplate { .. } | Leaf::SendText { .. } | Leaf::SendMessage { .. } => {
-                json!({"dry_run": true, "sent": false, "message_id": format!("dry-run-{step_id}"),
-                    "conversation_id": null, "status": "QUEUED", "body": input.get("text"),
-                    "provider_message_id": null, "message": input})
-            }
-            Leaf::GenerateAiReply { .. } => {
-                json!({"dry_run": true, "reply": "(the assistant's reply)", "conversation_id": null,
-                    "message_id": null, "ai_disabled": false, "request": input})
-            }
-            Leaf::EndConversation { .. } => {
-                json!({"dry_run": true, "conversation_id": input["conversationId"], "already_ended": false})
-            }
-            Leaf::Delay { .. } => json!({"dry_run": true, "skipped": true}),
-            Leaf::WaitForReply { .. } => {
-                json!({"dry_run": true, "skipped": true, "timed_out": false, "message": null})
-            }
-            Leaf::Stop {} => json!({"stopped": true}),
-            // Rendered with the step's input.
-            Leaf::SetVariables { .. } => {
-                let rendered = input["values"].clone();
-                if let Value::Object(map) = &rendered {
-                    self.state.vars.extend(map.clone());
-                }
-                rendered
-            }
-            Leaf::HttpRequest { method, .. } => {
-                if self.options.allow_http && method.eq_ignore_ascii_case("GET") {
-                    let url = input["url"].as_str().unwrap_or_default();
-                    let headers: Vec<(String, String)> = input["headers"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                        .collect();
-                    let call = super::actions::Call {
-                        method: "GET",
-                        url,
-                        headers: &headers,
-                        body: None,
-                        timeout: std::time::Duration::from_secs(10),
-                        hop: self.state.hop,
-                    };
-                    super::actions::exchange(self.services, call)
-                        .await
-                        .map_err(|e| e.message)?
-                } else {
-                    // The answer's shape with an empty body: give `stepOutputs` (or allowHttp
-                    // for a GET) to trace steps that read the body.
-                    json!({"dry_run": true, "performed": false, "status": 200, "headers": {},
-                        "body": {}, "truncated": false, "request": input})
-                }
-            }
-        })
+    async fn succeed(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn fail(&mut self, step: &Step, error: String) -> Result<()> {
+        self.error = Some(format!("{} ({}): {error}", self.state.path(), step.id));
+        Ok(())
     }
 }

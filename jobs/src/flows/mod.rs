@@ -2,16 +2,18 @@
 //! immutable versions, and run durably as jobs on their own queue. This module is the service
 //! the API calls; `engine` runs runs, `triggers` starts them from events.
 
-pub mod actions;
 pub mod definition;
 pub mod dry_run;
 pub mod engine;
+mod interpreter;
+mod lease;
 pub mod limits;
 pub mod reconcile;
 pub mod retention;
 pub mod runs;
 pub mod schedule;
 pub mod state;
+pub mod steps;
 pub mod triggers;
 pub mod validate;
 

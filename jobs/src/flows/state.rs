@@ -101,6 +101,51 @@ impl RunState {
             .join(".")
     }
 
+    /// The current step is done: move to the next one, first attempt.
+    pub fn step_done(&mut self) {
+        if let Some(parent) = self.frames.last_mut() {
+            parent.index += 1;
+        }
+        self.attempt = 1;
+    }
+
+    /// A block's last step is done (`frame`, the last): the next item of a loop, or the step
+    /// after the block.
+    pub fn leave_block(&mut self, frame: Frame) {
+        self.frames.pop();
+        if let Block::Loop { step, items, item } = frame.block
+            && item + 1 < items.len()
+        {
+            self.frames.push(Frame {
+                block: Block::Loop {
+                    step,
+                    items,
+                    item: item + 1,
+                },
+                index: 0,
+            });
+            return;
+        }
+        self.step_done();
+    }
+
+    /// The current step's place in the definition, like `steps[1].branches[0].steps[2]`.
+    pub fn path(&self) -> String {
+        let mut path = String::from("steps");
+        for frame in &self.frames {
+            match &frame.block {
+                Block::Root => {}
+                Block::Branch {
+                    branch: Some(i), ..
+                } => path.push_str(&format!(".branches[{i}].steps")),
+                Block::Branch { branch: None, .. } => path.push_str(".else"),
+                Block::Loop { .. } => path.push_str(".steps"),
+            }
+            path.push_str(&format!("[{}]", frame.index));
+        }
+        path
+    }
+
     /// What templates see: `trigger`, `steps`, `vars`, and `loop` inside a loop.
     pub fn context(&self, trigger: &Value, run_id: Uuid, flow_id: Uuid) -> Value {
         let mut context = json!({

@@ -324,17 +324,12 @@ impl FlowService<'_> {
             };
             let mut sends_marketing = false;
             definition::walk(&definition.steps, "steps", &mut |step, _| {
-                if let definition::Action::Leaf(definition::Leaf::SendTemplate {
-                    sender_id,
-                    template,
-                    language,
-                    ..
-                }) = &step.action
+                if let definition::Action::Leaf(definition::Leaf::SendTemplate(send)) = &step.action
                 {
-                    sends_marketing |= *sender_id == sender.id
+                    sends_marketing |= send.sender_id == sender.id
                         && marketing
                             .iter()
-                            .any(|(n, l)| n == template && l == language);
+                            .any(|(n, l)| *n == send.template && *l == send.language);
                 }
             });
             if !sends_marketing {

@@ -55,13 +55,15 @@ impl CloudApi<'_> {
         let url = format!("{}/{}", self.base_url, urlencode(media_id));
         let found: MediaUrl = self.call(Method::GET, url, None).await.map_err(gone_or)?;
         if let Some(size) = found.file_size.filter(|s| *s > MAX_MEDIA_BYTES) {
-            return Err(Error::provider(None, format!(
-                "the media is {size} bytes, above the {MAX_MEDIA_BYTES} Waflow streams"
-            )));
+            return Err(Error::provider(
+                None,
+                format!("the media is {size} bytes, above the {MAX_MEDIA_BYTES} Waflow streams"),
+            ));
         }
         if !self.token_may_go_to(&found.url) {
-            return Err(Error::provider(None, 
-                "Meta named a media URL on a host the sender's access token is not for".into(),
+            return Err(Error::provider(
+                None,
+                "Meta named a media URL on a host the sender's access token is not for",
             ));
         }
         let response = self
@@ -70,7 +72,12 @@ impl CloudApi<'_> {
             .timeout(TRANSFER_TIMEOUT)
             .send()
             .await
-            .map_err(|e| Error::provider(None, format!("cannot download the media: {}", super::describe(e))))?;
+            .map_err(|e| {
+                Error::provider(
+                    None,
+                    format!("cannot download the media: {}", super::describe(e)),
+                )
+            })?;
         match response.status().as_u16() {
             200..=299 => Ok(MediaDownload {
                 content_type: found.mime_type,
@@ -78,7 +85,10 @@ impl CloudApi<'_> {
                 response,
             }),
             404 => Err(gone()),
-            status => Err(Error::provider(None, format!("HTTP {status} downloading the media"))),
+            status => Err(Error::provider(
+                None,
+                format!("HTTP {status} downloading the media"),
+            )),
         }
     }
 
