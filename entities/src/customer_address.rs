@@ -3,7 +3,7 @@
 //! number from businesses; the BSUID is then the only way to reach them.
 //!
 //! Source: Meta, "Business-scoped user IDs"
-//! (https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids):
+//! (<https://developers.facebook.com/documentation/business-messaging/whatsapp/business-scoped-user-ids>):
 //! a BSUID is a two-letter ISO country code, a period, and up to 128 alphanumeric characters
 //! (`US.13491208655302741918`); a parent BSUID has `ENT.` after the country
 //! (`US.ENT.11815799212886844830`). Messages to one set `recipient` in place of `to`.

@@ -49,7 +49,7 @@ string_enum!(
 );
 string_enum!(
     /// What a message is, after Meta's message `type`s: Cloud API webhooks reference,
-    /// "messages" (https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages).
+    /// "messages" (<https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages>).
     /// INTERACTIVE covers reply buttons, list rows, WhatsApp Flows answers and template quick
     /// replies; SYSTEM is WhatsApp's notice (a number change), not the customer talking; EDIT
     /// and REVOKE change an earlier message; WELCOME is a customer opening the chat for the

@@ -1,7 +1,7 @@
 //! Meta's inbound `messages[]` items read as Waflow's: for every message type the Cloud API
 //! webhook documents, a readable `body` for transcripts, the structured content as `payload`,
 //! and who wrote. Source: Cloud API webhooks reference, "messages"
-//! (https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages)
+//! (<https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages>)
 //! and its pages per type; "Business-scoped user IDs" for `from_user_id`, `user_id` and
 //! `username`.
 //!

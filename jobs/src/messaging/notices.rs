@@ -1,7 +1,7 @@
 //! WhatsApp's system notices: a customer changed their number (`user_changed_number`) or their
 //! business-scoped user id changed (`user_changed_user_id`). Source: Cloud API webhooks
 //! reference, "System messages"
-//! (https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/system).
+//! (<https://developers.facebook.com/documentation/business-messaging/whatsapp/webhooks/reference/messages/system>).
 //!
 //! A notice is not the customer talking: it is stored as a SYSTEM message (kind SYSTEM) so it
 //! shows in the transcript, but it opens no 24-hour window, starts no `message_received` flow
