@@ -8,6 +8,7 @@ mod flows;
 mod ingest;
 mod memory;
 mod raw;
+mod runs;
 mod setup;
 mod stand_in;
 mod stats;
@@ -67,9 +68,11 @@ enum Command {
     Fanout(fanout::Opts),
     /// Idle RSS of `waflow serve` and RSS per open subscription.
     Memory(memory::Opts),
+    /// Runs completed per second: webhook → set_variables, closed loop (issue 20).
+    Runs(runs::Opts),
     /// pgbench single-row inserts and redis-benchmark SET/LPUSH/PUBLISH: the raw limits.
     Raw(raw::Opts),
-    /// raw, ingest, flows, fanout and memory with their defaults.
+    /// raw, ingest, flows, runs, fanout and memory with their defaults.
     All,
 }
 
@@ -99,10 +102,12 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Fanout(o) => fanout::run(&g, &o).await,
         Command::Memory(o) => memory::run(&g, &o).await,
         Command::Raw(o) => raw::run(&g, &o).await,
+        Command::Runs(o) => runs::run(&g, &o).await,
         Command::All => {
             raw::run(&g, &default_opts()).await?;
             ingest::run(&g, &default_opts()).await?;
             flows::run(&g, &default_opts()).await?;
+            runs::run(&g, &default_opts()).await?;
             fanout::run(&g, &default_opts()).await?;
             memory::run(&g, &default_opts()).await
         }
