@@ -138,10 +138,8 @@ fn accessors(code: &str) -> Vec<String> {
 /// Whether `code` calls `.accessor()`, possibly across lines.
 fn calls(code: &str, accessor: &str) -> bool {
     let call = format!("{accessor}()");
-    code.match_indices(&call).any(|(at, _)| {
-        code[..at].trim_end().ends_with('.')
-            && !code[at + call.len()..].trim_start().starts_with('{')
-    })
+    code.match_indices(&call)
+        .any(|(at, _)| code[..at].trim_end().ends_with('.'))
 }
 
 #[test]
@@ -275,10 +273,10 @@ fn code_only(source: &str) -> String {
                 continue;
             }
             i += 2 + hashes;
-            let closing: String = std::iter::once('"')
+            let closing: Vec<char> = std::iter::once('"')
                 .chain(std::iter::repeat_n('#', hashes))
                 .collect();
-            while i < chars.len() && !chars[i..].iter().collect::<String>().starts_with(&closing) {
+            while i < chars.len() && !chars[i..].starts_with(&closing) {
                 i += 1;
             }
             i += closing.len();
