@@ -49,6 +49,8 @@ pub struct Services {
     pub sandbox: crate::sandbox::Sandbox,
     /// What follows an emitted event, in order (`crate::reactions`).
     pub reactions: Reactions,
+    /// Rows that never change (published flow versions), read once per process.
+    pub memo: crate::memo::Memo,
 }
 
 /// One consequence of an event: the reactions module (`crate::reactions`) defines them above
@@ -244,6 +246,7 @@ impl Services {
             crash_points: Default::default(),
             sandbox: crate::sandbox::Sandbox::missing(),
             reactions: Reactions::default(),
+            memo: Default::default(),
         }
     }
 

@@ -21,6 +21,7 @@ const ORDER: &[&str] = &[
     "pagination",
     "rate_limit",
     "egress",
+    "memo",
     "validation",
     "sandbox",
     "placeholders",

@@ -5,10 +5,11 @@
 //! checked by the `layers` test at the bottom of this file).
 //!
 //! 1. **Foundation**, naming no domain: `error`, `crash_points`, `db`, `crypto`, `pagination`,
-//!    `rate_limit`, `egress` (every request to a URL a workspace gave), `validation`, `sandbox`
-//!    (where workspaces' templates run), `placeholders`, `events` (the bus), `queue` (apalis
-//!    jobs, carrying ids only), `queue_stats`, and `context`: the `Services` every service works
-//!    in, and its infrastructure for both profiles.
+//!    `rate_limit`, `egress` (every request to a URL a workspace gave), `memo` (rows that never
+//!    change, read once), `validation`, `sandbox` (where workspaces' templates run),
+//!    `placeholders`, `events` (the bus), `queue` (apalis jobs, carrying ids only),
+//!    `queue_stats`, and `context`: the `Services` every service works in, and its
+//!    infrastructure for both profiles.
 //! 2. **Message content and providers**: `content` (template components, template parameters,
 //!    rich content, media types: pure data and Meta's rules for it), `providers` (Meta's
 //!    WhatsApp Cloud API).
@@ -27,6 +28,7 @@ mod poll_timer;
 pub mod crypto;
 pub mod db;
 pub mod egress;
+pub mod memo;
 pub mod pagination;
 pub mod placeholders;
 pub mod rate_limit;

@@ -15,6 +15,7 @@ mod customers;
 mod dry_runs;
 mod durability;
 mod evaluation;
+mod flow_costs;
 mod flow_examples;
 mod flows;
 mod graphql_http;

@@ -2,10 +2,11 @@
 //! branch is taken, what a loop goes over, what a step's outcome does to the run's state
 //! (outputs, variables, the position in `RunState::frames`), and what a failure leads to
 //! (`onError`). What differs between the two is behind [`Effects`]: a run performs its steps,
-//! records them and saves its state after each; a dry run simulates them and traces them.
+//! records them and saves its state where a crash must not lose it; a dry run simulates them
+//! and traces them.
 //!
 //! The walk goes step by step over the state's frames, never by recursion, so a run saved
-//! after any step (or parked at one) continues from there in another job.
+//! between any two steps (or parked at one) continues from there in another job.
 
 use serde_json::{Value, json};
 
@@ -30,6 +31,12 @@ pub(crate) trait Effects {
     fn templates(&self) -> Templates<'_>;
     /// What templates see at the current step (`RunState::context`).
     fn context(&self) -> Value;
+
+    /// About to perform `leaf` with `input`: false when the walk must stop (the run was
+    /// cancelled, or another job holds it now). A run saves itself before a side effect.
+    async fn start(&mut self, _step: &Step, _leaf: &Leaf, _input: &Value) -> Result<bool> {
+        Ok(true)
+    }
 
     /// Performs a step that does one thing (or simulates it): `rendered` is the step rendered
     /// whole over `context`, `input` what its record shows (`rendered`, or the step as written
@@ -58,8 +65,8 @@ pub(crate) trait Effects {
     /// walk stops until then.
     async fn retry(&mut self, step: &Step, error: &StepError) -> Result<bool>;
 
-    /// Keeps the state after a step; false when the walk must stop (the run was cancelled, or
-    /// another job holds it now).
+    /// Before each step: keeps what must be kept of the state so far; false when the walk must
+    /// stop (the run was cancelled, or another job holds it now).
     async fn checkpoint(&mut self) -> Result<bool>;
 
     /// The flow is done: it ran out of steps, or a `stop` step ended it.
@@ -87,18 +94,16 @@ pub(crate) async fn advance<E: Effects>(fx: &mut E, definition: &Definition) -> 
             fx.state_mut().leave_block(frame);
             continue;
         };
+        if !fx.checkpoint().await? {
+            return Ok(());
+        }
         let next = match &step.action {
             Action::Branch { branches, .. } => branch(fx, step, branches).await?,
             Action::Loop { items, .. } => start_loop(fx, step, items).await?,
             Action::Leaf(leaf) => leaf_step(fx, step, leaf).await?,
         };
-        match next {
-            Next::Continue => {
-                if !fx.checkpoint().await? {
-                    return Ok(());
-                }
-            }
-            Next::Stop => return Ok(()),
+        if let Next::Stop = next {
+            return Ok(());
         }
     }
 }
@@ -172,6 +177,9 @@ async fn leaf_step<E: Effects>(fx: &mut E, step: &Step, leaf: &Leaf) -> Result<N
     // written (and fails the step where it is used, with its field named).
     let rendered = fx.templates().render_value(&raw, &context).await;
     let input = rendered.clone().unwrap_or(raw);
+    if !fx.start(step, leaf, &input).await? {
+        return Ok(Next::Stop);
+    }
     let outcome = match fx.perform(step, leaf, &context, &rendered, &input).await? {
         Ok(outcome) => outcome,
         Err(error) => return failed(fx, step, Some(&input), error).await,

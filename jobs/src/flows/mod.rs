@@ -5,6 +5,7 @@
 pub mod definition;
 pub mod dry_run;
 pub mod engine;
+mod executor;
 mod interpreter;
 mod lease;
 pub mod limits;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod steps;
 pub mod triggers;
 pub mod validate;
+pub mod versions;
 
 use chrono::Utc;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
@@ -362,7 +364,7 @@ impl FlowService<'_> {
         model.wake_at = Set(None);
         model.updated_at = Set(Utc::now());
         let run = model.update(&self.services.db).await?;
-        runs::publish_update(self.services, &run, None).await;
+        runs::publish_update(self.services, &run).await;
         runs::release_next(self.services, &run).await?;
         Ok(run)
     }

@@ -20,16 +20,6 @@ use crate::error::Result;
 /// At most this many runs are woken per tick; the next tick takes the rest.
 const BATCH: u64 = 500;
 
-/// Leaves out queued runs that wait, rightly, for an earlier run of their concurrency key.
-const NOT_BLOCKED: &str =
-    "NOT (flow_run.status = 'QUEUED' AND flow_run.concurrency_key IS NOT NULL AND EXISTS (
-    SELECT 1 FROM flow_run AS earlier
-    WHERE earlier.flow_id = flow_run.flow_id
-      AND earlier.concurrency_key = flow_run.concurrency_key
-      AND earlier.id <> flow_run.id
-      AND (earlier.status IN ('RUNNING', 'WAITING')
-           OR (earlier.status = 'QUEUED' AND earlier.id < flow_run.id))))";
-
 impl FlowService<'_> {
     /// Queues a wake-up for every unfinished run that is overdue by more than the grace and
     /// the queue's backlog, held by no worker, and not waiting for an earlier run of its key:
@@ -66,7 +56,11 @@ impl FlowService<'_> {
                             .add(flow_run::Column::UpdatedAt.lt(cutoff)),
                     ),
             )
-            .filter(sea_orm::sea_query::Expr::cust(NOT_BLOCKED))
+            // Leaves out queued runs that wait, rightly, for an earlier run of their key.
+            .filter(sea_orm::sea_query::Expr::cust(format!(
+                "NOT {}",
+                super::runs::BLOCKED_BY_EARLIER
+            )))
             .order_by_asc(flow_run::Column::Id)
             .limit(BATCH)
             .all(&services.db)

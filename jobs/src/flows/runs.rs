@@ -3,8 +3,8 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Set,
-    sea_query::OnConflict,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, sea_query::OnConflict,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -39,13 +39,22 @@ pub async fn create(
     trigger_type: &str,
     trigger: Value,
 ) -> Result<flow_run::Model> {
-    create_in_chain(services, flow, version, trigger_type, trigger, 0).await
+    create_in_chain(
+        services,
+        (flow.workspace_id, flow.id),
+        version,
+        trigger_type,
+        trigger,
+        0,
+    )
+    .await
 }
 
 /// `create`, for a run that is the `hop`th of a chain of runs calling webhooks.
+/// `flow`: the workspace's and the flow's ids.
 pub async fn create_in_chain(
     services: &Services,
-    flow: &flow::Model,
+    (workspace_id, flow_id): (Uuid, Uuid),
     version: &flow_version::Model,
     trigger_type: &str,
     trigger: Value,
@@ -59,14 +68,14 @@ pub async fn create_in_chain(
     let concurrency_key = match key_template {
         Some(template) => match services
             .sandbox
-            .for_workspace(flow.workspace_id)
+            .for_workspace(workspace_id)
             .render(template, &json!({"trigger": trigger}))
             .await
         {
             Ok(key) if !key.trim().is_empty() => Some(key),
             Ok(_) => None,
             Err(error) => {
-                tracing::warn!(flow_id = %flow.id, %error, "the concurrency key cannot be rendered; the run is not serialized");
+                tracing::warn!(%flow_id, %error, "the concurrency key cannot be rendered; the run is not serialized");
                 None
             }
         },
@@ -76,8 +85,8 @@ pub async fn create_in_chain(
     let now = Utc::now();
     let run = flow_run::ActiveModel {
         id: Set(Uuid::now_v7()),
-        workspace_id: Set(flow.workspace_id),
-        flow_id: Set(flow.id),
+        workspace_id: Set(workspace_id),
+        flow_id: Set(flow_id),
         flow_version_id: Set(version.id),
         status: Set(RunStatus::Queued),
         trigger_type: Set(trigger_type.to_owned()),
@@ -106,7 +115,7 @@ pub async fn create_in_chain(
 
 /// Tells subscribers about a run that is (again) ready and gives it to a worker.
 pub async fn announce(services: &Services, run: &flow_run::Model) -> Result<()> {
-    publish_update(services, run, None).await;
+    publish_update(services, run).await;
     poke(services, run.id, None).await
 }
 
@@ -117,70 +126,183 @@ pub async fn poke(services: &Services, run_id: Uuid, token: Option<Uuid>) -> Res
     services.jobs.flows.push(job, None).await
 }
 
-/// Saves a run's progress for the job holding it (`holder`, its lease); false when the run was
-/// cancelled meanwhile or another job holds it now, and nothing is saved.
-pub async fn save(services: &Services, run: &flow_run::Model, holder: Uuid) -> Result<bool> {
+/// Whether an earlier run with the same concurrency key has not finished, so that the queued
+/// run `flow_run` waits: an SQL condition on a row of `flow_run`, the one statement of the
+/// rule for the engine (`lease::Lease::take`) and the reconciler alike. Served by the
+/// `(concurrency_key, status)` index.
+pub(crate) const BLOCKED_BY_EARLIER: &str = "(flow_run.status = 'QUEUED'
+    AND flow_run.concurrency_key IS NOT NULL
+    AND EXISTS (
+        SELECT 1 FROM flow_run AS earlier
+        WHERE earlier.concurrency_key = flow_run.concurrency_key
+          AND earlier.flow_id = flow_run.flow_id
+          AND earlier.id <> flow_run.id
+          AND (earlier.status IN ('RUNNING', 'WAITING')
+               OR (earlier.status = 'QUEUED' AND earlier.id < flow_run.id))))";
+
+/// A step record written with the run's next save.
+#[derive(Debug, Clone)]
+pub(crate) enum RecordWrite {
+    /// A step that started and ended at once (or failed before it could start), whole.
+    Whole(step_run::Model),
+    /// The end of a record started by an earlier save: its status, output, error and end.
+    Finish(step_run::Model),
+}
+
+/// What a save writes besides the run, in the same transaction.
+#[derive(Debug, Default)]
+pub(crate) struct Save {
+    /// The step records since the last save, in the order the steps ran.
+    pub records: Vec<RecordWrite>,
+    /// The record of a step about to start (kept as it was if a job before wrote it).
+    pub start: Option<step_run::Model>,
+    /// The job gives the run up: it parked or ended.
+    pub release: bool,
+}
+
+/// What a save found.
+#[derive(Debug, Default)]
+pub(crate) struct Saved {
+    /// The started step's record, as stored.
+    pub started: Option<step_run::Model>,
+    /// The next queued run of the concurrency key, when this save ended the run.
+    pub next: Option<Uuid>,
+}
+
+/// Saves a run's progress for the job holding it (`holder`, its lease), with `save`'s step
+/// records, in one transaction; `None` when the run was cancelled meanwhile or another job
+/// holds it now, and nothing is saved. Subscribers hear of each record and of the run after
+/// the commit.
+pub(crate) async fn save(
+    services: &Services,
+    run: &flow_run::Model,
+    holder: Uuid,
+    save: Save,
+) -> Result<Option<Saved>> {
+    let txn = crate::db::begin_write(&services.db).await?;
+    let mut saved = Saved::default();
+    write_records(&txn, &save.records).await?;
+    let mut changes = flow_run::ActiveModel {
+        status: Set(run.status),
+        state: Set(run.state.clone()),
+        error: Set(run.error.clone()),
+        started_at: Set(run.started_at),
+        finished_at: Set(run.finished_at),
+        updated_at: Set(run.updated_at),
+        waiting_for: Set(run.waiting_for.clone()),
+        wake_at: Set(run.wake_at),
+        ..Default::default()
+    };
+    if save.release {
+        changes.locked_by = Set(None);
+        changes.locked_until = Set(None);
+    }
     let changed = flow_run::Entity::update_many()
-        .set(flow_run::ActiveModel {
-            status: Set(run.status),
-            state: Set(run.state.clone()),
-            error: Set(run.error.clone()),
-            started_at: Set(run.started_at),
-            finished_at: Set(run.finished_at),
-            updated_at: Set(run.updated_at),
-            waiting_for: Set(run.waiting_for.clone()),
-            wake_at: Set(run.wake_at),
-            ..Default::default()
-        })
+        .set(changes)
         .filter(flow_run::Column::Id.eq(run.id))
         .filter(flow_run::Column::Status.ne(RunStatus::Cancelled))
         .filter(flow_run::Column::LockedBy.eq(holder))
-        .exec(&services.db)
+        .exec(&txn)
         .await?
         .rows_affected;
-    if changed == 1 {
-        publish_update(services, run, None).await;
+    if changed != 1 {
+        txn.rollback().await?;
+        return Ok(None);
     }
-    Ok(changed == 1)
+    if let Some(record) = &save.start {
+        saved.started = Some(start_record(&txn, record).await?);
+    }
+    if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
+        saved.next = next_queued(&txn, run).await?;
+    }
+    txn.commit().await?;
+    for record in &save.records {
+        let (RecordWrite::Whole(r) | RecordWrite::Finish(r)) = record;
+        publish_step(services, run, r).await;
+    }
+    publish_update(services, run).await;
+    if let Some(started) = &saved.started {
+        publish_step(services, run, started).await;
+    }
+    Ok(Some(saved))
 }
 
-/// Whether an earlier run with the same concurrency key has not finished: this one waits.
-pub async fn blocked_by_earlier(services: &Services, run: &flow_run::Model) -> Result<bool> {
-    let Some(key) = &run.concurrency_key else {
-        return Ok(false);
-    };
-    let earlier = flow_run::Entity::find()
-        .filter(flow_run::Column::FlowId.eq(run.flow_id))
-        .filter(flow_run::Column::ConcurrencyKey.eq(key.as_str()))
-        .filter(flow_run::Column::Id.ne(run.id))
-        .filter(
-            Condition::any()
-                .add(flow_run::Column::Status.is_in([RunStatus::Running, RunStatus::Waiting]))
-                .add(
-                    Condition::all()
-                        .add(flow_run::Column::Status.eq(RunStatus::Queued))
-                        .add(flow_run::Column::Id.lt(run.id)),
-                ),
+async fn write_records(txn: &impl ConnectionTrait, records: &[RecordWrite]) -> Result<()> {
+    let mut whole = Vec::new();
+    for record in records {
+        match record {
+            RecordWrite::Whole(r) => whole.push(step_run::ActiveModel::from(r.clone()).reset_all()),
+            RecordWrite::Finish(r) => {
+                step_run::Entity::update_many()
+                    .set(step_run::ActiveModel {
+                        status: Set(r.status),
+                        output: Set(r.output.clone()),
+                        error: Set(r.error.clone()),
+                        finished_at: Set(r.finished_at),
+                        ..Default::default()
+                    })
+                    .filter(step_run::Column::Id.eq(r.id))
+                    .exec(txn)
+                    .await?;
+            }
+        }
+    }
+    if !whole.is_empty() {
+        // A job re-run after a crash may meet records its predecessor saved: they stay.
+        step_run::Entity::insert_many(whole)
+            .on_conflict(
+                OnConflict::column(step_run::Column::IdempotencyKey)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Inserts a started record, or finds the one a job before this one inserted under its key.
+async fn start_record(
+    txn: &impl ConnectionTrait,
+    record: &step_run::Model,
+) -> Result<step_run::Model> {
+    step_run::Entity::insert(step_run::ActiveModel::from(record.clone()).reset_all())
+        .on_conflict(
+            OnConflict::column(step_run::Column::IdempotencyKey)
+                .do_nothing()
+                .to_owned(),
         )
-        .one(&services.db)
+        .exec_without_returning(txn)
         .await?;
-    Ok(earlier.is_some())
+    step_run::Entity::find()
+        .filter(step_run::Column::IdempotencyKey.eq(&record.idempotency_key))
+        .one(txn)
+        .await?
+        .ok_or(crate::Error::NotFound("step run"))
 }
 
-/// A run finished: the next queued run with its key may start.
-pub async fn release_next(services: &Services, run: &flow_run::Model) -> Result<()> {
+/// The first queued run of `run`'s concurrency key, which may start now that `run` ended.
+async fn next_queued(txn: &impl ConnectionTrait, run: &flow_run::Model) -> Result<Option<Uuid>> {
     let Some(key) = &run.concurrency_key else {
-        return Ok(());
+        return Ok(None);
     };
-    let next = flow_run::Entity::find()
-        .filter(flow_run::Column::FlowId.eq(run.flow_id))
+    Ok(flow_run::Entity::find()
+        .select_only()
+        .column(flow_run::Column::Id)
         .filter(flow_run::Column::ConcurrencyKey.eq(key.as_str()))
+        .filter(flow_run::Column::FlowId.eq(run.flow_id))
         .filter(flow_run::Column::Status.eq(RunStatus::Queued))
         .order_by_asc(flow_run::Column::Id)
-        .one(&services.db)
-        .await?;
-    match next {
-        Some(next) => poke(services, next.id, None).await,
+        .into_tuple::<Uuid>()
+        .one(txn)
+        .await?)
+}
+
+/// A run finished: the next queued run with its key may start (for a job that finds the run
+/// finished: its worker may have died between the run's end and the hand-off).
+pub async fn release_next(services: &Services, run: &flow_run::Model) -> Result<()> {
+    match next_queued(&services.db, run).await? {
+        Some(next) => poke(services, next, None).await,
         None => Ok(()),
     }
 }
@@ -189,9 +311,14 @@ pub async fn release_next(services: &Services, run: &flow_run::Model) -> Result<
 pub async fn failed(
     services: &Services,
     run: &flow_run::Model,
-    flow: &flow::Model,
     step_id: Option<&str>,
 ) -> Result<()> {
+    let Some(flow) = flow::Entity::find_by_id(run.flow_id)
+        .one(&services.db)
+        .await?
+    else {
+        return Ok(());
+    };
     let failure = FlowRunFailed {
         run_id: run.id,
         flow_id: flow.id,
@@ -221,19 +348,34 @@ pub async fn failed(
     Ok(())
 }
 
-pub async fn publish_update(
-    services: &Services,
-    run: &flow_run::Model,
-    step: Option<&step_run::Model>,
-) {
+/// Tells subscribers where the run is.
+pub async fn publish_update(services: &Services, run: &flow_run::Model) {
     let update = FlowRunUpdated {
         run_id: run.id,
         flow_id: run.flow_id,
         status: run.status,
         error: run.error.clone(),
-        step_id: step.map(|s| s.step_id.clone()),
-        step_status: step.map(|s| s.status),
+        step_id: None,
+        step_status: None,
     };
+    publish(services, run, update).await;
+}
+
+/// Tells subscribers of a step's record. Every step starts and ends while its run is RUNNING,
+/// which is the status the update carries even when the record is saved with the run's end.
+async fn publish_step(services: &Services, run: &flow_run::Model, step: &step_run::Model) {
+    let update = FlowRunUpdated {
+        run_id: run.id,
+        flow_id: run.flow_id,
+        status: RunStatus::Running,
+        error: None,
+        step_id: Some(step.step_id.clone()),
+        step_status: Some(step.status),
+    };
+    publish(services, run, update).await;
+}
+
+async fn publish(services: &Services, run: &flow_run::Model, update: FlowRunUpdated) {
     services
         .events
         .publish(Event::new(
@@ -243,65 +385,50 @@ pub async fn publish_update(
         .await;
 }
 
-/// Records that a step (attempt) started; a record that exists (a job re-run after a crash) is
-/// returned as it is.
-#[allow(clippy::too_many_arguments)]
-pub async fn start_step_run(
-    services: &Services,
-    run: &flow_run::Model,
-    step_id: &str,
-    step_type: &str,
-    iteration: &str,
-    attempt: u32,
-    key: &str,
-    input: Option<&Value>,
-) -> Result<step_run::Model> {
-    step_run::Entity::insert(step_run::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        workspace_id: Set(run.workspace_id),
-        run_id: Set(run.id),
-        step_id: Set(step_id.to_owned()),
-        step_type: Set(step_type.to_owned()),
-        iteration: Set(iteration.to_owned()),
-        attempt: Set(attempt as i32),
-        status: Set(StepStatus::Running),
-        input: Set(input.cloned()),
-        output: Set(None),
-        error: Set(None),
-        idempotency_key: Set(key.to_owned()),
-        started_at: Set(Utc::now()),
-        finished_at: Set(None),
-    })
-    .on_conflict(
-        OnConflict::column(step_run::Column::IdempotencyKey)
-            .do_nothing()
-            .to_owned(),
-    )
-    .exec_without_returning(&services.db)
-    .await?;
-    let record = step_run::Entity::find()
-        .filter(step_run::Column::IdempotencyKey.eq(key))
-        .one(&services.db)
-        .await?
-        .ok_or(crate::Error::NotFound("step run"))?;
-    publish_update(services, run, Some(&record)).await;
-    Ok(record)
+/// Where a step record belongs and what it is called: the step, its loop iteration and
+/// attempt, and the idempotency key a job re-run after a crash finds it by.
+pub(crate) struct RecordOf<'a> {
+    pub step_id: &'a str,
+    pub step_type: &'a str,
+    pub iteration: String,
+    pub attempt: u32,
+    pub key: String,
 }
 
-pub async fn finish_step_run(
-    services: &Services,
+/// A new record of a step (attempt) of `run`, started now, to be written by `save`.
+pub(crate) fn new_record(
     run: &flow_run::Model,
-    record: step_run::Model,
+    of: RecordOf<'_>,
+    input: Option<&Value>,
+) -> step_run::Model {
+    step_run::Model {
+        id: Uuid::now_v7(),
+        workspace_id: run.workspace_id,
+        run_id: run.id,
+        step_id: of.step_id.to_owned(),
+        step_type: of.step_type.to_owned(),
+        iteration: of.iteration,
+        attempt: of.attempt as i32,
+        status: StepStatus::Running,
+        input: input.cloned(),
+        output: None,
+        error: None,
+        idempotency_key: of.key,
+        started_at: Utc::now(),
+        finished_at: None,
+    }
+}
+
+/// `record` as it ends: `status`, with its output or error, now.
+pub(crate) fn ended(
+    mut record: step_run::Model,
     status: StepStatus,
     output: Option<&Value>,
     error: Option<&str>,
-) -> Result<()> {
-    let mut model: step_run::ActiveModel = record.into();
-    model.status = Set(status);
-    model.output = Set(output.cloned());
-    model.error = Set(error.map(str::to_owned));
-    model.finished_at = Set(Some(Utc::now()));
-    let record = model.update(&services.db).await?;
-    publish_update(services, run, Some(&record)).await;
-    Ok(())
+) -> step_run::Model {
+    record.status = status;
+    record.output = output.cloned();
+    record.error = error.map(str::to_owned);
+    record.finished_at = Some(Utc::now());
+    record
 }

@@ -5,8 +5,8 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, Set,
-    sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
+    QuerySelect, RelationDef, Set, sea_query::Expr,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -185,15 +185,11 @@ impl FlowService<'_> {
         payload: Value,
         hop: u32,
     ) -> Result<Option<flow_run::Model>> {
-        let db = &self.services.db;
-        let flow = flow::Entity::find_by_id(row.flow_id).one(db).await?;
-        let version = flow_version::Entity::find_by_id(row.flow_version_id)
-            .one(db)
-            .await?;
-        let (Some(flow), Some(version)) = (flow, version) else {
+        let Some(version) = super::versions::find(self.services, row.flow_version_id).await? else {
             return Ok(None);
         };
-        runs::create_in_chain(self.services, &flow, &version, kind, payload, hop)
+        let flow = (row.workspace_id, row.flow_id);
+        runs::create_in_chain(self.services, flow, &version.row, kind, payload, hop)
             .await
             .map(Some)
     }
@@ -259,7 +255,14 @@ impl FlowService<'_> {
         payload: Value,
         hop: u32,
     ) -> Result<flow_run::Model> {
-        let flow = flow::Entity::find_by_id(flow_id)
+        // The flow and its index row in one read: this is every webhook's hot path.
+        let index_row: RelationDef = flow_trigger::Entity::belongs_to(flow::Entity)
+            .from(flow_trigger::Column::FlowId)
+            .to(flow::Column::Id)
+            .into();
+        let (flow, row) = flow::Entity::find_by_id(flow_id)
+            .select_also(flow_trigger::Entity)
+            .join(JoinType::LeftJoin, index_row.rev())
             .one(&self.services.db)
             .await?
             .ok_or(Error::NotFound("flow"))?;
@@ -270,10 +273,8 @@ impl FlowService<'_> {
         if !crate::crypto::secrets_match(&expected, secret) {
             return Err(Error::Unauthenticated);
         }
-        let row = flow_trigger::Entity::find_by_id(flow_id)
-            .filter(flow_trigger::Column::TriggerType.eq("webhook"))
-            .one(&self.services.db)
-            .await?
+        let row = row
+            .filter(|row| row.trigger_type == "webhook")
             .ok_or_else(|| {
                 Error::field(
                     "flowId",

@@ -1,0 +1,143 @@
+//! What a run costs the database (issue 20's "work per unit"): the statements on runs and step
+//! records from a flow webhook's request to the run's end, counted on the server's own
+//! connection. A run of steps without side effects is one insert by the hook, one statement
+//! that takes the run (lease, row and concurrency check at once), and one save at its end
+//! (the step records, the run, the next run of its key): no read of the version per run, no
+//! save per step.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde_json::{Value, json};
+use uuid::Uuid;
+use waflow_entities::{
+    enums::{RunStatus, StepStatus},
+    flow_run, step_run,
+};
+use waflow_jobs::db;
+use waflow_tests::{Backend, TestApp, eventually, spawn_app_with};
+
+use crate::flows::live_flow;
+
+/// The statements on `flow_run` and `step_run` a counting window saw.
+#[derive(Clone, Default)]
+struct Statements {
+    counting: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Statements {
+    fn take(&self) -> Vec<String> {
+        self.counting.store(false, Ordering::SeqCst);
+        std::mem::take(&mut self.seen.lock().unwrap())
+    }
+}
+
+async fn app_counting(backend: Backend) -> Option<(TestApp, Statements)> {
+    let statements = Statements::default();
+    let counter = statements.clone();
+    let app = spawn_app_with(backend, move |services| {
+        // The reconciler reads runs too; it stays out of the window.
+        services.runs.reconcile_every = Duration::from_secs(3600);
+        services.db.set_metric_callback(move |info| {
+            let sql = info.statement.sql.as_str();
+            if counter.counting.load(Ordering::SeqCst)
+                && (sql.contains("flow_run") || sql.contains("step_run"))
+            {
+                counter.seen.lock().unwrap().push(sql.to_owned());
+            }
+        });
+    })
+    .await?;
+    Some((app, statements))
+}
+
+async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
+    let Some((app, statements)) = app_counting(backend).await else {
+        return;
+    };
+    let (flow, secret) = live_flow(
+        &app,
+        json!({"trigger": {"type": "webhook"}, "concurrencyKey": "{{ trigger.customer }}",
+               "steps": [
+                 {"id": "greet", "type": "set_variables", "values": {"greeting": "Hi {{ trigger.customer }}"}},
+                 {"id": "which", "type": "branch", "branches": [
+                   {"when": "trigger.customer == 'ada'", "steps": [
+                     {"id": "vip", "type": "set_variables", "values": {"vip": true}}]}]},
+                 {"id": "done", "type": "stop"}]}),
+    )
+    .await;
+    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    // Read apart from the server's own connection, which counts.
+    let observer = db::connect(&app.database.url()).await.unwrap();
+    // A first run reads the published version into memory; the second one is counted.
+    for (customer, counted) in [("bob", false), ("ada", true)] {
+        statements.counting.store(counted, Ordering::SeqCst);
+        let answer: Value = app
+            .http
+            .post(&hook)
+            .bearer_auth(&secret)
+            .json(&json!({"customer": customer}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let run_id = Uuid::parse_str(answer["runId"].as_str().unwrap()).unwrap();
+        let observer = &observer;
+        let run = eventually("the run's end", || async move {
+            let run = flow_run::Entity::find_by_id(run_id)
+                .one(observer)
+                .await
+                .unwrap();
+            run.filter(|r| r.finished_at.is_some())
+        })
+        .await;
+        let seen = statements.take();
+        if !counted {
+            continue;
+        }
+        assert!(seen.len() <= 5, "{} statements: {seen:#?}", seen.len());
+        assert_eq!(run.status, RunStatus::Succeeded);
+        assert_eq!(
+            run.state["vars"],
+            json!({"greeting": "Hi ada", "vip": true})
+        );
+        let mut steps: Vec<_> = step_run::Entity::find()
+            .filter(step_run::Column::RunId.eq(run_id))
+            .all(observer)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.step_id, r.status))
+            .collect();
+        steps.sort_by(|a, b| a.0.cmp(&b.0));
+        let succeeded = |id: &str| (id.to_owned(), StepStatus::Succeeded);
+        assert_eq!(
+            steps,
+            [
+                succeeded("done"),
+                succeeded("greet"),
+                succeeded("vip"),
+                succeeded("which")
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_run_of_pure_steps_costs_five_statements_on_sqlite() {
+    a_run_of_pure_steps_costs_five_statements(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_run_of_pure_steps_costs_five_statements_on_postgres() {
+    a_run_of_pure_steps_costs_five_statements(Backend::Postgres).await;
+}
