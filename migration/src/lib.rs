@@ -25,6 +25,7 @@ mod m0018_customer_identity;
 mod m0019_inbound;
 mod m0020_campaign_template_parameters;
 mod m0021_extraction_error;
+mod m0022_concurrency_key_order;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0019_inbound::Migration),
             Box::new(m0020_campaign_template_parameters::Migration),
             Box::new(m0021_extraction_error::Migration),
+            Box::new(m0022_concurrency_key_order::Migration),
         ]
     }
 }
