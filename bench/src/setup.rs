@@ -68,6 +68,45 @@ impl Database {
     }
 }
 
+/// Where a deployment keeps its data: a PostgreSQL database of its own (production), or a
+/// SQLite file in its directory (embedded), queried with `psql` or `sqlite3`.
+pub enum Store {
+    Postgres(Database),
+    Sqlite(PathBuf),
+}
+
+impl Store {
+    pub fn scalar(&self, sql: &str) -> Result<String> {
+        match self {
+            Store::Postgres(db) => db.scalar(sql),
+            Store::Sqlite(path) => {
+                let out = Command::new("sqlite3")
+                    .args(["-cmd", ".timeout 10000"])
+                    .arg(path)
+                    .arg(sql)
+                    .output()?;
+                if !out.status.success() {
+                    let error = String::from_utf8_lossy(&out.stderr);
+                    return Err(format!("sqlite3: {error}").into());
+                }
+                Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+            }
+        }
+    }
+
+    /// Transactions committed so far; PostgreSQL only.
+    pub fn commits(&self) -> Result<u64> {
+        match self {
+            Store::Postgres(db) => db.commits(),
+            Store::Sqlite(_) => Err("SQLite counts no commits".into()),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Store::Sqlite(_))
+    }
+}
+
 impl Drop for Database {
     fn drop(&mut self) {
         let drop = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
@@ -87,10 +126,10 @@ pub struct Proc {
     pub child: Child,
 }
 
-/// A production-profile deployment: the database, the Redis prefix, the processes and the key.
+/// A deployment: the database, the Redis prefix (production), the processes and the key.
 pub struct Deployment {
     procs: Vec<Proc>,
-    pub db: Database,
+    pub db: Store,
     pub dir: PathBuf,
     pub prefix: String,
     pub key: String,
@@ -99,14 +138,27 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// A fresh database and a workspace in it (which applies the migrations).
+    /// The production profile: a fresh PostgreSQL database and a workspace in it (which
+    /// applies the migrations).
     pub fn new(global: &Global) -> Result<Self> {
+        Self::with_store(global, |_| {
+            Ok(Store::Postgres(Database::create(&global.postgres)?))
+        })
+    }
+
+    /// The embedded profile: a SQLite file (jobs included) in the deployment's directory, no
+    /// Redis.
+    pub fn embedded(global: &Global) -> Result<Self> {
+        Self::with_store(global, |dir| Ok(Store::Sqlite(dir.join("waflow.db"))))
+    }
+
+    fn with_store(global: &Global, store: impl FnOnce(&PathBuf) -> Result<Store>) -> Result<Self> {
         let id = uuid::Uuid::now_v7().simple().to_string();
         let dir = std::env::temp_dir().join(format!("waflow-bench-{id}"));
         std::fs::create_dir_all(&dir)?;
         let mut deployment = Self {
             procs: Vec::new(),
-            db: Database::create(&global.postgres)?,
+            db: store(&dir)?,
             dir,
             prefix: format!("waflow-bench-{id}:"),
             key: String::new(),
@@ -126,21 +178,31 @@ impl Deployment {
         Ok(deployment)
     }
 
-    /// `waflow args` with only the production environment (and PATH) set.
+    /// `waflow args` with only the profile's environment (and PATH) set.
     pub fn command(&self, args: &[&str]) -> Command {
-        let database_url = match &self.global.database_params {
-            Some(params) => format!("{}?{params}", self.db.url),
-            None => self.db.url.clone(),
-        };
         let mut cmd = Command::new(&self.global.waflow);
         cmd.current_dir(&self.dir)
             .args(args)
             .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DATABASE_URL", database_url)
-            .env("REDIS_URL", &self.global.redis)
-            .env("WAFLOW_REDIS_PREFIX", &self.prefix)
-            .env("WAFLOW_SECRET_KEY", SECRET_KEY)
+            .env("PATH", std::env::var("PATH").unwrap_or_default());
+        match &self.db {
+            Store::Postgres(db) => {
+                let database_url = match &self.global.database_params {
+                    Some(params) => format!("{}?{params}", db.url),
+                    None => db.url.clone(),
+                };
+                cmd.env("DATABASE_URL", database_url)
+                    .env("REDIS_URL", &self.global.redis)
+                    .env("WAFLOW_REDIS_PREFIX", &self.prefix);
+            }
+            Store::Sqlite(path) => {
+                cmd.env(
+                    "DATABASE_URL",
+                    format!("sqlite://{}?mode=rwc", path.display()),
+                );
+            }
+        }
+        cmd.env("WAFLOW_SECRET_KEY", SECRET_KEY)
             // The Cloud API stand-in listens on 127.0.0.1.
             .env("WAFLOW_ALLOW_PRIVATE_NETWORKS", "true");
         if let Some(log) = &self.global.rust_log {
