@@ -57,6 +57,10 @@ pub struct Config {
     /// Inbound messages older than this are replays: recorded, running nothing.
     #[arg(long, env = "WAFLOW_INBOUND_MAX_AGE_HOURS", default_value = "", value_parser = inbound_max_age)]
     pub inbound_max_age: Duration,
+    /// How long the flow queue's oldest ready job may wait before flow webhooks answer 503
+    /// instead of queueing more runs; `None` (`0`) never refuses them.
+    #[arg(long, env = "WAFLOW_MAX_RUN_BACKLOG_SECONDS", default_value = "", value_parser = max_run_backlog)]
+    pub max_run_backlog: ::std::option::Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +208,16 @@ fn inbound_max_age(text: &str) -> Result<Duration, ConfigError> {
     )
 }
 
+/// Whole seconds from 0 to 3600; blank is the default (60 s), `0` turns the check off (`None`).
+fn max_run_backlog(text: &str) -> Result<Option<Duration>, ConfigError> {
+    let seconds = number_in("WAFLOW_MAX_RUN_BACKLOG_SECONDS", text, 0..=3600, "seconds")?;
+    Ok(match seconds {
+        None => Some(waflow_jobs::queue_stats::DEFAULT_MAX_RUN_BACKLOG),
+        Some(0) => None,
+        Some(seconds) => Some(Duration::from_secs(seconds)),
+    })
+}
+
 /// The setting's own error when its value parser refused it (clap wraps it), else clap's.
 fn setting_error(error: clap::Error) -> ConfigError {
     use std::error::Error as _;
@@ -306,6 +320,15 @@ mod tests {
             inbound_max_age("").unwrap(),
             waflow_jobs::context::DEFAULT_INBOUND_MAX_AGE
         );
+        assert_eq!(
+            max_run_backlog(" ").unwrap(),
+            Some(waflow_jobs::queue_stats::DEFAULT_MAX_RUN_BACKLOG)
+        );
+        assert_eq!(max_run_backlog("0").unwrap(), None);
+        assert_eq!(
+            max_run_backlog(" 5 ").unwrap(),
+            Some(Duration::from_secs(5))
+        );
     }
 
     #[test]
@@ -314,6 +337,14 @@ mod tests {
         assert_eq!(
             message(run_retention("0").unwrap_err()),
             "WAFLOW_RUN_RETENTION_DAYS is invalid: \"0\" is not a number of days from 1 to 36500"
+        );
+        assert_eq!(
+            message(max_run_backlog("-1").unwrap_err()),
+            "WAFLOW_MAX_RUN_BACKLOG_SECONDS is invalid: \"-1\" is not a number of seconds from 0 to 3600"
+        );
+        assert_eq!(
+            message(max_run_backlog("1.5").unwrap_err()),
+            "WAFLOW_MAX_RUN_BACKLOG_SECONDS is invalid: \"1.5\" is not a number of seconds from 0 to 3600"
         );
         assert_eq!(
             message(listen("localhost").unwrap_err()),
@@ -332,6 +363,11 @@ mod tests {
         assert_eq!(
             setting_error(error).to_string(),
             "WAFLOW_LISTEN is invalid: \"nowhere\" is not an address like 127.0.0.1:8080"
+        );
+        let error = Config::try_parse_from(["--max-run-backlog", "3601"]).unwrap_err();
+        assert_eq!(
+            setting_error(error).to_string(),
+            "WAFLOW_MAX_RUN_BACKLOG_SECONDS is invalid: \"3601\" is not a number of seconds from 0 to 3600"
         );
     }
 }

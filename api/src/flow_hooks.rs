@@ -26,7 +26,10 @@ pub fn routes() -> Router<AppState> {
 /// 202 `{"runId"}`, or: 401 `UNAUTHENTICATED` for an unknown flow or a wrong secret alike (429
 /// `RATE_LIMITED` after too many), 404 `NOT_FOUND` for an id that is not one, 400
 /// `VALIDATION_FAILED` for a body that is not JSON or a flow that is not enabled with a webhook
-/// trigger, 508 Loop Detected (code `VALIDATION_FAILED`) for a chain of runs too long.
+/// trigger, 508 Loop Detected (code `VALIDATION_FAILED`) for a chain of runs too long, 503
+/// `UNAVAILABLE` with `Retry-After` (seconds) and no run started while the flow queue's oldest
+/// ready job has waited longer than `WAFLOW_MAX_RUN_BACKLOG_SECONDS`
+/// (`waflow_jobs::queue_stats::RunBacklog`).
 async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,

@@ -241,6 +241,10 @@ async fn open(config: &Config) -> Result<Services, AnyError> {
     services.evaluation_timeout = config.evaluation_timeout;
     services.run_retention = config.run_retention;
     services.inbound_max_age = config.inbound_max_age;
+    services.run_backlog = waflow_jobs::queue_stats::RunBacklog::new(
+        services.jobs.flows.clone(),
+        config.max_run_backlog,
+    );
     services
         .egress
         .allow_private_networks(config.allow_private_networks);

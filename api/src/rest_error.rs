@@ -87,6 +87,7 @@ fn status_of(error: &Error) -> StatusCode {
         | Error::RecipientOptedOut
         | Error::SenderQualityLow => StatusCode::CONFLICT,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Provider { .. } => StatusCode::BAD_GATEWAY,
         Error::SendFailed { cause, .. } => status_of(cause),
         // Most often the database is out of reach: the client may try again.
@@ -104,6 +105,10 @@ impl From<Error> for RestError {
         match error {
             Error::RateLimited {
                 retry_after_seconds,
+            }
+            | Error::Unavailable {
+                retry_after_seconds,
+                ..
             } => rest.retry_after = Some(retry_after_seconds),
             Error::Validation(fields) => rest.fields = fields,
             _ => {}
@@ -179,5 +184,24 @@ mod tests {
         .into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");
+        let response = RestError::from(Error::Unavailable {
+            reason: "the flow queue is behind".into(),
+            retry_after_seconds: 15,
+        })
+        .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "15");
+        let (_, body) = body_of(
+            Error::Unavailable {
+                reason: "the flow queue is behind".into(),
+                retry_after_seconds: 15,
+            }
+            .into(),
+        )
+        .await;
+        assert_eq!(
+            body["errors"][0]["extensions"],
+            json!({"code": "UNAVAILABLE", "retryAfterSeconds": 15})
+        );
     }
 }

@@ -86,7 +86,7 @@ async fn embedded_default_serves_with_no_services() {
 #[test]
 fn impossible_configurations_fail_at_start_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&[(&str, &str)], &str); 10] = [
+    let cases: [(&[(&str, &str)], &str); 11] = [
         (
             &[("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")],
             "needs REDIS_URL",
@@ -119,6 +119,10 @@ fn impossible_configurations_fail_at_start_with_a_clear_message() {
         (
             &[("WAFLOW_EVALUATION_TIMEOUT_SECONDS", "soon")],
             "WAFLOW_EVALUATION_TIMEOUT_SECONDS is invalid",
+        ),
+        (
+            &[("WAFLOW_MAX_RUN_BACKLOG_SECONDS", "a minute")],
+            "WAFLOW_MAX_RUN_BACKLOG_SECONDS is invalid",
         ),
         (
             &[("WAFLOW_LOG_FORMAT", "xml")],

@@ -42,6 +42,8 @@ pub struct Services {
     pub runs: RunSettings,
     /// Inbound messages older than this are replays: recorded, running nothing.
     pub inbound_max_age: Duration,
+    /// The flow queue's sampled backlog, past whose limit flow webhooks start no run.
+    pub run_backlog: crate::queue_stats::RunBacklog,
     /// Points where a test stops a job dead; none outside tests.
     pub crash_points: crate::crash_points::CrashPoints,
     /// Where workspaces' templates and expressions run. None until the binary (or a test)
@@ -227,6 +229,10 @@ impl Services {
         jobs: JobQueue,
         events: EventBus,
     ) -> Self {
+        let run_backlog = crate::queue_stats::RunBacklog::new(
+            jobs.flows.clone(),
+            Some(crate::queue_stats::DEFAULT_MAX_RUN_BACKLOG),
+        );
         Self {
             db,
             secrets,
@@ -243,6 +249,7 @@ impl Services {
             run_retention: None,
             runs: RunSettings::default(),
             inbound_max_age: DEFAULT_INBOUND_MAX_AGE,
+            run_backlog,
             crash_points: Default::default(),
             sandbox: crate::sandbox::Sandbox::missing(),
             reactions: Reactions::default(),

@@ -73,6 +73,14 @@ pub enum Error {
     SenderQualityLow,
     #[error("the sender's rate limit is reached; retry in {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u64 },
+    /// Waflow itself cannot take the request now and did nothing (the flow queue is too far
+    /// behind, `queue_stats::RunBacklog`): the same request may be sent again after
+    /// `retry_after_seconds`.
+    #[error("{reason}; try again in {retry_after_seconds} s")]
+    Unavailable {
+        reason: String,
+        retry_after_seconds: u64,
+    },
     /// A provider (Meta's Cloud API, a model API) refused, failed or could not be reached;
     /// `message` says which and how.
     #[error("{message}{}", .code.as_ref().map(|c| format!(" (code {c})")).unwrap_or_default())]
@@ -142,6 +150,7 @@ impl Error {
             Error::RecipientOptedOut => "RECIPIENT_OPTED_OUT",
             Error::SenderQualityLow => "SENDER_QUALITY_LOW",
             Error::RateLimited { .. } => "RATE_LIMITED",
+            Error::Unavailable { .. } => "UNAVAILABLE",
             Error::Provider { .. } => "PROVIDER_ERROR",
             Error::SendFailed { cause, .. } => cause.code(),
             Error::Database(_) | Error::Internal(_) => "INTERNAL",

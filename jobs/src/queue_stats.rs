@@ -1,12 +1,21 @@
 //! How far behind the job queues are, for `/metrics`: jobs ready to run, jobs waiting for their
 //! time, and how long the oldest ready job has waited. Read from the queue's own storage when
 //! asked, so every process reports the one queue they share, and nothing is counted twice.
+//!
+//! [`RunBacklog`] samples the flow queue's age for the flow webhooks, which refuse new runs while
+//! it is past a limit.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use crate::{
     error::{Error, Result},
-    queue::{JobQueue, Queue, sqlite_queue_name},
+    queue::{FlowJob, JobQueue, Queue, sqlite_queue_name},
 };
 
 /// One queue's backlog.
@@ -108,4 +117,213 @@ async fn redis_backlog<J>(
         .map(|(_, score)| Duration::from_secs(score.max(0.0) as u64));
     let oldest = [head_due, overdue_due].into_iter().flatten().min();
     Ok((listed + overdue, scheduled, oldest))
+}
+
+/// How long the flow queue's oldest ready job may have waited before flow webhooks refuse new
+/// runs, unless configured otherwise (`WAFLOW_MAX_RUN_BACKLOG_SECONDS`).
+pub const DEFAULT_MAX_RUN_BACKLOG: Duration = Duration::from_secs(60);
+
+/// A reading of the flow queue's backlog is reused for this long: at most four reads a second
+/// per process, whatever the request rate.
+pub const RUN_BACKLOG_SAMPLE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long one reading may take before the last one is used again.
+const RUN_BACKLOG_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The flow queue's backlog as the flow webhooks (`POST /hooks/flows/{flowId}`) see it: while
+/// the oldest ready flow job has waited longer than the limit, they start no run and answer
+/// `Error::Unavailable` (503 `UNAVAILABLE` with `Retry-After`), so that an accepted webhook
+/// still means a run that starts soon, not one queued behind minutes of work. Only they are
+/// refused: Meta's webhook, whose messages would be lost, never is.
+///
+/// The age is sampled, not read per request: one caller at a time reads it from the queue
+/// (Redis or SQLite) when the last reading is older than [`RUN_BACKLOG_SAMPLE_INTERVAL`], and
+/// every other caller uses the last reading meanwhile. A queue that cannot be read keeps the
+/// last reading (zero before the first): the push that follows reports the outage. Cheap to
+/// clone; clones share the reading.
+#[derive(Clone)]
+pub struct RunBacklog {
+    inner: Arc<Sampler>,
+}
+
+struct Sampler {
+    queue: Queue<FlowJob>,
+    /// `None`: never refuse (`WAFLOW_MAX_RUN_BACKLOG_SECONDS=0`).
+    limit: Option<Duration>,
+    /// When the last reading was taken, and the oldest ready job's age it found.
+    last: Mutex<Option<(Instant, Duration)>>,
+    /// Set while one caller reads the queue.
+    reading: AtomicBool,
+}
+
+/// Clears the `reading` flag when the read ends, even when its caller's future is dropped.
+struct ReadingFlag<'a>(&'a AtomicBool);
+
+impl Drop for ReadingFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+impl std::fmt::Debug for RunBacklog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunBacklog")
+            .field("limit", &self.inner.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunBacklog {
+    /// Watches `queue` (the flow queue), refusing past `limit`; `None` never refuses.
+    pub fn new(queue: Queue<FlowJob>, limit: Option<Duration>) -> Self {
+        Self {
+            inner: Arc::new(Sampler {
+                queue,
+                limit,
+                last: Mutex::new(None),
+                reading: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The oldest ready job's age past which new runs are refused; `None` when they never are.
+    pub fn limit(&self) -> Option<Duration> {
+        self.inner.limit
+    }
+
+    /// Seconds a refused caller is told to wait (`Retry-After`): a quarter of the limit,
+    /// rounded up, at least 1 (15 with the default limit of 60 s).
+    pub fn retry_after_seconds(limit: Duration) -> u64 {
+        limit.as_secs().div_ceil(4).max(1)
+    }
+
+    /// `Ok` when a new run may be queued: no limit, or the flow queue's oldest ready job has
+    /// waited no longer than it. Otherwise `Error::Unavailable`, with
+    /// [`retry_after_seconds`](Self::retry_after_seconds).
+    pub async fn check(&self) -> Result<()> {
+        let Some(limit) = self.inner.limit else {
+            return Ok(());
+        };
+        let age = self.age().await;
+        if age <= limit {
+            return Ok(());
+        }
+        Err(Error::Unavailable {
+            reason: format!(
+                "the flow queue is behind (its oldest waiting run has waited {} s, more than \
+                 the {} s allowed): no run was started",
+                age.as_secs(),
+                limit.as_secs()
+            ),
+            retry_after_seconds: Self::retry_after_seconds(limit),
+        })
+    }
+
+    /// How long the flow queue's oldest ready job has waited, as of the last reading (at most
+    /// [`RUN_BACKLOG_SAMPLE_INTERVAL`] old, or being taken by another caller).
+    pub async fn age(&self) -> Duration {
+        let sampler = &*self.inner;
+        let last = *sampler.last.lock().expect("not poisoned");
+        let fresh = last.is_some_and(|(at, _)| at.elapsed() < RUN_BACKLOG_SAMPLE_INTERVAL);
+        let last_age = last.map_or(Duration::ZERO, |(_, age)| age);
+        // Fresh enough, or another caller is reading it now: the last reading will do.
+        if fresh || sampler.reading.swap(true, Ordering::Acquire) {
+            return last_age;
+        }
+        let _flag = ReadingFlag(&sampler.reading);
+        let read =
+            tokio::time::timeout(RUN_BACKLOG_READ_TIMEOUT, sampler.queue.stats("flows")).await;
+        let age = match read {
+            Ok(Ok(stats)) => stats.oldest_ready_age,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "cannot sample the flow queue's backlog");
+                last_age
+            }
+            Err(_) => {
+                tracing::debug!("sampling the flow queue's backlog timed out");
+                last_age
+            }
+        };
+        *sampler.last.lock().expect("not poisoned") = Some((Instant::now(), age));
+        age
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An embedded flow queue over a private in-memory database, with `limit`.
+    async fn backlog(limit: Option<Duration>) -> (RunBacklog, crate::Services) {
+        let db = crate::db::connect("sqlite::memory:").await.unwrap();
+        let services = crate::Services::embedded_context(db, crate::SecretBox::random())
+            .await
+            .unwrap();
+        (
+            RunBacklog::new(services.jobs.flows.clone(), limit),
+            services,
+        )
+    }
+
+    /// A flow job that has been due for `seconds`.
+    async fn overdue_job(services: &crate::Services, seconds: i64) {
+        use sea_orm::ConnectionTrait;
+        let run_id = uuid::Uuid::now_v7();
+        services
+            .jobs
+            .flows
+            .push(
+                FlowJob::Run {
+                    run_id,
+                    token: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        services
+            .db
+            .execute_unprepared(&format!(
+                "UPDATE Jobs SET run_at = run_at - {seconds} WHERE job_type = 'waflow-flows'"
+            ))
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_age_is_sampled_and_refuses_past_the_limit() {
+        let (backlog, services) = backlog(Some(Duration::from_secs(4))).await;
+        assert_eq!(backlog.age().await, Duration::ZERO);
+        overdue_job(&services, 10).await;
+        // The reading just taken is reused: no read until it is RUN_BACKLOG_SAMPLE_INTERVAL old.
+        assert_eq!(backlog.age().await, Duration::ZERO);
+        assert!(backlog.check().await.is_ok());
+        tokio::time::sleep(RUN_BACKLOG_SAMPLE_INTERVAL + Duration::from_millis(20)).await;
+        assert!(backlog.age().await >= Duration::from_secs(10));
+        match backlog.check().await {
+            Err(Error::Unavailable {
+                retry_after_seconds,
+                reason,
+            }) => {
+                assert_eq!(retry_after_seconds, 1);
+                assert!(reason.contains("more than the 4 s allowed"), "{reason}");
+            }
+            other => panic!("expected UNAVAILABLE, got {other:?}"),
+        }
+        // Clones share the reading.
+        assert!(backlog.clone().check().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn no_limit_never_refuses() {
+        let (backlog, services) = backlog(None).await;
+        overdue_job(&services, 3600).await;
+        assert!(backlog.check().await.is_ok());
+    }
+
+    #[test]
+    fn retry_after_is_a_quarter_of_the_limit_and_at_least_a_second() {
+        let retry = |s| RunBacklog::retry_after_seconds(Duration::from_secs(s));
+        assert_eq!((retry(1), retry(4), retry(5), retry(60)), (1, 1, 2, 15));
+    }
 }

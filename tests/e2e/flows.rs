@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use waflow_jobs::queue_stats::{RUN_BACKLOG_SAMPLE_INTERVAL, RunBacklog};
 use waflow_tests::{
-    APP_SECRET, Meta, TestApp, WebhookReceiver, error_code, error_fields, eventually,
-    messages_webhook,
+    ACCESS_TOKEN, APP_SECRET, BUSINESS_ACCOUNT_ID, Backend, Meta, TestApp, VERIFY_TOKEN,
+    WebhookReceiver, error_code, error_fields, eventually, messages_webhook,
+    spawn_app_without_workers_with,
 };
 use wiremock::{
     Mock, MockServer, ResponseTemplate,
@@ -903,6 +905,107 @@ async fn webhook_secrets_rotate_and_error_handlers_are_checked(app: TestApp) {
         )
         .await;
     assert_eq!(error_fields(&unknown), ["onErrorFlowId"]);
+}
+
+/// Issue 20: accepting a webhook must still mean a run that starts soon. No worker runs here, so
+/// the first run's job waits in the flow queue; once it has waited past the limit (1 s), the
+/// flow webhook starts nothing and answers 503 `UNAVAILABLE` with `Retry-After`, while Meta's
+/// webhook, whose messages would be lost, is still taken.
+async fn flow_webhooks_are_refused_while_the_run_backlog_is_too_old(backend: Backend) {
+    let limit = Duration::from_secs(1);
+    let Some(app) = spawn_app_without_workers_with(backend, |services| {
+        services.run_backlog = RunBacklog::new(services.jobs.flows.clone(), Some(limit));
+    })
+    .await
+    else {
+        return;
+    };
+    // A Cloud API sender for Meta's webhook. `cloud_sender` would wait for its status refresh,
+    // a job that no worker runs here; receiving does not need it.
+    let meta = Meta::start().await;
+    const PN: &str = "PN-BACKLOG";
+    app.ok(
+        "mutation($input: CreateSenderInput!) { createSender(input: $input) { id } }",
+        json!({"input": {"phoneNumber": "+14155550199", "displayName": "Acme", "provider": "CLOUD_API",
+            "cloudApi": {"phoneNumberId": PN, "businessAccountId": BUSINESS_ACCOUNT_ID,
+                "accessToken": ACCESS_TOKEN, "appSecret": APP_SECRET, "verifyToken": VERIFY_TOKEN,
+                "apiBaseUrl": meta.base_url()}}}),
+    )
+    .await;
+    let steps = json!([{"id": "note", "type": "set_variables", "values": {"a": 1}}]);
+    let (flow, secret) = live_flow(
+        &app,
+        json!({"trigger": {"type": "webhook"}, "steps": steps}),
+    )
+    .await;
+    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    let post = |secret: &str| {
+        app.http
+            .post(&hook)
+            .header("x-waflow-secret", secret)
+            .json(&json!({"lead": "Ana"}))
+            .send()
+    };
+    assert_eq!(post(&secret).await.unwrap().status(), 202);
+
+    eventually(
+        "the flow queue's oldest job to wait past the limit",
+        || async {
+            let stats = app.services.jobs.stats().await.unwrap();
+            let flows = stats.into_iter().find(|q| q.queue == "flows").unwrap();
+            (flows.oldest_ready_age > limit).then_some(())
+        },
+    )
+    .await;
+    // The server reads the backlog again once its last reading is this old.
+    tokio::time::sleep(RUN_BACKLOG_SAMPLE_INTERVAL + Duration::from_millis(50)).await;
+    let refused = post(&secret).await.unwrap();
+    assert_eq!(refused.status(), 503);
+    assert_eq!(refused.headers()["retry-after"], "1");
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(error_code(&body), Some("UNAVAILABLE"), "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["retryAfterSeconds"], 1);
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("the flow queue is behind"),
+        "{body}"
+    );
+    let runs = app
+        .ok(
+            "query($f: ID!) { flowRuns(flowId: $f, first: 10) { edges { node { id } } } }",
+            json!({"f": flow}),
+        )
+        .await;
+    assert_eq!(
+        runs["flowRuns"]["edges"].as_array().unwrap().len(),
+        1,
+        "only the accepted request started a run: {runs}"
+    );
+    // The secret is checked first: a caller without it learns nothing about the queue.
+    let wrong = post("whfl_wrong").await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    // Meta's webhook is never refused for the backlog: Meta would give up on its messages.
+    customer_writes_via_meta(&app, PN, "wamid.IN-BACKLOG-1").await;
+}
+
+mod flow_webhooks_are_refused_while_the_run_backlog_is_too_old {
+    #[tokio::test]
+    async fn sqlite() {
+        super::flow_webhooks_are_refused_while_the_run_backlog_is_too_old(
+            waflow_tests::Backend::Sqlite,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        super::flow_webhooks_are_refused_while_the_run_backlog_is_too_old(
+            waflow_tests::Backend::Postgres,
+        )
+        .await;
+    }
 }
 
 waflow_tests::on_both_databases!(

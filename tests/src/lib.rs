@@ -39,7 +39,7 @@ pub use fixtures::{body_examples, messages_webhook};
 pub use receivers::{WebhookReceiver, sign};
 pub use spawn::{
     SHARED_SECRET_KEY, TestApp, Worker, sandbox, spawn_app, spawn_app_with,
-    spawn_app_without_workers, spawn_server,
+    spawn_app_without_workers, spawn_app_without_workers_with, spawn_server,
 };
 pub use stand_ins::{
     llm::{LLM_KEY, Llm, chat_messages},

@@ -149,9 +149,21 @@ pub async fn spawn_app_with(
 /// A server with no workers in its process: tests start them as [`Worker`]s, and kill them.
 /// Secrets are sealed with [`SHARED_SECRET_KEY`] so that those workers can read them.
 pub async fn spawn_app_without_workers(backend: Backend) -> Option<TestApp> {
+    spawn_app_without_workers_with(backend, |_| {}).await
+}
+
+/// `spawn_app_without_workers`, with `configure` changing the services (a backlog limit, say)
+/// before anything runs.
+pub async fn spawn_app_without_workers_with(
+    backend: Backend,
+    configure: impl FnOnce(&mut Services),
+) -> Option<TestApp> {
     spawn(
         backend,
-        |services| services.secrets = SecretBox::from_base64(SHARED_SECRET_KEY).unwrap(),
+        |services| {
+            services.secrets = SecretBox::from_base64(SHARED_SECRET_KEY).unwrap();
+            configure(services);
+        },
         false,
     )
     .await

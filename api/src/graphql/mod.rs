@@ -138,6 +138,10 @@ pub(crate) fn to_gql(error: waflow_jobs::Error) -> async_graphql::Error {
             Error::InvalidPhoneNumber { field, .. } => ext.set("field", field.as_str()),
             Error::RateLimited {
                 retry_after_seconds,
+            }
+            | Error::Unavailable {
+                retry_after_seconds,
+                ..
             } => ext.set("retryAfterSeconds", *retry_after_seconds),
             Error::OutsideWindow(closed) => {
                 if let Some(at) = closed.closed_at {

@@ -247,7 +247,9 @@ impl FlowService<'_> {
 
     /// `POST /hooks/flows/{id}`: the body starts a run of the flow when the secret is its own.
     /// `hop`: how many runs of a chain came before (the `X-Waflow-Hop` header); a chain longer
-    /// than `limits::MAX_HOPS` is refused.
+    /// than `limits::MAX_HOPS` is refused. While the flow queue's backlog is past its limit
+    /// (`Services::run_backlog`) no run starts: `Error::Unavailable`, after the secret and the
+    /// trigger were checked.
     pub async fn inbound_webhook(
         &self,
         flow_id: Uuid,
@@ -291,6 +293,9 @@ impl FlowService<'_> {
                 ),
             ));
         }
+        // Accepting a run the workers will reach only minutes later would hide how far behind
+        // they are: refuse it while the flow queue's backlog is past its limit.
+        self.services.run_backlog.check().await?;
         self.start_indexed(&row, "webhook", payload, hop)
             .await?
             .ok_or(Error::NotFound("flow"))
