@@ -41,6 +41,10 @@ pub struct Opts {
     /// The embedded profile (SQLite, no Redis) instead of the production one.
     #[arg(long)]
     pub embedded: bool,
+    /// The server's WAFLOW_MAX_RUN_BACKLOG_SECONDS: past this backlog age the hook answers 503
+    /// (unset: the server's default, 60 s).
+    #[arg(long)]
+    pub max_run_backlog: Option<u64>,
 }
 
 pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
@@ -64,6 +68,13 @@ pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
     } else {
         Deployment::new(global)?
     };
+    if let Some(seconds) = opts.max_run_backlog {
+        let setting = (
+            "WAFLOW_MAX_RUN_BACKLOG_SECONDS".to_owned(),
+            seconds.to_string(),
+        );
+        deployment.env.push(setting);
+    }
     let base = deployment.start_api(false).await?;
     let (flow_id, secret) = live_flow(&deployment.api(0)).await?;
     let hook = format!("{base}/hooks/flows/{flow_id}");

@@ -134,6 +134,8 @@ pub struct Deployment {
     pub prefix: String,
     pub key: String,
     pub apis: Vec<String>,
+    /// Settings given to every process started after they are set (`WAFLOW_…` variables).
+    pub env: Vec<(String, String)>,
     global: Global,
 }
 
@@ -163,6 +165,7 @@ impl Deployment {
             prefix: format!("waflow-bench-{id}:"),
             key: String::new(),
             apis: Vec::new(),
+            env: Vec::new(),
             global: global.clone(),
         };
         let out = deployment
@@ -208,6 +211,7 @@ impl Deployment {
         if let Some(log) = &self.global.rust_log {
             cmd.env("RUST_LOG", log);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
