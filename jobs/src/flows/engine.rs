@@ -13,7 +13,13 @@ use uuid::Uuid;
 use waflow_entities::{enums::RunStatus, flow_run};
 
 use super::{
-    FlowJob, executor::Executor, interpreter, lease::Lease, runs, state::RunState, versions,
+    FlowJob,
+    executor::Executor,
+    interpreter,
+    lease::{Lease, Taken, Which},
+    runs,
+    state::RunState,
+    versions,
 };
 use crate::{Services, crash_points::CrashPoint, error::Result};
 
@@ -47,34 +53,34 @@ pub fn is_finished(status: RunStatus) -> bool {
 /// Every job is a poke: whatever it carries, it does what the run's row says is due. So a job
 /// delivered twice, late, or after its worker died does no harm, and one that finds nothing
 /// due leaves the run to the wake-up that is due later. A job whose worker dies in the middle
-/// of a hand-off is delivered again, finds its run finished and releases the next one.
+/// of a hand-off is delivered again, finds its run finished and releases the next one (whose
+/// lease, taken by the dead worker, expires).
 pub async fn execute(services: &Services, run_id: Uuid, resume: Resume) -> Result<()> {
-    let mut next = execute_one(services, run_id, resume).await?;
+    let Some(taken) = Lease::take(services, &services.db, Which::Run(run_id)).await? else {
+        return not_taken(services, run_id, resume).await;
+    };
+    let mut next = run_taken(services, taken, resume).await?;
     for _ in 0..MAX_HANDOFFS {
-        let Some(run_id) = next else {
+        let Some(taken) = next else {
             return Ok(());
         };
-        next = execute_one(services, run_id, Resume::Token(None)).await?;
+        next = run_taken(services, taken, Resume::Token(None)).await?;
     }
     match next {
-        Some(run_id) => runs::poke(services, run_id, None).await,
+        Some(taken) => {
+            taken.lease.release(services).await?;
+            runs::poke(services, taken.run.id, None).await
+        }
         None => Ok(()),
     }
 }
 
-/// Continues one run; answers the next run of its concurrency key when this one ended.
-async fn execute_one(services: &Services, run_id: Uuid, resume: Resume) -> Result<Option<Uuid>> {
-    let Some(taken) = Lease::take(services, run_id).await? else {
-        not_taken(services, run_id, resume).await?;
-        return Ok(None);
-    };
-    let lease = taken.lease;
-    if taken.blocked {
-        // An earlier run of its key has not finished; that one's end starts this one.
-        lease.release(services).await?;
-        return Ok(None);
-    }
-    let work = run_locked(services, &lease, taken.run, resume);
+/// Continues a run this job holds; answers the next run of its concurrency key, taken, when
+/// this one ended.
+async fn run_taken(services: &Services, taken: Taken, resume: Resume) -> Result<Option<Taken>> {
+    let Taken { lease, run } = taken;
+    let run_id = run.id;
+    let work = run_locked(services, &lease, run, resume);
     tokio::pin!(work);
     let mut renew = tokio::time::interval(services.runs.lease / 3);
     renew.tick().await;
@@ -104,7 +110,8 @@ async fn execute_one(services: &Services, run_id: Uuid, resume: Resume) -> Resul
     }
 }
 
-/// The run could not be taken: it is gone, finished, or held by another job.
+/// The run could not be taken: it is gone, finished, held by another job, or waiting for an
+/// earlier run of its concurrency key.
 async fn not_taken(services: &Services, run_id: Uuid, resume: Resume) -> Result<()> {
     let Some(run) = flow_run::Entity::find_by_id(run_id)
         .one(&services.db)
@@ -117,6 +124,13 @@ async fn not_taken(services: &Services, run_id: Uuid, resume: Resume) -> Result<
         // run's end and before handing on the next run of its concurrency key: release it again
         // (a second release only pokes a run that checks for itself whether it may start).
         return runs::release_next(services, &run).await;
+    }
+    let free = run
+        .locked_until
+        .is_none_or(|until| until < chrono::Utc::now());
+    if run.status == RunStatus::Queued && free {
+        // An earlier run of its key has not finished: that one's end takes this one.
+        return Ok(());
     }
     let job = match resume {
         Resume::Token(token) => FlowJob::Run { run_id, token },
@@ -131,12 +145,12 @@ async fn not_taken(services: &Services, run_id: Uuid, resume: Resume) -> Result<
 }
 
 /// How a job's work on a run ended.
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Ended {
     /// The run's last save gave up the lease (it parked or ended).
     released: bool,
-    /// The next run of the concurrency key, when this run ended.
-    next: Option<Uuid>,
+    /// The next run of the concurrency key, taken, when this run ended.
+    next: Option<Taken>,
 }
 
 async fn run_locked(

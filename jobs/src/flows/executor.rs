@@ -18,7 +18,7 @@ use super::{
     definition::{Definition, Leaf, Step},
     engine::Resume,
     interpreter::Effects,
-    lease::Lease,
+    lease::{Lease, Taken},
     runs::{self, RecordOf, RecordWrite, Save, Saved},
     state::{RunState, StepIndex, Wake, WakeReason},
     steps::{Deadline, Outcome, Park, StepContext, StepError},
@@ -56,7 +56,7 @@ pub(super) struct Executor<'a> {
     /// The last save gave the lease up (the run parked or ended).
     pub(super) released: bool,
     /// The run ended, and this run of its concurrency key is next.
-    pub(super) next: Option<Uuid>,
+    pub(super) next: Option<Taken>,
 }
 
 impl<'a> Executor<'a> {

@@ -11,8 +11,21 @@ use sea_orm::{
 use uuid::Uuid;
 use waflow_entities::flow_run;
 
-use super::runs::BLOCKED_BY_EARLIER;
 use crate::{Services, error::Result};
+
+/// Whether an earlier run with the same concurrency key has not finished, so that the queued
+/// run `flow_run` waits: an SQL condition on a row of `flow_run`, the one statement of the
+/// rule for taking a run (below) and for the reconciler. Served by the
+/// `(concurrency_key, status, id)` index.
+pub(crate) const BLOCKED_BY_EARLIER: &str = "(flow_run.status = 'QUEUED'
+    AND flow_run.concurrency_key IS NOT NULL
+    AND EXISTS (
+        SELECT 1 FROM flow_run AS earlier
+        WHERE earlier.concurrency_key = flow_run.concurrency_key
+          AND earlier.flow_id = flow_run.flow_id
+          AND earlier.id <> flow_run.id
+          AND (earlier.status IN ('RUNNING', 'WAITING')
+               OR (earlier.status = 'QUEUED' AND earlier.id < flow_run.id))))";
 
 /// A job's hold on a run: the row's `locked_by` names this job until `locked_until`. Renewal,
 /// release and every save check the name, so a worker that stalled past its lease and lost the
@@ -26,45 +39,69 @@ pub(crate) struct Lease {
 pub(crate) struct Taken {
     pub(crate) lease: Lease,
     pub(crate) run: flow_run::Model,
-    /// A queued run that must wait for an earlier run of its concurrency key
-    /// (`runs::BLOCKED_BY_EARLIER`).
-    pub(crate) blocked: bool,
 }
 
-/// Takes the lease of an unfinished run and reads it, with whether an earlier run of its key
-/// blocks it, in one statement: the engine's only read of a run it starts.
+/// Which run to take.
+pub(crate) enum Which<'a> {
+    /// This one.
+    Run(Uuid),
+    /// The first queued run of this flow and concurrency key, as one ends.
+    NextOf { flow_id: Uuid, key: &'a str },
+}
+
+/// Takes the lease of an unfinished run that no job holds and no earlier run of its key
+/// blocks, and reads it, in one statement: the engine's only read of a run it starts.
 const TAKE: &str = "UPDATE flow_run SET locked_until = $1, locked_by = $2
-    WHERE id = $3
+    WHERE id = RUN
       AND status NOT IN ('SUCCEEDED', 'FAILED', 'CANCELLED')
-      AND (locked_until IS NULL OR locked_until < $4)
-    RETURNING *, CASE WHEN BLOCKED THEN 1 ELSE 0 END AS blocked_by_earlier";
+      AND (locked_until IS NULL OR locked_until < $3)
+      AND NOT BLOCKED
+    RETURNING *";
+
+const NEXT_OF_KEY: &str = "(SELECT queued.id FROM flow_run AS queued
+    WHERE queued.concurrency_key = $4 AND queued.flow_id = $5 AND queued.status = 'QUEUED'
+    ORDER BY queued.id LIMIT 1)";
 
 impl Lease {
-    /// The run, held by this job; `None` when it is finished, held by another job, or gone.
-    pub(super) async fn take(services: &Services, run_id: Uuid) -> Result<Option<Taken>> {
+    /// The run, held by this job; `None` when there is none to take: finished, held by another
+    /// job, waiting for an earlier run of its key, or gone. `db`: a connection, or the
+    /// transaction that ends the run before.
+    pub(super) async fn take(
+        services: &Services,
+        db: &impl ConnectionTrait,
+        which: Which<'_>,
+    ) -> Result<Option<Taken>> {
         let now = Utc::now();
         let holder = Uuid::now_v7();
-        let db = &services.db;
-        let sql = TAKE.replace("BLOCKED", BLOCKED_BY_EARLIER);
-        let statement = Statement::from_sql_and_values(
-            db.get_database_backend(),
-            sql,
-            [
-                (now + services.runs.lease).into(),
-                holder.into(),
-                run_id.into(),
-                now.into(),
-            ],
-        );
+        let mut values: Vec<sea_orm::Value> = vec![
+            (now + services.runs.lease).into(),
+            holder.into(),
+            now.into(),
+        ];
+        let run = match which {
+            Which::Run(id) => {
+                values.push(id.into());
+                "$4"
+            }
+            Which::NextOf { flow_id, key } => {
+                values.extend([key.into(), flow_id.into()]);
+                NEXT_OF_KEY
+            }
+        };
+        let sql = TAKE
+            .replace("RUN", run)
+            .replace("BLOCKED", BLOCKED_BY_EARLIER);
+        let statement = Statement::from_sql_and_values(db.get_database_backend(), sql, values);
         let Some(row) = db.query_one_raw(statement).await? else {
             return Ok(None);
         };
         let run = flow_run::Model::from_query_result(&row, "")?;
-        let blocked: i32 = row.try_get("", "blocked_by_earlier")?;
         Ok(Some(Taken {
-            lease: Lease { run_id, holder },
+            lease: Lease {
+                run_id: run.id,
+                holder,
+            },
             run,
-            blocked: blocked != 0,
         }))
     }
 

@@ -59,7 +59,7 @@ impl FlowService<'_> {
             // Leaves out queued runs that wait, rightly, for an earlier run of their key.
             .filter(sea_orm::sea_query::Expr::cust(format!(
                 "NOT {}",
-                super::runs::BLOCKED_BY_EARLIER
+                super::lease::BLOCKED_BY_EARLIER
             )))
             .order_by_asc(flow_run::Column::Id)
             .limit(BATCH)

@@ -14,7 +14,11 @@ use waflow_entities::{
     flow, flow_run, flow_version, step_run,
 };
 
-use super::{FlowJob, state::RunState};
+use super::{
+    FlowJob,
+    lease::{Lease, Taken, Which},
+    state::RunState,
+};
 use crate::{
     Services,
     error::Result,
@@ -126,20 +130,6 @@ pub async fn poke(services: &Services, run_id: Uuid, token: Option<Uuid>) -> Res
     services.jobs.flows.push(job, None).await
 }
 
-/// Whether an earlier run with the same concurrency key has not finished, so that the queued
-/// run `flow_run` waits: an SQL condition on a row of `flow_run`, the one statement of the
-/// rule for the engine (`lease::Lease::take`) and the reconciler alike. Served by the
-/// `(concurrency_key, status)` index.
-pub(crate) const BLOCKED_BY_EARLIER: &str = "(flow_run.status = 'QUEUED'
-    AND flow_run.concurrency_key IS NOT NULL
-    AND EXISTS (
-        SELECT 1 FROM flow_run AS earlier
-        WHERE earlier.concurrency_key = flow_run.concurrency_key
-          AND earlier.flow_id = flow_run.flow_id
-          AND earlier.id <> flow_run.id
-          AND (earlier.status IN ('RUNNING', 'WAITING')
-               OR (earlier.status = 'QUEUED' AND earlier.id < flow_run.id))))";
-
 /// A step record written with the run's next save.
 #[derive(Debug, Clone)]
 pub(crate) enum RecordWrite {
@@ -161,12 +151,14 @@ pub(crate) struct Save {
 }
 
 /// What a save found.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Saved {
     /// The started step's record, as stored.
     pub started: Option<step_run::Model>,
-    /// The next queued run of the concurrency key, when this save ended the run.
-    pub next: Option<Uuid>,
+    /// The next queued run of the concurrency key, taken for this job, when this save ended
+    /// the run: its lease is taken in the same transaction, so the hand-off costs no commit of
+    /// its own and no other job can take it meanwhile.
+    pub next: Option<Taken>,
 }
 
 /// Saves a run's progress for the job holding it (`holder`, its lease), with `save`'s step
@@ -212,8 +204,14 @@ pub(crate) async fn save(
     if let Some(record) = &save.start {
         saved.started = Some(start_record(&txn, record).await?);
     }
-    if matches!(run.status, RunStatus::Succeeded | RunStatus::Failed) {
-        saved.next = next_queued(&txn, run).await?;
+    if let (RunStatus::Succeeded | RunStatus::Failed, Some(key)) =
+        (run.status, &run.concurrency_key)
+    {
+        let next = Which::NextOf {
+            flow_id: run.flow_id,
+            key,
+        };
+        saved.next = Lease::take(services, &txn, next).await?;
     }
     txn.commit().await?;
     for record in &save.records {
