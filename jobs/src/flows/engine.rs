@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use sea_orm::EntityTrait;
-use serde_json::Value;
 use uuid::Uuid;
 use waflow_entities::{enums::RunStatus, flow_run};
 
@@ -31,14 +30,7 @@ const HELD_RETRY: Duration = Duration::from_secs(1);
 /// through the queue, so that a job ends and a busy key does not keep a worker's slot for good.
 const MAX_HANDOFFS: usize = 100;
 
-/// Why a job continues a run.
-#[derive(Debug, Clone)]
-pub enum Resume {
-    /// Start or continue; `Some(token)` is a scheduled wake-up (delay, retry, reply timeout).
-    Token(Option<Uuid>),
-    /// The contact answered a `wait_for_reply` step.
-    Reply(Value),
-}
+pub use super::executor::Resume;
 
 pub fn is_finished(status: RunStatus) -> bool {
     matches!(

@@ -16,7 +16,6 @@ use waflow_entities::{
 use super::{
     FlowJob,
     definition::{Definition, Leaf, Step},
-    engine::Resume,
     interpreter::Effects,
     lease::{Lease, Taken},
     runs::{self, RecordOf, RecordWrite, Save, Saved},
@@ -29,6 +28,15 @@ use crate::{
     error::Result,
     sandbox::{TemplateError, Templates},
 };
+
+/// Why a job continues a run.
+#[derive(Debug, Clone)]
+pub enum Resume {
+    /// Start or continue; `Some(token)` is a scheduled wake-up (delay, retry, reply timeout).
+    Token(Option<Uuid>),
+    /// The contact answered a `wait_for_reply` step.
+    Reply(Value),
+}
 
 /// Stops execution: the run was cancelled while a step ran, or this job lost its lease.
 struct Stopped;

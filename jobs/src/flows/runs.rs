@@ -246,17 +246,20 @@ async fn write_records(txn: &impl ConnectionTrait, records: &[RecordWrite]) -> R
         }
     }
     if !whole.is_empty() {
-        // A job re-run after a crash may meet records its predecessor saved: they stay.
         step_run::Entity::insert_many(whole)
-            .on_conflict(
-                OnConflict::column(step_run::Column::IdempotencyKey)
-                    .do_nothing()
-                    .to_owned(),
-            )
+            .on_conflict(keep_saved_record())
             .exec_without_returning(txn)
             .await?;
     }
     Ok(())
+}
+
+/// A job re-run after a crash may meet records its predecessor saved under the same key: they
+/// stay as they are.
+fn keep_saved_record() -> OnConflict {
+    OnConflict::column(step_run::Column::IdempotencyKey)
+        .do_nothing()
+        .to_owned()
 }
 
 /// Inserts a started record, or finds the one a job before this one inserted under its key.
@@ -265,11 +268,7 @@ async fn start_record(
     record: &step_run::Model,
 ) -> Result<step_run::Model> {
     step_run::Entity::insert(step_run::ActiveModel::from(record.clone()).reset_all())
-        .on_conflict(
-            OnConflict::column(step_run::Column::IdempotencyKey)
-                .do_nothing()
-                .to_owned(),
-        )
+        .on_conflict(keep_saved_record())
         .exec_without_returning(txn)
         .await?;
     step_run::Entity::find()
