@@ -990,23 +990,60 @@ async fn flow_webhooks_are_refused_while_the_run_backlog_is_too_old(backend: Bac
     customer_writes_via_meta(&app, PN, "wamid.IN-BACKLOG-1").await;
 }
 
-mod flow_webhooks_are_refused_while_the_run_backlog_is_too_old {
-    #[tokio::test]
-    async fn sqlite() {
-        super::flow_webhooks_are_refused_while_the_run_backlog_is_too_old(
-            waflow_tests::Backend::Sqlite,
-        )
-        .await;
+/// A run behind an unfinished run of its key is given no job, which would only find it
+/// blocked: the end of the run before hands it on, in the transaction that ends it.
+async fn runs_behind_an_unfinished_run_of_their_key_queue_no_job(backend: Backend) {
+    let Some(app) = spawn_app_without_workers_with(backend, |_| {}).await else {
+        return;
+    };
+    let (flow, secret) = live_flow(
+        &app,
+        json!({"trigger": {"type": "webhook"}, "concurrencyKey": "{{ trigger.customer }}",
+               "steps": [{"id": "note", "type": "set_variables", "values": {"who": "{{ trigger.customer }}"}}]}),
+    )
+    .await;
+    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    let mut runs = Vec::new();
+    for customer in ["ada", "ada", "bob", "ada"] {
+        let answer = app
+            .http
+            .post(&hook)
+            .header("x-waflow-secret", &secret)
+            .json(&json!({"customer": customer}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+        let body: Value = answer.json().await.unwrap();
+        runs.push(body["runId"].as_str().unwrap().to_owned());
     }
-
-    #[tokio::test]
-    async fn postgres() {
-        super::flow_webhooks_are_refused_while_the_run_backlog_is_too_old(
-            waflow_tests::Backend::Postgres,
-        )
-        .await;
+    let stats = app.services.jobs.stats().await.unwrap();
+    let flows = stats.into_iter().find(|q| q.queue == "flows").unwrap();
+    assert_eq!(
+        flows.ready, 2,
+        "a job for Ada's first run and one for Bob's, none for the two runs behind Ada's first"
+    );
+    // A worker runs them all, Ada's one after the other.
+    let _worker = waflow_tests::Worker::start(&app);
+    let mut ada = Vec::new();
+    for (i, id) in runs.iter().enumerate() {
+        let done = run_in(&app, id, "SUCCEEDED").await;
+        if i != 2 {
+            ada.push(done);
+        }
+    }
+    for pair in ada.windows(2) {
+        assert!(
+            pair[1]["startedAt"].as_str().unwrap() >= pair[0]["finishedAt"].as_str().unwrap(),
+            "{pair:?}"
+        );
     }
 }
+
+waflow_tests::on_both_backends!(
+    flow_webhooks_are_refused_while_the_run_backlog_is_too_old,
+    runs_behind_an_unfinished_run_of_their_key_queue_no_job,
+);
 
 waflow_tests::on_both_databases!(
     webhook_secrets_rotate_and_error_handlers_are_checked,

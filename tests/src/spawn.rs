@@ -299,6 +299,27 @@ pub async fn spawn_server(services: Services, cors_origins: &[&str]) -> SocketAd
     addr
 }
 
+/// Defines, for each named `async fn(Backend)` (a test that spawns its app its own way), one
+/// test on SQLite and one on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await;
+                }
+
+                #[tokio::test]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await;
+                }
+            }
+        )+
+    };
+}
+
 /// Defines, for each named `async fn(TestApp)`, one test on SQLite and one on PostgreSQL.
 #[macro_export]
 macro_rules! on_both_databases {

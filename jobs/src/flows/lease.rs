@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, Statement,
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryTrait, Statement,
     sea_query::Expr,
 };
 use uuid::Uuid;
@@ -13,19 +13,63 @@ use waflow_entities::flow_run;
 
 use crate::{Services, error::Result};
 
-/// Whether an earlier run with the same concurrency key has not finished, so that the queued
-/// run `flow_run` waits: an SQL condition on a row of `flow_run`, the one statement of the
-/// rule for taking a run (below) and for the reconciler. Served by the
-/// `(concurrency_key, status, id)` index.
-pub(crate) const BLOCKED_BY_EARLIER: &str = "(flow_run.status = 'QUEUED'
-    AND flow_run.concurrency_key IS NOT NULL
-    AND EXISTS (
-        SELECT 1 FROM flow_run AS earlier
-        WHERE earlier.concurrency_key = flow_run.concurrency_key
+/// An earlier run with the same concurrency key as the run `flow_run` that has not finished:
+/// an SQL condition on a row `earlier` of `flow_run`, the one statement of the rule by which
+/// the runs of a key go one at a time, in the order they came.
+macro_rules! earlier_unfinished {
+    () => {
+        "earlier.concurrency_key = flow_run.concurrency_key
           AND earlier.flow_id = flow_run.flow_id
           AND earlier.id <> flow_run.id
           AND (earlier.status IN ('RUNNING', 'WAITING')
-               OR (earlier.status = 'QUEUED' AND earlier.id < flow_run.id))))";
+               OR (earlier.status = 'QUEUED' AND earlier.id < flow_run.id))"
+    };
+}
+
+/// Whether an earlier run with the same concurrency key has not finished, so that the queued
+/// run `flow_run` waits: an SQL condition on a row of `flow_run`, for taking a run (below) and
+/// for the reconciler. Served by the `(concurrency_key, status, id)` index.
+pub(crate) const BLOCKED_BY_EARLIER: &str = concat!(
+    "(flow_run.status = 'QUEUED'
+    AND flow_run.concurrency_key IS NOT NULL
+    AND EXISTS (SELECT 1 FROM flow_run AS earlier WHERE ",
+    earlier_unfinished!(),
+    "))"
+);
+
+/// Inserts a new run and answers whether it waits for an earlier run of its key, in one
+/// statement. A run that waits needs no job: the end of the run before hands it on
+/// (`runs::save`). On PostgreSQL the earlier run's row is locked for the check: a run whose end
+/// is being saved right now is read once that save committed (finished: the new run needs a
+/// job), so an end that could not see the new run is never the one counted on to hand it on.
+/// SQLite has one writer: an end saved after the insert sees the new run.
+pub(crate) async fn insert_run(
+    db: &impl ConnectionTrait,
+    run: flow_run::ActiveModel,
+) -> Result<(flow_run::Model, bool)> {
+    let backend = db.get_database_backend();
+    let insert = flow_run::Entity::insert(run).build(backend);
+    let lock = match backend {
+        sea_orm::DbBackend::Postgres => " FOR UPDATE",
+        _ => "",
+    };
+    let sql = format!(
+        concat!(
+            "{} RETURNING *, EXISTS (SELECT 1 FROM flow_run AS earlier WHERE ",
+            earlier_unfinished!(),
+            "{}) AS waits"
+        ),
+        insert.sql, lock
+    );
+    let row = db
+        .query_one_raw(Statement { sql, ..insert })
+        .await?
+        .ok_or(crate::Error::NotFound("inserted flow run"))?;
+    Ok((
+        flow_run::Model::from_query_result(&row, "")?,
+        row.try_get("", "waits")?,
+    ))
+}
 
 /// A job's hold on a run: the row's `locked_by` names this job until `locked_until`. Renewal,
 /// release and every save check the name, so a worker that stalled past its lease and lost the

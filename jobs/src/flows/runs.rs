@@ -87,7 +87,7 @@ pub async fn create_in_chain(
         None => trigger["customer_phone"].as_str().map(str::to_owned),
     };
     let now = Utc::now();
-    let run = flow_run::ActiveModel {
+    let new_run = flow_run::ActiveModel {
         id: Set(Uuid::now_v7()),
         workspace_id: Set(workspace_id),
         flow_id: Set(flow_id),
@@ -110,10 +110,15 @@ pub async fn create_in_chain(
         waiting_for: Set(None),
         wake_at: Set(None),
         locked_by: Set(None),
+    };
+    let (run, waits) = super::lease::insert_run(&services.db, new_run).await?;
+    // A run behind an unfinished run of its key gets no job (one would only find it blocked):
+    // the end of the run before hands it on.
+    if waits {
+        publish_update(services, &run).await;
+    } else {
+        announce(services, &run).await?;
     }
-    .insert(&services.db)
-    .await?;
-    announce(services, &run).await?;
     Ok(run)
 }
 
