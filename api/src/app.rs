@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 
 use axum::{
     Json, Router,
-    extract::{ConnectInfo, State},
+    extract::{ConnectInfo, Request, State},
     http::{Method, StatusCode, header},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -35,6 +36,10 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         // After the layer: imports and media uploads have limits of their own.
         .merge(crate::import::routes())
         .merge(crate::media::routes())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            durable_answer,
+        ))
         .route_layer(axum::middleware::from_fn(crate::metrics::track_http))
         .with_state(state);
     if !cors_origins.is_empty() {
@@ -46,6 +51,23 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
         );
     }
     router
+}
+
+/// The answer to a request that may have written (any method but GET, HEAD and OPTIONS) waits
+/// until what it committed is on disk (`waflow_jobs::db::Durability`): a run answered 202, a
+/// message answered 200 to Meta, an id handed out survive a power cut. Concurrent answers share
+/// one fsync; on PostgreSQL nothing waits. A failed flush answers 500 `INTERNAL`.
+async fn durable_answer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let writes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let response = next.run(request).await;
+    if writes && let Err(error) = state.services.durability.sync().await {
+        return crate::rest_error::RestError::from(waflow_jobs::Error::Database(error))
+            .into_response();
+    }
+    response
 }
 
 /// 200 when this process can serve (database and Redis answer, schema current), else 503 with

@@ -9,13 +9,13 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 
 use crate::{
     crypto::SecretBox,
     error::{Error, Result},
     events::{Event, EventBus},
-    queue::{JobQueue, Queue},
+    queue::{JobQueue, Queue, SqliteQueue},
     rate_limit::RateLimiter,
 };
 
@@ -53,6 +53,9 @@ pub struct Services {
     pub reactions: Reactions,
     /// Rows that never change (published flow versions), read once per process.
     pub memo: crate::memo::Memo,
+    /// When commits are on disk: wait for it before anything a commit announces leaves the
+    /// process.
+    pub durability: crate::db::Durability,
 }
 
 /// One consequence of an event: the reactions module (`crate::reactions`) defines them above
@@ -149,9 +152,8 @@ impl Services {
             ));
         }
         let pool = db.get_sqlite_connection_pool().clone();
-        // apalis' own setup would also switch `synchronous` off on one of our connections; only
-        // its tables are wanted, and WAL, so that the API's reads do not wait for the workers.
-        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+        // apalis' own setup would also switch `synchronous` off on one of our connections: only
+        // its tables are wanted (`db::connect` sets WAL and `synchronous`).
         apalis_sqlite::SqliteStorage::<()>::migrations()
             .run(&pool)
             .await
@@ -163,22 +165,24 @@ impl Services {
                 .missed_heartbeats(3)
         };
         let jobs = JobQueue {
-            system: Queue::Sqlite(
+            system: Queue::Sqlite(SqliteQueue::new(
                 apalis_sqlite::SqliteStorage::new(&pool)
                     .with_config(sqlite_queue(&crate::queue::sqlite_queue_name("system"))),
-            ),
-            flows: Queue::Sqlite(
+            )),
+            flows: Queue::Sqlite(SqliteQueue::new(
                 apalis_sqlite::SqliteStorage::new(&pool)
                     .with_config(sqlite_queue(&crate::queue::sqlite_queue_name("flows"))),
-            ),
+            )),
         };
         let events = EventBus::in_process();
+        let durability = crate::db::Durability::of(&db).await?;
         Ok(Self::assemble(
             db,
             secrets,
             RateLimiter::in_process(),
             jobs,
             events,
+            durability,
         ))
     }
 
@@ -217,7 +221,8 @@ impl Services {
             system: Queue::Redis(system),
             flows: Queue::Redis(flows),
         };
-        let mut services = Self::assemble(db, secrets, limiter, jobs, events);
+        let durability = crate::db::Durability::of(&db).await?;
+        let mut services = Self::assemble(db, secrets, limiter, jobs, events, durability);
         services.redis = Some(manager);
         Ok(services)
     }
@@ -228,6 +233,7 @@ impl Services {
         rate_limiter: RateLimiter,
         jobs: JobQueue,
         events: EventBus,
+        durability: crate::db::Durability,
     ) -> Self {
         let run_backlog = crate::queue_stats::RunBacklog::new(
             jobs.flows.clone(),
@@ -254,6 +260,7 @@ impl Services {
             sandbox: crate::sandbox::Sandbox::missing(),
             reactions: Reactions::default(),
             memo: Default::default(),
+            durability,
         }
     }
 

@@ -61,12 +61,12 @@ impl<J> Queue<J> {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
         let (ready, scheduled, oldest_due) = match self {
-            Queue::Sqlite(storage) => {
+            Queue::Sqlite(sqlite) => {
                 let (ready, scheduled, oldest): (i64, i64, Option<i64>) =
                     sqlx::query_as(SQLITE_BACKLOG)
                         .bind(sqlite_queue_name(queue))
                         .bind(now.as_secs() as i64)
-                        .fetch_one(storage.pool())
+                        .fetch_one(sqlite.storage.pool())
                         .await
                         .map_err(stats_error)?;
                 let oldest = oldest.map(|s| Duration::from_secs(s.max(0) as u64));

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{
@@ -140,4 +140,87 @@ async fn a_run_of_pure_steps_costs_five_statements_on_sqlite() {
 #[tokio::test]
 async fn a_run_of_pure_steps_costs_five_statements_on_postgres() {
     a_run_of_pure_steps_costs_five_statements(Backend::Postgres).await;
+}
+
+/// On SQLite a commit is on disk after a sync of the WAL (`db::Durability`): the hook's answer
+/// waits for one, so a run answered 202 survives a power cut.
+#[tokio::test]
+async fn a_hook_answers_once_its_run_is_on_disk() {
+    let app = waflow_tests::spawn_app(Backend::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    let db::Durability::AtWalSync(wal) = &app.services.durability else {
+        panic!("a SQLite file is durable after a WAL sync");
+    };
+    let (flow, secret) = live_flow(
+        &app,
+        json!({"trigger": {"type": "webhook"},
+               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
+    )
+    .await;
+    let before = wal.syncs();
+    let answer = app
+        .http
+        .post(app.url(&format!("/hooks/flows/{flow}")))
+        .bearer_auth(&secret)
+        .json(&json!({"customer": "ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    assert!(wal.syncs() > before, "the answer came before a WAL sync");
+}
+
+/// Finished jobs leave the SQLite queue (`Queue::forget_done`, every tick): apalis-sqlite's
+/// acknowledgements read every job their worker ever finished, so kept ones cost more with
+/// each run.
+#[tokio::test]
+async fn finished_jobs_leave_the_sqlite_queue() {
+    let app = waflow_tests::spawn_app(Backend::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    let (flow, secret) = live_flow(
+        &app,
+        json!({"trigger": {"type": "webhook"},
+               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
+    )
+    .await;
+    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    for customer in ["ada", "bob", "eve"] {
+        let answer = app
+            .http
+            .post(&hook)
+            .bearer_auth(&secret)
+            .json(&json!({"customer": customer}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 202);
+    }
+    let observer = db::connect(&app.database.url()).await.unwrap();
+    let count = |sql: &'static str| {
+        let observer = observer.clone();
+        async move {
+            observer
+                .query_one_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    sql,
+                ))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+        }
+    };
+    eventually("the three runs to finish", || async {
+        (count("SELECT count(*) FROM flow_run WHERE status = 'SUCCEEDED'").await == 3).then_some(())
+    })
+    .await;
+    // Acknowledged, then deleted: none is left, done or not.
+    eventually("their jobs to be acknowledged and deleted", || async {
+        (count("SELECT count(*) FROM Jobs WHERE job_type = 'waflow-flows'").await == 0)
+            .then_some(())
+    })
+    .await;
 }

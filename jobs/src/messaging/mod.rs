@@ -394,6 +394,9 @@ impl MessagingService<'_> {
             Stored::Existing(message) => return Ok(message),
             Stored::New(message, recipient) => (message, recipient),
         };
+        // The stored message (its idempotency key) is what stops a second send: it must
+        // survive a power cut before WhatsApp has the message.
+        self.services.durability.sync().await?;
         let outcome = providers::send(
             self.services,
             sender,
