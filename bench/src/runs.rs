@@ -78,12 +78,21 @@ pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
     let base = deployment.start_api(false).await?;
     let (flow_id, secret) = live_flow(&deployment.api(0)).await?;
     let hook = format!("{base}/hooks/flows/{flow_id}");
+    let api = deployment.api(0);
+    let syncs_before = api.counter(WAL_SYNCS).await?;
     let before = stats::snapshot(&deployment);
     let accepted = closed_loop(&hook, &secret, opts).await?;
     let drained = drain(&deployment, accepted.accepted(), opts.drain).await?;
     let drained_after = accepted.started.elapsed().saturating_sub(accepted.wall);
     let mut after = stats::snapshot(&deployment);
+    let syncs = api.counter(WAL_SYNCS).await? - syncs_before;
     stats::settle_commits(&mut after, &deployment).await;
+    if opts.embedded {
+        println!(
+            "  SQLite WAL fsyncs per run: {:.3} ({syncs:.0}: one flush for every commit waiting)",
+            syncs / (drained.max(1) as f64)
+        );
+    }
     report(
         &deployment,
         opts,
@@ -93,6 +102,9 @@ pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
         global,
     )
 }
+
+/// The embedded profile's group commits (`waflow_jobs::db::Durability`).
+const WAL_SYNCS: &str = "waflow_wal_syncs_total";
 
 /// Creates, publishes and enables the flow; answers its id and webhook secret.
 async fn live_flow(api: &Api) -> Result<(String, String)> {

@@ -359,6 +359,25 @@ impl Api {
         }
     }
 
+    /// A counter of the server's `/metrics` (summed over its label sets); 0 when absent.
+    pub async fn counter(&self, name: &str) -> Result<f64> {
+        let text = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .text()
+            .await?;
+        Ok(text
+            .lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with([' ', '{']))
+            })
+            .filter_map(|line| line.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum())
+    }
+
     /// Runs a query; its GraphQL errors are an error.
     pub async fn gql(&self, query: &str, variables: Value) -> Result<Value> {
         let answer: Value = self
