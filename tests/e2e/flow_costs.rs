@@ -58,6 +58,31 @@ async fn app_counting(backend: Backend) -> Option<(TestApp, Statements)> {
     Some((app, statements))
 }
 
+/// A live flow of one `set_variables` step behind a webhook: its hook's URL and secret.
+async fn one_step_flow(app: &TestApp) -> (String, String) {
+    let (flow, secret) = live_flow(
+        app,
+        json!({"trigger": {"type": "webhook"},
+               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
+    )
+    .await;
+    (app.url(&format!("/hooks/flows/{flow}")), secret)
+}
+
+/// Calls a flow's hook for `customer`; answers the 202's body.
+async fn call_hook(app: &TestApp, hook: &str, secret: &str, customer: &str) -> Value {
+    let answer = app
+        .http
+        .post(hook)
+        .bearer_auth(secret)
+        .json(&json!({"customer": customer}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202);
+    answer.json().await.unwrap()
+}
+
 async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
     let Some((app, statements)) = app_counting(backend).await else {
         return;
@@ -79,17 +104,7 @@ async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
     // A first run reads the published version into memory; the second one is counted.
     for (customer, counted) in [("bob", false), ("ada", true)] {
         statements.counting.store(counted, Ordering::SeqCst);
-        let answer: Value = app
-            .http
-            .post(&hook)
-            .bearer_auth(&secret)
-            .json(&json!({"customer": customer}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let answer = call_hook(&app, &hook, &secret, customer).await;
         let run_id = Uuid::parse_str(answer["runId"].as_str().unwrap()).unwrap();
         let observer = &observer;
         let run = eventually("the run's end", || async move {
@@ -152,22 +167,9 @@ async fn a_hook_answers_once_its_run_is_on_disk() {
     let db::Durability::AtWalSync(wal) = &app.services.durability else {
         panic!("a SQLite file is durable after a WAL sync");
     };
-    let (flow, secret) = live_flow(
-        &app,
-        json!({"trigger": {"type": "webhook"},
-               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
-    )
-    .await;
+    let (hook, secret) = one_step_flow(&app).await;
     let before = wal.syncs();
-    let answer = app
-        .http
-        .post(app.url(&format!("/hooks/flows/{flow}")))
-        .bearer_auth(&secret)
-        .json(&json!({"customer": "ada"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
+    call_hook(&app, &hook, &secret, "ada").await;
     assert!(wal.syncs() > before, "the answer came before a WAL sync");
 }
 
@@ -179,23 +181,9 @@ async fn finished_jobs_leave_the_sqlite_queue() {
     let app = waflow_tests::spawn_app(Backend::Sqlite)
         .await
         .expect("SQLite is always available");
-    let (flow, secret) = live_flow(
-        &app,
-        json!({"trigger": {"type": "webhook"},
-               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
-    )
-    .await;
-    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    let (hook, secret) = one_step_flow(&app).await;
     for customer in ["ada", "bob", "eve"] {
-        let answer = app
-            .http
-            .post(&hook)
-            .bearer_auth(&secret)
-            .json(&json!({"customer": customer}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 202);
+        call_hook(&app, &hook, &secret, customer).await;
     }
     let observer = db::connect(&app.database.url()).await.unwrap();
     let count = |sql: &'static str| {
