@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use futures::StreamExt;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -44,10 +44,13 @@ pub struct InvalidRow {
     pub reason: String,
 }
 
-/// One valid row: the contact it upserts.
+/// One valid row: the contact it upserts. The number is parsed once, here: parsing is most of
+/// the cost of a row.
 struct Row {
     line: u64,
-    phone: String,
+    phone: E164,
+    /// `E164::customer_key` of `phone`: the same customer in any of its forms.
+    key: String,
     name: Option<String>,
     attributes: Map<String, Value>,
     /// Added to the contact's tags.
@@ -67,14 +70,10 @@ impl ImportReport {
     }
 }
 
-fn customer_of(phone: &str) -> Option<E164> {
-    E164::parse(phone).ok()
-}
-
-/// One key for every form of a customer's number (`E164::customer_key`); the number itself when
-/// it cannot be read (a contact stored before the rules changed).
-fn customer_key(phone: &str) -> String {
-    customer_of(phone).map_or_else(|| phone.to_owned(), |p| p.customer_key())
+/// One key for every form of a stored contact's number (`E164::customer_key`); the number
+/// itself when it cannot be read (a contact stored before the rules changed).
+fn stored_customer_key(phone: &str) -> String {
+    E164::parse(phone).map_or_else(|_| phone.to_owned(), |p| p.customer_key())
 }
 
 /// A cell as the report shows it: its first characters.
@@ -251,7 +250,8 @@ impl ContactService<'_> {
             batch.push(Row {
                 line,
                 tags,
-                phone: phone.to_string(),
+                key: phone.customer_key(),
+                phone,
                 name: name_at
                     .and_then(|i| record.get(i))
                     .filter(|n| !n.is_empty())
@@ -279,7 +279,7 @@ impl ContactService<'_> {
         let mut merged: Vec<Row> = Vec::with_capacity(rows.len());
         let mut at: HashMap<String, usize> = HashMap::new();
         for row in rows {
-            match at.get(&customer_key(&row.phone)) {
+            match at.get(&row.key) {
                 Some(&i) => {
                     report.updated += 1;
                     let earlier = &mut merged[i];
@@ -290,7 +290,7 @@ impl ContactService<'_> {
                     earlier.tags.extend(row.tags);
                 }
                 None => {
-                    at.insert(customer_key(&row.phone), merged.len());
+                    at.insert(row.key.clone(), merged.len());
                     merged.push(row);
                 }
             }
@@ -298,27 +298,20 @@ impl ContactService<'_> {
         let txn = crate::db::begin_write(&self.services.db).await?;
         // Contacts stored in any form of the rows' customers (see `E164::equivalents`), by
         // customer.
-        let forms: Vec<String> = merged
-            .iter()
-            .flat_map(|r| {
-                customer_of(&r.phone)
-                    .map(|p| p.equivalents())
-                    .unwrap_or_default()
-            })
-            .collect();
+        let forms: Vec<String> = merged.iter().flat_map(|r| r.phone.equivalents()).collect();
         let mut existing: HashMap<String, contact::Model> = contact::Entity::find()
             .filter(contact::Column::WorkspaceId.eq(workspace_id))
             .filter(contact::Column::Phone.is_in(forms))
             .all(&txn)
             .await?
             .into_iter()
-            .filter_map(|c| Some((customer_key(c.phone.as_deref()?), c)))
+            .filter_map(|c| Some((stored_customer_key(c.phone.as_deref()?), c)))
             .collect();
         let now = Utc::now();
         let mut new = Vec::new();
         let mut tagged: Vec<(Uuid, Vec<String>)> = Vec::new();
         for row in merged {
-            match existing.remove(&customer_key(&row.phone)) {
+            match existing.remove(&row.key) {
                 Some(found) => {
                     let mut attributes = match &found.attributes {
                         Value::Object(map) => map.clone(),
@@ -327,7 +320,7 @@ impl ContactService<'_> {
                     attributes.extend(row.attributes);
                     // The file's attributes beside the contact's own: together still bounded.
                     if let Some(problem) = super::contacts::attribute_problem(&attributes) {
-                        report.reject(row.line, &row.phone, problem);
+                        report.reject(row.line, row.phone.as_str(), problem);
                         continue;
                     }
                     let mut model: contact::ActiveModel = found.into();
@@ -346,7 +339,7 @@ impl ContactService<'_> {
                     new.push(contact::ActiveModel {
                         id: Set(id),
                         workspace_id: Set(workspace_id),
-                        phone: Set(Some(row.phone)),
+                        phone: Set(Some(row.phone.to_string())),
                         wa_id: Set(None),
                         user_id: Set(None),
                         username: Set(None),
