@@ -301,7 +301,11 @@ impl ContactService<'_> {
         let forms: Vec<String> = merged.iter().flat_map(|r| r.phone.equivalents()).collect();
         let mut existing: HashMap<String, contact::Model> = contact::Entity::find()
             .filter(contact::Column::WorkspaceId.eq(workspace_id))
-            .filter(contact::Column::Phone.is_in(forms))
+            .filter(crate::db::one_of(
+                txn.get_database_backend(),
+                contact::Column::Phone,
+                forms,
+            ))
             .all(&txn)
             .await?
             .into_iter()

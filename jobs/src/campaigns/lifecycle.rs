@@ -77,7 +77,11 @@ impl CampaignService<'_> {
                             .select_only()
                             .columns([contact::Column::Id, contact::Column::Phone])
                             .filter(contact::Column::WorkspaceId.eq(campaign.workspace_id))
-                            .filter(contact::Column::Id.is_in(chunk.iter().copied()))
+                            .filter(crate::db::one_of(
+                                self.services.db.get_database_backend(),
+                                contact::Column::Id,
+                                chunk.to_vec(),
+                            ))
                             // Campaigns reach numbers; a username customer has none to reach.
                             .filter(contact::Column::Phone.is_not_null())
                             .into_tuple::<(Uuid, String)>()

@@ -5,7 +5,7 @@
 //! with their run (`step_run.run_id` cascades).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 use waflow_entities::{enums::RunStatus, flow_run};
 
@@ -43,7 +43,11 @@ impl FlowService<'_> {
             // go with it through the foreign key's cascade.
             let txn = crate::db::begin_write(db).await?;
             let deleted = flow_run::Entity::delete_many()
-                .filter(flow_run::Column::Id.is_in(ids))
+                .filter(crate::db::one_of(
+                    txn.get_database_backend(),
+                    flow_run::Column::Id,
+                    ids,
+                ))
                 .filter(flow_run::Column::Status.is_in(FINISHED))
                 .exec(&txn)
                 .await?;
