@@ -56,7 +56,8 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
 /// The answer to a request that may have written (any method but GET, HEAD and OPTIONS) waits
 /// until what it committed is on disk (`waflow_jobs::db::Durability`): a run answered 202, a
 /// message answered 200 to Meta, an id handed out survive a power cut. Concurrent answers share
-/// one fsync; on PostgreSQL nothing waits. A failed flush answers 500 `INTERNAL`.
+/// one fsync, a request that committed nothing (a GraphQL query over POST) makes none; on
+/// PostgreSQL nothing waits. A failed flush answers 500 `INTERNAL`.
 async fn durable_answer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let writes = !matches!(
         *request.method(),

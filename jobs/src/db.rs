@@ -35,14 +35,23 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
             pool.after_connect(|connection, _| {
                 Box::pin(async move {
                     let mut handle = connection.lock_handle().await?;
-                    // SAFETY: the handle is locked for this call, and `retry_soon` keeps no
-                    // state (its argument is unused).
+                    let raw = handle.as_raw_handle().as_ptr();
+                    // SAFETY: the handle is locked for these calls. `retry_soon` keeps no
+                    // state (its argument is unused); `count_commit`'s argument is a counter
+                    // that lives as long as the process.
                     unsafe {
                         libsqlite3_sys::sqlite3_busy_handler(
-                            handle.as_raw_handle().as_ptr(),
+                            raw,
                             Some(retry_soon),
                             std::ptr::null_mut(),
                         );
+                        if let Some(commits) = commits_of(&main_file(raw)) {
+                            libsqlite3_sys::sqlite3_wal_hook(
+                                raw,
+                                Some(count_commit),
+                                std::ptr::from_ref(commits).cast_mut().cast(),
+                            );
+                        }
                     }
                     Ok(())
                 })
@@ -94,6 +103,66 @@ fn lock_nap(tries: i32) -> Duration {
         return Duration::ZERO;
     }
     Duration::from_micros(50 << tries.min(doubling)).min(SQLITE_LOCK_NAP)
+}
+
+/// Frames in the WAL past which a commit checkpoints it: SQLite's own default
+/// (<https://sqlite.org/c3ref/wal_autocheckpoint.html>), which a WAL hook replaces.
+const AUTOCHECKPOINT_FRAMES: std::ffi::c_int = 1000;
+
+/// SQLite's WAL hook (<https://sqlite.org/c3ref/wal_hook.html>): called on the committing
+/// connection after a write transaction is in the WAL file. It counts the commit (for
+/// [`WalSync`]: nothing new to flush, no fsync) and checkpoints as SQLite's default hook would.
+unsafe extern "C" fn count_commit(
+    commits: *mut std::ffi::c_void,
+    db: *mut libsqlite3_sys::sqlite3,
+    schema: *const std::ffi::c_char,
+    frames: std::ffi::c_int,
+) -> std::ffi::c_int {
+    // SAFETY: registered with a `&'static AtomicU64` (`connect`).
+    let commits = unsafe { &*commits.cast::<AtomicU64>() };
+    commits.fetch_add(1, Ordering::SeqCst);
+    if frames >= AUTOCHECKPOINT_FRAMES {
+        // SAFETY: `db` and `schema` are SQLite's own, valid for this call; the default hook
+        // makes the same call here.
+        unsafe { libsqlite3_sys::sqlite3_wal_checkpoint(db, schema) };
+    }
+    libsqlite3_sys::SQLITE_OK
+}
+
+/// The path of a connection's main database file; empty for an in-memory one.
+///
+/// # Safety
+/// `db` must be an open connection, not used by another thread during the call.
+unsafe fn main_file(db: *mut libsqlite3_sys::sqlite3) -> String {
+    // SAFETY: the caller's; SQLite answers null or a string it owns while `db` is open.
+    let name = unsafe { libsqlite3_sys::sqlite3_db_filename(db, c"main".as_ptr()) };
+    if name.is_null() {
+        return String::new();
+    }
+    // SAFETY: non-null, NUL-terminated (above).
+    unsafe { std::ffi::CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The commits made to the database file `path` by this process, on any connection: one
+/// counter per file, for as long as the process runs (a few bytes per file ever opened). None
+/// for an in-memory database.
+fn commits_of(path: &str) -> Option<&'static AtomicU64> {
+    static COMMITS: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, &'static AtomicU64>>,
+    > = std::sync::LazyLock::new(Default::default);
+    if path.is_empty() {
+        return None;
+    }
+    let mut files = COMMITS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Some(
+        files
+            .entry(path.to_owned())
+            .or_insert_with(|| Box::leak(Box::new(AtomicU64::new(0)))),
+    )
 }
 
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
@@ -175,10 +244,12 @@ impl Durability {
             .transpose()?
             .unwrap_or_default();
         // An in-memory database has no file name.
-        Ok(if main.is_empty() {
-            Self::AtCommit
-        } else {
-            Self::AtWalSync(Arc::new(WalSync::new(PathBuf::from(format!("{main}-wal")))))
+        Ok(match commits_of(&main) {
+            None => Self::AtCommit,
+            Some(commits) => Self::AtWalSync(Arc::new(WalSync::new(
+                PathBuf::from(format!("{main}-wal")),
+                commits,
+            ))),
         })
     }
 
@@ -229,15 +300,16 @@ impl Durability {
 
 /// Group commit for SQLite's WAL: one fsync of the WAL file makes every commit appended before
 /// it durable, which is what `synchronous=FULL` does at each commit
-/// (<https://sqlite.org/wal.html#fsync>). Callers take a ticket after their commit; an fsync
-/// that starts after a ticket was taken covers it, so a caller that finds one has finished
-/// since returns without another.
+/// (<https://sqlite.org/wal.html#fsync>). Commits are counted as they reach the WAL (the WAL
+/// hook, `count_commit`); an fsync covers the commits counted before it started, so a caller
+/// whose commits one covers returns without another, and a caller with no commit since the last
+/// fsync (a request that only read) makes none.
 #[derive(Debug)]
 pub struct WalSync {
     wal: PathBuf,
-    /// Tickets handed out so far (the last one's number).
-    requested: AtomicU64,
-    /// Every ticket up to this one is on disk.
+    /// Commits to this database so far, from every connection of the process.
+    commits: &'static AtomicU64,
+    /// Every commit up to this count is on disk.
     synced: AtomicU64,
     /// One fsync at a time; waiting callers queue here and mostly find theirs done.
     flushing: tokio::sync::Mutex<()>,
@@ -246,24 +318,29 @@ pub struct WalSync {
 }
 
 impl WalSync {
-    fn new(wal: PathBuf) -> Self {
+    fn new(wal: PathBuf, commits: &'static AtomicU64) -> Self {
         Self {
             wal,
-            requested: AtomicU64::new(0),
+            // Nothing is known to be on disk yet: the first call flushes.
             synced: AtomicU64::new(0),
+            commits,
             flushing: tokio::sync::Mutex::new(()),
             syncs: AtomicU64::new(0),
         }
     }
 
     async fn sync(&self) -> Result<(), DbErr> {
-        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
-        let _flushing = self.flushing.lock().await;
-        if self.synced.load(Ordering::SeqCst) >= ticket {
+        // Counted before the caller's commit returned to it: this covers them.
+        let seen = self.commits.load(Ordering::SeqCst);
+        if self.synced.load(Ordering::SeqCst) >= seen {
             return Ok(());
         }
-        // Read before the fsync: every ticket up to here was taken after its commit.
-        let covered = self.requested.load(Ordering::SeqCst);
+        let _flushing = self.flushing.lock().await;
+        if self.synced.load(Ordering::SeqCst) >= seen {
+            return Ok(());
+        }
+        // Read before the fsync: every commit counted here is already in the WAL file.
+        let covered = self.commits.load(Ordering::SeqCst);
         let wal = self.wal.clone();
         tokio::task::spawn_blocking(move || flush(&wal))
             .await
@@ -345,22 +422,65 @@ mod tests {
         }
     }
 
-    /// Twenty callers at once after their commits: the first fsync covers only the first, one
-    /// more covers all the rest.
+    /// Twenty callers at once after their commits share one fsync; callers with no commit since
+    /// the last fsync (a request that only read) make none; a commit on another connection is
+    /// counted too.
     #[tokio::test]
-    async fn concurrent_callers_share_an_fsync() {
+    async fn fsyncs_are_shared_and_only_for_commits() {
         let (_dir, db) = file_database().await;
         let durability = Durability::of(&db).await.unwrap();
-        db.execute_unprepared("INSERT INTO t VALUES ('a')")
-            .await
-            .unwrap();
+        let insert = |v: &'static str| {
+            let db = db.clone();
+            async move {
+                db.execute_unprepared(&format!("INSERT INTO t VALUES ('{v}')"))
+                    .await
+                    .unwrap()
+            }
+        };
+        insert("a").await;
         durability.sync().await.unwrap();
         assert_eq!(wal(&durability).syncs(), 1);
+
+        db.query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT count(*) FROM t",
+        ))
+        .await
+        .unwrap();
+        durability.sync().await.unwrap();
+        assert_eq!(wal(&durability).syncs(), 1, "a read has nothing to flush");
+
+        futures::future::join_all((0..20).map(|_| insert("b"))).await;
         let callers = (0..20).map(|_| durability.sync());
         for outcome in futures::future::join_all(callers).await {
             outcome.unwrap();
         }
+        assert_eq!(wal(&durability).syncs(), 2, "one fsync for twenty callers");
+
+        // A transaction on a connection of its own, as apalis' queue makes them.
+        let txn = begin_write(&db).await.unwrap();
+        txn.execute_unprepared("INSERT INTO t VALUES ('c')")
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        durability.sync().await.unwrap();
         assert_eq!(wal(&durability).syncs(), 3);
+    }
+
+    /// The WAL hook that counts commits keeps SQLite's automatic checkpoints: the WAL restarts
+    /// instead of growing while nothing reads.
+    #[tokio::test]
+    async fn commits_still_checkpoint_the_wal() {
+        let (_dir, db) = file_database().await;
+        let durability = Durability::of(&db).await.unwrap();
+        for _ in 0..300 {
+            db.execute_unprepared("INSERT INTO t VALUES (hex(randomblob(8000)))")
+                .await
+                .unwrap();
+        }
+        // 300 commits of five 4 KiB pages each: 1,500 frames without checkpoints.
+        let size = std::fs::metadata(&wal(&durability).wal).unwrap().len();
+        assert!(size < 1_200 * 4096, "{size} bytes of WAL");
     }
 
     /// Naps grow from 50 µs to 1 ms and stop after 5 s of them.
