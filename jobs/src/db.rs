@@ -208,7 +208,7 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     .await
 }
 
-/// The WAL size past which the worker's ticker truncates it (`Durability::keep_wal_short`).
+/// The WAL size past which the worker's SQLite upkeep truncates it (`Durability::keep_wal_short`).
 pub const WAL_LIMIT: u64 = 16 << 20;
 
 /// When a committed transaction is on disk, safe from a power cut or an OS crash (a killed
@@ -259,7 +259,7 @@ impl Durability {
     /// commit's checkpoint attempt sorted all its frames (completed runs fell as it grew).
     /// `TRUNCATE` waits for the readers of the WAL to finish (the busy handler's 5 s at most);
     /// a checkpoint that could not finish is tried again at the next call. The worker's
-    /// ticker calls it every second with [`WAL_LIMIT`].
+    /// upkeep (`worker::keep_sqlite_lean`) calls it every second with [`WAL_LIMIT`].
     pub async fn keep_wal_short(&self, db: &DatabaseConnection, limit: u64) -> Result<(), DbErr> {
         let Self::AtWalSync(wal) = self else {
             return Ok(());

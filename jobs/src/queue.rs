@@ -219,8 +219,8 @@ pub struct JobQueue {
 }
 
 impl JobQueue {
-    /// Deletes the finished jobs of both queues (`Queue::forget_done`); the worker's ticker
-    /// calls it every second.
+    /// Deletes the finished jobs of both queues (`Queue::forget_done`); the worker's SQLite
+    /// upkeep calls it every second.
     pub async fn forget_done(&self) -> Result<u64> {
         Ok(self.system.forget_done("system").await? + self.flows.forget_done("flows").await?)
     }

@@ -244,6 +244,7 @@ pub async fn run(
         run_flow_job
     );
     let (stop_ticker, ticker_stopped) = tokio::sync::watch::channel(false);
+    let upkeep = tokio::spawn(keep_sqlite_lean(services.clone(), ticker_stopped.clone()));
     let ticker = tokio::spawn(ticker(services, ticker_stopped));
     let result = monitor
         .shutdown_timeout(Duration::from_secs(20))
@@ -254,6 +255,7 @@ pub async fn run(
         })
         .await;
     let _ = ticker.await;
+    let _ = upkeep.await;
     result.map_err(|e| std::io::Error::other(e.to_string()))
 }
 
@@ -297,6 +299,19 @@ async fn ticker(services: Services, mut stopped: tokio::sync::watch::Receiver<bo
         if let Err(error) = services.flows().fire_due_schedules().await {
             tracing::warn!(%error, "could not start the scheduled flows");
         }
+        tokio::select! {
+            _ = tokio::time::sleep(TICKER_INTERVAL) => {}
+            _ = stopped.changed() => return,
+        }
+    }
+}
+
+/// The embedded database's upkeep, every second: finished jobs deleted (`JobQueue::forget_done`)
+/// and the WAL truncated past `db::WAL_LIMIT` (`Durability::keep_wal_short`). A task of its own,
+/// not the ticker's: a truncation may wait seconds for SQLite's locks, and the flow schedules
+/// must not wait with it. Nothing to do on PostgreSQL and Redis.
+async fn keep_sqlite_lean(services: Services, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    loop {
         if let Err(error) = services.jobs.forget_done().await {
             tracing::warn!(%error, "could not delete finished jobs");
         }
