@@ -41,6 +41,11 @@ pub struct Opts {
     /// The embedded profile (SQLite, no Redis) instead of the production one.
     #[arg(long)]
     pub embedded: bool,
+    /// Open loop: this many requests per second, each sent on time whatever the answers before
+    /// it (the latency target is at half the maximum rate), instead of `clients` closed-loop
+    /// clients.
+    #[arg(long)]
+    pub rate: Option<u32>,
     /// The server's WAFLOW_MAX_RUN_BACKLOG_SECONDS: past this backlog age the hook answers 503
     /// (unset: the server's default, 60 s).
     #[arg(long)]
@@ -49,8 +54,11 @@ pub struct Opts {
 
 pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
     println!(
-        "\n== runs: webhook -> set_variables, {} clients for {} s, {}, 1 process (serve), {} ==",
-        opts.clients,
+        "\n== runs: webhook -> set_variables, {} for {} s, {}, 1 process (serve), {} ==",
+        match opts.rate {
+            Some(rate) => format!("{rate} requests/s (open loop)"),
+            None => format!("{} clients", opts.clients),
+        },
         opts.duration,
         if opts.same_customer {
             "one customer"
@@ -81,7 +89,10 @@ pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
     let api = deployment.api(0);
     let syncs_before = api.counter(WAL_SYNCS).await?;
     let before = stats::snapshot(&deployment);
-    let accepted = closed_loop(&hook, &secret, opts).await?;
+    let accepted = match opts.rate {
+        Some(rate) => open_loop(&hook, &secret, opts, rate).await?,
+        None => closed_loop(&hook, &secret, opts).await?,
+    };
     let drained = drain(&deployment, accepted.accepted(), opts.drain).await?;
     let drained_after = accepted.started.elapsed().saturating_sub(accepted.wall);
     let mut after = stats::snapshot(&deployment);
@@ -150,17 +161,58 @@ impl Accepted {
     }
 }
 
+/// The answers to the hook's requests, shared by the tasks that send them.
+#[derive(Clone, Default)]
+struct Tally {
+    statuses: Arc<Mutex<BTreeMap<u16, u64>>>,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Tally {
+    /// Posts one request for `customer` and counts its answer (status 0: no answer).
+    async fn post(&self, http: &reqwest::Client, hook: &str, secret: &str, customer: String) {
+        let sent = Instant::now();
+        let status = http
+            .post(hook)
+            .bearer_auth(secret)
+            .json(&json!({"customer": customer}))
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16());
+        self.latencies
+            .lock()
+            .expect("not poisoned")
+            .push(sent.elapsed());
+        *self
+            .statuses
+            .lock()
+            .expect("not poisoned")
+            .entry(status)
+            .or_default() += 1;
+    }
+
+    fn finish(self, started: Instant) -> Accepted {
+        let statuses = self.statuses.lock().expect("not poisoned").clone();
+        let latencies = std::mem::take(&mut *self.latencies.lock().expect("not poisoned"));
+        Accepted {
+            statuses,
+            latencies,
+            started,
+            wall: started.elapsed(),
+        }
+    }
+}
+
 /// `clients` tasks, each posting its next request when the last is answered, for `duration`.
 async fn closed_loop(hook: &str, secret: &str, opts: &Opts) -> Result<Accepted> {
     let http = fixture::load_client()?;
-    let statuses = Arc::new(Mutex::new(BTreeMap::<u16, u64>::new()));
-    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let tally = Tally::default();
     let started = Instant::now();
     let until = started + Duration::from_secs(opts.duration);
     let mut tasks = Vec::new();
     for client in 0..opts.clients {
         let (http, hook, secret) = (http.clone(), hook.to_owned(), secret.to_owned());
-        let (statuses, latencies, same) = (statuses.clone(), latencies.clone(), opts.same_customer);
+        let (tally, same) = (tally.clone(), opts.same_customer);
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while Instant::now() < until {
@@ -170,35 +222,42 @@ async fn closed_loop(hook: &str, secret: &str, opts: &Opts) -> Result<Accepted> 
                     format!("c{client}-{n}")
                 };
                 n += 1;
-                let sent = Instant::now();
-                let status = http
-                    .post(&hook)
-                    .bearer_auth(&secret)
-                    .json(&json!({"customer": customer}))
-                    .send()
-                    .await
-                    .map_or(0, |r| r.status().as_u16());
-                latencies.lock().expect("not poisoned").push(sent.elapsed());
-                *statuses
-                    .lock()
-                    .expect("not poisoned")
-                    .entry(status)
-                    .or_default() += 1;
+                tally.post(&http, &hook, &secret, customer).await;
             }
         }));
     }
     for task in tasks {
         task.await?;
     }
-    let wall = started.elapsed();
-    let statuses = statuses.lock().expect("not poisoned").clone();
-    let latencies = std::mem::take(&mut *latencies.lock().expect("not poisoned"));
-    Ok(Accepted {
-        statuses,
-        latencies,
-        started,
-        wall,
-    })
+    Ok(tally.finish(started))
+}
+
+/// One request every `1 / rate` seconds for `duration`, each on its own task: a slow answer
+/// never delays the next request (no coordinated omission).
+async fn open_loop(hook: &str, secret: &str, opts: &Opts, rate: u32) -> Result<Accepted> {
+    let http = fixture::load_client()?;
+    let tally = Tally::default();
+    let started = Instant::now();
+    let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut tasks = Vec::new();
+    for n in 0..u64::from(rate) * opts.duration {
+        ticks.tick().await;
+        let (http, hook, secret) = (http.clone(), hook.to_owned(), secret.to_owned());
+        let tally = tally.clone();
+        let customer = if opts.same_customer {
+            "c0".to_owned()
+        } else {
+            format!("c{n}")
+        };
+        tasks.push(tokio::spawn(async move {
+            tally.post(&http, &hook, &secret, customer).await;
+        }));
+    }
+    for task in tasks {
+        task.await?;
+    }
+    Ok(tally.finish(started))
 }
 
 /// Waits until `expected` runs have finished, or none finished for 30 s, or `drain` seconds;
