@@ -77,7 +77,10 @@ impl Worker {
         }
     }
 
-    /// Stops every task where it is: no job finishes, no hold on a run is released.
+    /// Stops every task where it is: no job finishes, no hold on a run is released. Not quite a
+    /// SIGKILL: a task woken while the runtime shuts down (its connection's task dropped) can
+    /// take one last step and send one last statement, as a process whose network broke just
+    /// before it died would. The code must hold up under both.
     pub fn kill(mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
@@ -97,6 +100,85 @@ impl TestApp {
     /// The Redis key prefix of this test (production profile only).
     pub fn redis_prefix(&self) -> Option<&str> {
         self._redis.as_ref().map(|r| r.prefix.as_str())
+    }
+
+    /// Where every flow job is, for a failure message: on Redis the workers with their last
+    /// heartbeat, the scheduled jobs with their due second, the ready jobs and each worker's
+    /// in-flight jobs; on SQLite the queue's rows.
+    pub async fn flow_queue_snapshot(&self) -> String {
+        match &self._redis {
+            Some(redis) => {
+                let client = redis::Client::open(redis.url.as_str()).unwrap();
+                let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+                let queue = format!("{}flows", redis.prefix);
+                let mut lines = vec![format!(
+                    "now {}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs_f64()
+                )];
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{queue}*"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                for key in keys {
+                    let kind: String = redis::cmd("TYPE")
+                        .arg(&key)
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap();
+                    let mut command = match kind.as_str() {
+                        "zset" => redis::cmd("ZRANGE"),
+                        "list" => redis::cmd("LRANGE"),
+                        "set" => redis::cmd("SMEMBERS"),
+                        _ => {
+                            lines.push(format!("{key}: {kind}"));
+                            continue;
+                        }
+                    };
+                    command.arg(&key);
+                    if kind != "set" {
+                        command.arg(0).arg(-1);
+                    }
+                    if kind == "zset" {
+                        command.arg("WITHSCORES");
+                    }
+                    let value: redis::Value = command.query_async(&mut conn).await.unwrap();
+                    lines.push(format!("{key} ({kind}): {value:?}"));
+                }
+                lines.join("\n")
+            }
+            None => {
+                use sea_orm::{ConnectionTrait, Statement};
+                let rows = self
+                    .services
+                    .db
+                    .query_all_raw(Statement::from_string(
+                        sea_orm::DbBackend::Sqlite,
+                        "SELECT id, status, run_at, lock_by, attempts FROM Jobs \
+                         WHERE job_type = 'waflow-flows'",
+                    ))
+                    .await
+                    .unwrap();
+                rows.iter()
+                    .map(|row| {
+                        let text = |c: &str| row.try_get::<Option<String>>("", c).ok().flatten();
+                        let number = |c: &str| row.try_get::<Option<i64>>("", c).ok().flatten();
+                        format!(
+                            "{:?} {:?} run_at {:?} lock_by {:?} attempts {:?}",
+                            text("id"),
+                            text("status"),
+                            number("run_at"),
+                            text("lock_by"),
+                            number("attempts")
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            }
+        }
     }
 
     /// Empties the flow queue, as if every flow job (ready, scheduled, or held by a worker) had

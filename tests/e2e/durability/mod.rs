@@ -141,17 +141,28 @@ pub async fn all_succeed(app: &TestApp, runs: &[(&str, String)], within: Duratio
             match r["status"].as_str().unwrap() {
                 "SUCCEEDED" => {}
                 "FAILED" | "CANCELLED" => panic!("the {what} run ended {}: {r}", r["status"]),
-                other => open.push(format!("{what} ({other})")),
+                other => open.push(format!("{what} ({other}): {r}")),
             }
         }
         if open.is_empty() {
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "runs left unfinished: {}",
-            open.join(", ")
-        );
+        if std::time::Instant::now() >= deadline {
+            let mut rows = Vec::new();
+            for (_, id) in runs {
+                let row = flow_run::Entity::find_by_id(uuid(id))
+                    .one(&app.services.db)
+                    .await
+                    .unwrap();
+                rows.push(format!("{row:?}"));
+            }
+            panic!(
+                "runs left unfinished: {}\nrows: {}\nflow queue:\n{}",
+                open.join(", "),
+                rows.join("\n"),
+                app.flow_queue_snapshot().await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
