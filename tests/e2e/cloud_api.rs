@@ -238,6 +238,62 @@ async fn an_unreachable_api_fails_the_message_not_the_server(app: TestApp) {
     }
 }
 
+/// A send whose request went out and got no answer may have reached the customer: the message
+/// stays QUEUED with DELIVERY_UNKNOWN, and asking again with its key sends nothing more.
+async fn a_send_without_an_answer_is_never_sent_again(app: TestApp) {
+    let (_meta, sender_id) = sender_with_receipt(&app).await;
+    let silent = waflow_tests::SilentServer::start().await;
+    app.move_sender_api(&sender_id, &format!("{}/v21.0", silent.base_url))
+        .await;
+    let input = json!({"input": {"senderId": sender_id, "templateName": "receipt", "language": "en_US",
+        "to": CUSTOMER, "idempotencyKey": "receipt-1"}});
+    let sent = app.ok(SEND_TEMPLATE, input.clone()).await["sendTemplateMessage"].clone();
+    assert_eq!(sent["status"], "QUEUED", "{sent}");
+    assert_eq!(sent["providerMessageId"], Value::Null);
+    assert_eq!(sent["errorCode"], "DELIVERY_UNKNOWN");
+    let why = sent["errorMessage"].as_str().unwrap();
+    assert!(
+        why.contains("no answer from the WhatsApp Cloud API"),
+        "{why}"
+    );
+    assert!(why.contains("not sent again"), "{why}");
+    let again = app.ok(SEND_TEMPLATE, input).await["sendTemplateMessage"].clone();
+    assert_eq!(again["id"], sent["id"]);
+    let heard = silent.heard();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    assert_eq!(
+        heard[0].request_line,
+        format!("POST /v21.0/{PN}/messages HTTP/1.1")
+    );
+}
+
+/// Meta answering 200 without a message id took the message: it is not FAILED (a retry would
+/// send it twice) but unconfirmed, as above.
+async fn an_accepted_send_without_an_id_is_unconfirmed(app: TestApp) {
+    let (meta, sender_id) = sender_with_receipt(&app).await;
+    Mock::given(method("POST"))
+        .and(path(format!("/v21.0/{PN}/messages")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "14155550123", "wa_id": "14155550123"}],
+            "messages": []})))
+        .mount(&meta.server)
+        .await;
+    let sent = app
+        .ok(SEND_TEMPLATE, json!({"input": {"senderId": sender_id, "templateName": "receipt", "language": "en_US", "to": CUSTOMER}}))
+        .await["sendTemplateMessage"]
+        .clone();
+    assert_eq!(sent["status"], "QUEUED", "{sent}");
+    assert_eq!(sent["errorCode"], "DELIVERY_UNKNOWN");
+    assert!(
+        sent["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("without a message id"),
+        "{sent}"
+    );
+}
+
 /// The status refresh reads status, quality and tier; an expired token (190) takes the sender
 /// offline with the reason shown.
 async fn sender_status_comes_from_meta(app: TestApp) {
@@ -465,6 +521,8 @@ waflow_tests::on_both_databases!(
     sends_reach_meta_exactly_as_documented,
     meta_errors_map_to_waflow_codes,
     an_unreachable_api_fails_the_message_not_the_server,
+    a_send_without_an_answer_is_never_sent_again,
+    an_accepted_send_without_an_id_is_unconfirmed,
     sender_status_comes_from_meta,
     templates_are_submitted_to_meta_and_reviewed_by_webhook,
     template_sync_follows_pages,

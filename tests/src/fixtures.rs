@@ -59,6 +59,18 @@ impl TestApp {
         id
     }
 
+    /// Points the Cloud API sender at another API address without the check `updateSender`
+    /// makes (the new address may not answer at all).
+    pub async fn move_sender_api(&self, sender_id: &str, base_url: &str) {
+        use sea_orm::{ActiveModelTrait, Set};
+        let sender = waflow_entities::sender::ActiveModel {
+            id: Set(sender_id.parse().unwrap()),
+            api_base_url: Set(Some(base_url.to_owned())),
+            ..Default::default()
+        };
+        sender.update(&self.services.db).await.unwrap();
+    }
+
     /// Runs `syncTemplates` for `sender_id`; returns how many templates it created.
     pub async fn sync_templates(&self, sender_id: &str) -> u64 {
         self.ok(

@@ -45,5 +45,6 @@ pub use stand_ins::{
     llm::{LLM_KEY, Llm, chat_messages},
     meta::{ACCESS_TOKEN, APP_SECRET, BUSINESS_ACCOUNT_ID, Meta, VERIFY_TOKEN, meta_error},
     meta_rules,
+    silent::SilentServer,
 };
 pub use subscriber::{Closed, Subscriber};

@@ -24,15 +24,13 @@ use super::{
 use crate::{
     content::{template_components::Components, template_parameters},
     error::{Error, Result},
-    messaging::{SendTemplate, TemplateRef},
+    messaging::{DELIVERY_UNKNOWN, SendTemplate, TemplateRef},
     sandbox::TemplateError,
 };
 
 /// How long one dispatcher job sends before handing over to the next: shorter than a worker's
 /// graceful shutdown, so a stopping worker finishes its slice and hands over.
 pub(super) const SLICE: Duration = Duration::from_secs(10);
-/// The error code of a send whose outcome a crash hid.
-const DELIVERY_UNKNOWN: &str = "DELIVERY_UNKNOWN";
 /// Recipients read per query.
 const BATCH: u64 = 100;
 /// Subscribers hear about new counts at most this often from one dispatcher.
@@ -295,22 +293,27 @@ impl CampaignService<'_> {
         }
     }
 
-    /// An earlier attempt stored this message and stopped before the provider answered (its
-    /// worker died): the customer may or may not have it, and sending again could message them
-    /// twice. The message and recipient are FAILED with DELIVERY_UNKNOWN, never sent again.
+    /// The provider never answered this send (no answer came back, or an earlier attempt's
+    /// worker died waiting): the customer may or may not have it, and sending again could
+    /// message them twice. The message and recipient are FAILED with DELIVERY_UNKNOWN, never
+    /// sent again; a campaign counts the recipient as not reached.
     async fn delivery_unknown(
         &self,
         recipient: &campaign_recipient::Model,
         message: message::Model,
     ) -> Result<()> {
+        // A send that got no answer says so already (`messaging::DELIVERY_UNKNOWN`).
+        let noted = message.error_code.as_deref() == Some(DELIVERY_UNKNOWN);
         let mut model: message::ActiveModel = message.into();
         model.status = Set(MessageStatus::Failed);
-        model.error_code = Set(Some(DELIVERY_UNKNOWN.into()));
-        model.error_message = Set(Some(
-            "the worker sending this message stopped before the provider answered; it may or \
-             may not have been delivered, so it is not sent again"
-                .into(),
-        ));
+        if !noted {
+            model.error_code = Set(Some(DELIVERY_UNKNOWN.into()));
+            model.error_message = Set(Some(
+                "the worker sending this message stopped before the provider answered; it may \
+                 or may not have been delivered, so it is not sent again"
+                    .into(),
+            ));
+        }
         model.updated_at = Set(Utc::now());
         let txn = crate::db::begin_write(&self.services.db).await?;
         let message = model.update(&txn).await?;

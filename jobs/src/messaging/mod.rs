@@ -49,6 +49,10 @@ pub use window::SessionStatus;
 /// WhatsApp's limit for a text message body.
 pub const MAX_TEXT_CHARS: usize = 4096;
 
+/// The error code of a message whose send's outcome is unknown: the request may have reached
+/// WhatsApp (no answer came back, or its worker died waiting), so it is never sent again.
+pub const DELIVERY_UNKNOWN: &str = "DELIVERY_UNKNOWN";
+
 #[derive(Debug, Clone)]
 pub struct SendText {
     pub sender_id: Uuid,
@@ -418,6 +422,19 @@ impl MessagingService<'_> {
                     .message_accepted(sender, &message)
                     .await?;
                 Ok(message)
+            }
+            Err(refusal) if refusal.outcome_unknown => {
+                // As after a crash mid-send: QUEUED without a provider id, found again by its
+                // idempotency key and never sent again; the note says why.
+                metrics::counter!("waflow_messages_unconfirmed_total", "sender" => sender.id.to_string())
+                    .increment(1);
+                tracing::warn!(message_id = %model.id.as_ref(), reason = %refusal.message, "a send's outcome is unknown; it is not sent again");
+                model.error_code = Set(Some(DELIVERY_UNKNOWN.into()));
+                model.error_message = Set(Some(format!(
+                    "{}; it may have been delivered, so it is not sent again",
+                    refusal.message
+                )));
+                Ok(model.update(&self.services.db).await?)
             }
             Err(refusal) => {
                 metrics::counter!("waflow_messages_failed_total", "sender" => sender.id.to_string())

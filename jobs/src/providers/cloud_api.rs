@@ -334,11 +334,7 @@ impl<'a> CloudApi<'a> {
             .into_iter()
             .next()
             .map(|m| m.id)
-            .ok_or_else(|| Refusal {
-                error: Error::provider(None, "Meta accepted the message but returned no id"),
-                code: None,
-                message: "no message id in Meta's answer".into(),
-            })?;
+            .ok_or_else(|| no_answer("Meta answered 2xx without a message id".into()))?;
         Ok(Accepted {
             provider_message_id: id,
         })
@@ -440,19 +436,23 @@ impl<'a> CloudApi<'a> {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<T, Refusal> {
-        let failed = |e: reqwest::Error| unreachable(describe(e));
-        let response = request.send().await.map_err(failed)?;
+        // Only a connection that was never made proves the request did not reach Meta.
+        let response = request.send().await.map_err(|e| match e.is_connect() {
+            true => unreachable(describe(e)),
+            false => no_answer(describe(e)),
+        })?;
         let status = response.status();
-        let (bytes, _) = crate::egress::read_capped(response, MAX_ANSWER)
-            .await
-            .map_err(failed)?;
+        let read = crate::egress::read_capped(response, MAX_ANSWER).await;
         if status.is_success() {
+            // Meta said yes: whatever went wrong after that, the message may be on its way.
+            let (bytes, _) = read.map_err(|e| no_answer(describe(e)))?;
             return serde_json::from_slice(&bytes).map_err(|e| {
-                refusal(format!(
-                    "unexpected answer from the WhatsApp Cloud API: {e}"
+                no_answer(format!(
+                    "Meta answered {status} with an unreadable body: {e}"
                 ))
             });
         }
+        let (bytes, _) = read.map_err(|e| unreachable(describe(e)))?;
         let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => (body.error.code, body.error.text()),
             Err(_) => (None, format!("HTTP {status} from the WhatsApp Cloud API")),
@@ -461,6 +461,7 @@ impl<'a> CloudApi<'a> {
             error: map_error_code(code, &message),
             code: code.map(|c| c.to_string()),
             message,
+            outcome_unknown: false,
         })
     }
 }
@@ -472,11 +473,21 @@ fn refusal(message: String) -> Refusal {
         error: Error::provider(None, message.clone()),
         code: None,
         message,
+        outcome_unknown: false,
     }
 }
 
+/// The request never reached Meta (no connection, or the egress policy refused the address).
 fn unreachable(why: String) -> Refusal {
     refusal(format!("cannot reach the WhatsApp Cloud API: {why}"))
+}
+
+/// The request went out and no usable answer came back: Meta may have taken it.
+fn no_answer(why: String) -> Refusal {
+    Refusal {
+        outcome_unknown: true,
+        ..refusal(format!("no answer from the WhatsApp Cloud API: {why}"))
+    }
 }
 
 /// A reqwest error in a few words, without the URL (it names the phone number id).

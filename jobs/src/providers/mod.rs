@@ -51,6 +51,11 @@ pub struct Refusal {
     pub error: Error,
     pub code: Option<String>,
     pub message: String,
+    /// The request may have reached the provider and been taken: it was sent, but no answer
+    /// came back (timed out, connection lost), or the answer said yes without a message id.
+    /// The Cloud API has no idempotency key, so such a send must never be made again: the
+    /// customer may have the message.
+    pub outcome_unknown: bool,
 }
 
 /// Whom the provider is asked to deliver to: the id WhatsApp knows the customer's number by
@@ -101,6 +106,7 @@ pub async fn send(
                     message: error.to_string(),
                     code: None,
                     error,
+                    outcome_unknown: false,
                 })?
                 .send(to, content, reply_to)
                 .await
