@@ -57,7 +57,9 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
 /// until what it committed is on disk (`waflow_jobs::db::Durability`): a run answered 202, a
 /// message answered 200 to Meta, an id handed out survive a power cut. Concurrent answers share
 /// one fsync, a request that committed nothing (a GraphQL query over POST) makes none; on
-/// PostgreSQL nothing waits. A failed flush answers 500 `INTERNAL`.
+/// PostgreSQL nothing waits. A failed flush answers 500 `INTERNAL`. GraphQL operations wait in
+/// `graphql::durable_answers` too, whichever transport brought them (a WebSocket's never pass
+/// here); over POST the second wait finds nothing left to flush.
 async fn durable_answer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let writes = !matches!(
         *request.method(),

@@ -192,3 +192,30 @@ async fn events_cross_between_server_processes() {
         json!({"message": "via the other process", "senderId": sender_id})
     );
 }
+
+/// A mutation sent over the WebSocket answers once what it committed is on disk, as one over
+/// HTTP does (the embedded profile syncs SQLite's WAL for it).
+#[tokio::test]
+async fn a_mutation_over_websocket_answers_once_it_is_on_disk() {
+    let app = waflow_tests::spawn_app(waflow_tests::Backend::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    let waflow_jobs::db::Durability::AtWalSync(wal) = &app.services.durability else {
+        panic!("a SQLite file is durable after a WAL sync");
+    };
+    let mut socket = app.subscriber(&app.key).await.unwrap();
+    let before = wal.syncs();
+    let mutation = "mutation { createContact(input: {phone: \"+14155550123\"}) { id } }";
+    socket
+        .send_raw(
+            &json!({"id": "1", "type": "subscribe", "payload": {"query": mutation}}).to_string(),
+        )
+        .await;
+    let answer = socket.next_message().await.expect("an answer");
+    assert_eq!(answer["type"], "next", "{answer}");
+    assert!(
+        answer["payload"]["data"]["createContact"]["id"].is_string(),
+        "{answer}"
+    );
+    assert!(wal.syncs() > before, "the answer came before a WAL sync");
+}

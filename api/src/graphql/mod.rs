@@ -7,6 +7,7 @@ mod campaigns;
 mod contacts;
 mod conversations;
 mod dry_runs;
+mod durable_answers;
 mod flows;
 mod guards;
 mod messages;
@@ -82,6 +83,7 @@ fn builder() -> SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     .extension(guards::ErrorCodes)
     .extension(request_phases::RequestPhases)
     .extension(crate::metrics::ActiveSubscriptions)
+    .extension(durable_answers::DurableAnswers)
 }
 
 pub fn build_schema(services: Services) -> ApiSchema {
