@@ -212,3 +212,50 @@ async fn finished_jobs_leave_the_sqlite_queue() {
     })
     .await;
 }
+
+/// A send step flushes SQLite's WAL once before its message leaves: the step's record and the
+/// stored message, committed one after the other, share the fsync `messaging` makes before the
+/// provider call.
+#[tokio::test]
+async fn a_send_step_flushes_the_wal_once() {
+    use crate::durability::{ANA, Accepts, PN, customer_writes, until_status};
+    let app = waflow_tests::spawn_app(Backend::Sqlite)
+        .await
+        .expect("SQLite is always available");
+    let db::Durability::AtWalSync(wal) = &app.services.durability else {
+        panic!("a SQLite file is durable after a WAL sync");
+    };
+    let meta = waflow_tests::Meta::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path(format!("/v21.0/{PN}/messages")))
+        .respond_with(Accepts(Duration::from_secs(2)))
+        .mount(&meta.server)
+        .await;
+    let sender = app.cloud_sender(&meta, "+14155550199", PN).await;
+    customer_writes(&app, ANA, "wamid.IN-COSTS", "hello").await;
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "pause", "type": "delay", "seconds": 1},
+            {"id": "tell", "type": "send_text", "senderId": sender, "to": ANA, "text": "once"}]}),
+    )
+    .await;
+    let run_id = crate::flows::run_flow(&app, &flow, json!({})).await;
+    until_status(&app, &run_id, "WAITING").await;
+    // From here only the worker writes: no request to the server until the send is out.
+    let before = wal.syncs();
+    let sends = || async {
+        meta.requests("POST", &format!("/{PN}/messages"))
+            .await
+            .len()
+    };
+    eventually("the send to reach Meta", || async {
+        (sends().await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        wal.syncs() - before,
+        1,
+        "WAL syncs between the wake-up and the send"
+    );
+}

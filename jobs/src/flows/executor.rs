@@ -318,8 +318,9 @@ impl Effects for Executor<'_> {
 
     /// A step with side effects is recorded as started, with the state, before it: a job re-run
     /// after a crash finds the record (and a send its message) by the key of the run, step,
-    /// iteration and attempt; so the record must be on disk before the effect leaves. A step
-    /// that waits is recorded when it parks (its wait counts from there).
+    /// iteration and attempt; so the record must be on disk before the effect leaves (a send
+    /// flushes it with its message, `StepType::SENDS_THROUGH_MESSAGING`). A step that waits is
+    /// recorded when it parks (its wait counts from there).
     async fn start(&mut self, step: &Step, leaf: &Leaf, input: &Value) -> Result<bool> {
         if !leaf.has_side_effects() || leaf.waits() {
             return Ok(true);
@@ -327,7 +328,9 @@ impl Effects for Executor<'_> {
         let record = self.new_record(step, Some(input));
         Ok(match self.save(false, Some(record)).await? {
             Ok(saved) => {
-                self.services.durability.sync().await?;
+                if !leaf.sends_through_messaging() {
+                    self.services.durability.sync().await?;
+                }
                 self.current = saved.started;
                 true
             }

@@ -53,6 +53,11 @@ pub(crate) trait StepType {
     /// Whether the run may wait at it (`Outcome::Park`); a run records such a step when it
     /// parks, where it records other steps with side effects before performing them.
     const WAITS: bool = false;
+    /// Whether its effect is a message sent through `messaging`, which flushes every commit
+    /// before the provider call (`messaging::deliver`): the run's record of the step, committed
+    /// before it, is on disk by then without a flush of its own (one fsync per send on SQLite,
+    /// not two).
+    const SENDS_THROUGH_MESSAGING: bool = false;
 
     /// Adds the step's problems, the templates it holds and what it names (senders, templates,
     /// assistants) to `checks`; `path` is the step's place, like `steps[2]`.
@@ -97,6 +102,10 @@ fn waits<S: StepType>(_: &S) -> bool {
     S::WAITS
 }
 
+fn sends_through_messaging<S: StepType>(_: &S) -> bool {
+    S::SENDS_THROUGH_MESSAGING
+}
+
 impl Leaf {
     /// The `type` written in the definition.
     pub fn kind(&self) -> &'static str {
@@ -112,6 +121,11 @@ impl Leaf {
     /// Whether a run may wait at the step (a delay, a wait for a reply).
     pub fn waits(&self) -> bool {
         dispatch!(self, step => waits(step))
+    }
+
+    /// Whether the step's send flushes the commits before it leaves (`StepType`).
+    pub fn sends_through_messaging(&self) -> bool {
+        dispatch!(self, step => sends_through_messaging(step))
     }
 
     pub(crate) fn validate(&self, path: &str, checks: &mut Checks<'_>) {

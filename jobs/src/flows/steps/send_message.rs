@@ -32,6 +32,7 @@ pub struct SendMessage {
 
 impl StepType for SendMessage {
     const TYPE: &'static str = "send_message";
+    const SENDS_THROUGH_MESSAGING: bool = true;
 
     fn validate(&self, path: &str, checks: &mut Checks<'_>) {
         checks.templates(

@@ -75,6 +75,7 @@ impl SendTemplate {
 
 impl StepType for SendTemplate {
     const TYPE: &'static str = "send_template";
+    const SENDS_THROUGH_MESSAGING: bool = true;
 
     fn validate(&self, path: &str, checks: &mut Checks<'_>) {
         checks.templates(

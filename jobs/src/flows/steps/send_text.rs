@@ -21,6 +21,7 @@ pub struct SendText {
 
 impl StepType for SendText {
     const TYPE: &'static str = "send_text";
+    const SENDS_THROUGH_MESSAGING: bool = true;
 
     fn validate(&self, path: &str, checks: &mut Checks<'_>) {
         checks.templates(path, &[("to", Some(&self.to)), ("text", Some(&self.text))]);
