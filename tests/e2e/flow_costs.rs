@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{
@@ -258,4 +258,91 @@ async fn a_send_step_flushes_the_wal_once() {
         1,
         "WAL syncs between the wake-up and the send"
     );
+}
+
+/// The check that a run may start (no earlier run of its key unfinished) reads only the key's
+/// unfinished runs, whatever the plan: each lookup of an earlier run is an index condition on
+/// the key and the status, so a key's finished runs (a customer's history) cost nothing. Read
+/// off PostgreSQL's generic plan (the one prepared statements end up with) of the statement
+/// that takes a run, with sequential and bitmap scans off so that the index's use shows.
+#[tokio::test]
+async fn taking_a_run_reads_only_its_keys_unfinished_runs() {
+    let Some((app, statements)) = app_counting(Backend::Postgres).await else {
+        return;
+    };
+    let (flow, secret) = live_flow(
+        &app,
+        json!({"trigger": {"type": "webhook"}, "concurrencyKey": "{{ trigger.customer }}",
+               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
+    )
+    .await;
+    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    statements.counting.store(true, Ordering::SeqCst);
+    let answer = call_hook(&app, &hook, &secret, "ada").await;
+    let run_id = Uuid::parse_str(answer["runId"].as_str().unwrap()).unwrap();
+    let db = &app.services.db;
+    eventually("the run's end", || async move {
+        let run = flow_run::Entity::find_by_id(run_id).one(db).await.unwrap();
+        run.filter(|r| r.finished_at.is_some())
+    })
+    .await;
+    let take = statements
+        .take()
+        .into_iter()
+        .find(|sql| sql.starts_with("UPDATE flow_run SET locked_until") && sql.contains("id = $4"))
+        .expect("the statement that takes a run");
+    let observer = sea_orm::Database::connect(app.database.url())
+        .await
+        .unwrap();
+    let session = observer.begin().await.unwrap();
+    for setting in [
+        "SET LOCAL plan_cache_mode = force_generic_plan",
+        "SET LOCAL enable_seqscan = off",
+        "SET LOCAL enable_bitmapscan = off",
+    ] {
+        session.execute_unprepared(setting).await.unwrap();
+    }
+    session
+        .execute_unprepared(&format!(
+            "PREPARE take (timestamptz, uuid, timestamptz, uuid) AS {take}"
+        ))
+        .await
+        .unwrap();
+    let plan = session
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "EXPLAIN (FORMAT JSON) EXECUTE take (now(), gen_random_uuid(), now(), gen_random_uuid())",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<Value>(0)
+        .unwrap();
+    session.rollback().await.unwrap();
+    let mut lookups = Vec::new();
+    earlier_scans(&plan, &mut lookups);
+    assert!(!lookups.is_empty(), "no lookup of earlier runs in {plan:#}");
+    for lookup in &lookups {
+        let condition = lookup["Index Cond"].as_str().unwrap_or_default();
+        assert!(
+            condition.contains("concurrency_key") && condition.contains("status"),
+            "an earlier run is looked up by {condition:?}, reading every run of the key: {lookup:#}"
+        );
+    }
+}
+
+/// The plan nodes that scan `flow_run AS earlier`.
+fn earlier_scans<'a>(node: &'a Value, found: &mut Vec<&'a Value>) {
+    match node {
+        Value::Array(items) => items.iter().for_each(|item| earlier_scans(item, found)),
+        Value::Object(fields) => {
+            if fields.get("Alias").and_then(Value::as_str) == Some("earlier") {
+                found.push(node);
+            }
+            fields
+                .values()
+                .for_each(|value| earlier_scans(value, found));
+        }
+        _ => {}
+    }
 }
