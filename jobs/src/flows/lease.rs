@@ -27,27 +27,36 @@ use crate::{Services, error::Result};
 macro_rules! earlier_unfinished {
     ($lock:literal) => {
         concat!(
-            "(EXISTS (SELECT 1 FROM flow_run AS earlier
-                WHERE earlier.concurrency_key = flow_run.concurrency_key
-                  AND earlier.status = 'RUNNING'
-                  AND earlier.flow_id = flow_run.flow_id
-                  AND earlier.id <> flow_run.id",
+            "(",
+            earlier_where!(
+                "earlier.status = 'RUNNING' AND earlier.id <> flow_run.id",
+                $lock
+            ),
+            " OR ",
+            earlier_where!(
+                "earlier.status = 'WAITING' AND earlier.id <> flow_run.id",
+                $lock
+            ),
+            " OR ",
+            earlier_where!(
+                "earlier.status = 'QUEUED' AND earlier.id < flow_run.id",
+                $lock
+            ),
+            ")"
+        )
+    };
+}
+
+/// A run `earlier` of the same flow and concurrency key as `flow_run` matches `$condition`.
+macro_rules! earlier_where {
+    ($condition:literal, $lock:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM flow_run AS earlier
+                WHERE earlier.concurrency_key = flow_run.concurrency_key AND ",
+            $condition,
+            " AND earlier.flow_id = flow_run.flow_id",
             $lock,
-            ")
-              OR EXISTS (SELECT 1 FROM flow_run AS earlier
-                WHERE earlier.concurrency_key = flow_run.concurrency_key
-                  AND earlier.status = 'WAITING'
-                  AND earlier.flow_id = flow_run.flow_id
-                  AND earlier.id <> flow_run.id",
-            $lock,
-            ")
-              OR EXISTS (SELECT 1 FROM flow_run AS earlier
-                WHERE earlier.concurrency_key = flow_run.concurrency_key
-                  AND earlier.status = 'QUEUED'
-                  AND earlier.id < flow_run.id
-                  AND earlier.flow_id = flow_run.flow_id",
-            $lock,
-            "))"
+            ")"
         )
     };
 }
