@@ -437,9 +437,12 @@ impl<'a> CloudApi<'a> {
         request: reqwest::RequestBuilder,
     ) -> Result<T, Refusal> {
         // Only a connection that was never made proves the request did not reach Meta.
-        let response = request.send().await.map_err(|e| match e.is_connect() {
-            true => unreachable(describe(e)),
-            false => no_answer(describe(e)),
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() {
+                unreachable(describe(e))
+            } else {
+                no_answer(describe(e))
+            }
         })?;
         let status = response.status();
         let read = crate::egress::read_capped(response, MAX_ANSWER).await;
