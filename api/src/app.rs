@@ -14,10 +14,13 @@ use tower_http::{cors::CorsLayer, limit::RequestBodyLimitLayer};
 
 use crate::{auth::bearer, limits::MAX_BODY_BYTES, state::AppState};
 
+/// GraphQL over HTTP (GET and POST).
+const GRAPHQL_PATH: &str = "/graphql";
+
 pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
     crate::metrics::handle();
     let mut router = Router::new()
-        .route("/graphql", get(graphql_endpoint).post(graphql_endpoint))
+        .route(GRAPHQL_PATH, get(graphql_endpoint).post(graphql_endpoint))
         .route("/graphql/assets/{file}", get(crate::console::asset))
         .route("/graphql/ws", get(crate::ws::graphql_ws))
         .route("/api/conversations/export", get(crate::export::export))
@@ -58,13 +61,13 @@ pub fn router(state: AppState, cors_origins: &[header::HeaderValue]) -> Router {
 /// message answered 200 to Meta, an id handed out survive a power cut. Concurrent answers share
 /// one fsync, a request that committed nothing (a GraphQL query over POST) makes none; on
 /// PostgreSQL nothing waits. A failed flush answers 500 `INTERNAL`. GraphQL operations wait in
-/// `graphql::durable_answers` too, whichever transport brought them (a WebSocket's never pass
-/// here); over POST the second wait finds nothing left to flush.
+/// `graphql::durable_answers` instead, whichever transport brought them (a WebSocket's never
+/// pass here): waiting here too would add a flush of other requests' commits to every answer.
 async fn durable_answer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let writes = !matches!(
         *request.method(),
         Method::GET | Method::HEAD | Method::OPTIONS
-    );
+    ) && request.uri().path() != GRAPHQL_PATH;
     let response = next.run(request).await;
     if writes && let Err(error) = state.services.durability.sync().await {
         return crate::rest_error::RestError::from(waflow_jobs::Error::Database(error))

@@ -193,10 +193,10 @@ async fn events_cross_between_server_processes() {
     );
 }
 
-/// A mutation sent over the WebSocket answers once what it committed is on disk, as one over
-/// HTTP does (the embedded profile syncs SQLite's WAL for it).
+/// A mutation answers once what it committed is on disk, over the WebSocket as over HTTP (the
+/// embedded profile syncs SQLite's WAL for it).
 #[tokio::test]
-async fn a_mutation_over_websocket_answers_once_it_is_on_disk() {
+async fn a_mutation_answers_once_it_is_on_disk() {
     let app = waflow_tests::spawn_app(waflow_tests::Backend::Sqlite)
         .await
         .expect("SQLite is always available");
@@ -218,4 +218,15 @@ async fn a_mutation_over_websocket_answers_once_it_is_on_disk() {
         "{answer}"
     );
     assert!(wal.syncs() > before, "the answer came before a WAL sync");
+    // Over HTTP the same wait is the GraphQL layer's too (the HTTP layer leaves /graphql to it).
+    let before = wal.syncs();
+    app.ok(
+        "mutation { createContact(input: {phone: \"+14155550124\"}) { id } }",
+        json!({}),
+    )
+    .await;
+    assert!(
+        wal.syncs() > before,
+        "the HTTP answer came before a WAL sync"
+    );
 }
