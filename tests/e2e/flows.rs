@@ -1,5 +1,5 @@
 //! Flows through the API: definitions validated with paths, versions, runs with their step
-//! records, retries, onError, cancel, retry from the failed step, replies, concurrency keys.
+//! records, retries, onError, cancel, retry from the failed step, replies (concurrency keys: `concurrency_keys`).
 
 use std::time::Duration;
 
@@ -468,40 +468,6 @@ async fn a_message_starts_a_run_that_waits_for_the_reply(app: TestApp) {
     let id = run_flow(&app, &quiet, json!({})).await;
     let done = run_in(&app, &id, "SUCCEEDED").await;
     assert_eq!(done["vars"], json!({"timed_out": true}));
-}
-
-async fn runs_with_one_key_go_one_at_a_time(app: TestApp) {
-    live_flow(
-        &app,
-        json!({"trigger": {"type": "event", "name": "order.paid"}, "concurrencyKey": "{{ trigger.customer }}",
-            "steps": [{"id": "wait", "type": "delay", "seconds": 2}]}),
-    )
-    .await;
-    let emit = "mutation($p: JSON!) { emitEvent(name: \"order.paid\", payload: $p) }";
-    let first = app.ok(emit, json!({"p": {"customer": "ada"}})).await["emitEvent"][0].clone();
-    let second = app.ok(emit, json!({"p": {"customer": "ada"}})).await["emitEvent"][0].clone();
-    let other = app.ok(emit, json!({"p": {"customer": "bob"}})).await["emitEvent"][0].clone();
-    let (first, second, other) = (
-        first.as_str().unwrap(),
-        second.as_str().unwrap(),
-        other.as_str().unwrap(),
-    );
-    run_in(&app, first, "WAITING").await;
-    // Bob's run does not wait for Ada's; Ada's second does.
-    run_in(&app, other, "WAITING").await;
-    assert_eq!(run(&app, second).await["status"], "QUEUED");
-    let first_done = run_in(&app, first, "SUCCEEDED").await;
-    let second_done = run_in(&app, second, "SUCCEEDED").await;
-    assert!(
-        second_done["startedAt"].as_str().unwrap() >= first_done["finishedAt"].as_str().unwrap()
-    );
-    let none = app
-        .ok(
-            "mutation { emitEvent(name: \"nobody.listens\", payload: {}) }",
-            json!({}),
-        )
-        .await;
-    assert_eq!(none["emitEvent"], json!([]));
 }
 
 async fn failures_run_the_error_handler_and_stream_progress(app: TestApp) {
@@ -990,60 +956,7 @@ async fn flow_webhooks_are_refused_while_the_run_backlog_is_too_old(backend: Bac
     customer_writes_via_meta(&app, PN, "wamid.IN-BACKLOG-1").await;
 }
 
-/// A run behind an unfinished run of its key is given no job, which would only find it
-/// blocked: the end of the run before hands it on, in the transaction that ends it.
-async fn runs_behind_an_unfinished_run_of_their_key_queue_no_job(backend: Backend) {
-    let Some(app) = spawn_app_without_workers_with(backend, |_| {}).await else {
-        return;
-    };
-    let (flow, secret) = live_flow(
-        &app,
-        json!({"trigger": {"type": "webhook"}, "concurrencyKey": "{{ trigger.customer }}",
-               "steps": [{"id": "note", "type": "set_variables", "values": {"who": "{{ trigger.customer }}"}}]}),
-    )
-    .await;
-    let hook = app.url(&format!("/hooks/flows/{flow}"));
-    let mut runs = Vec::new();
-    for customer in ["ada", "ada", "bob", "ada"] {
-        let answer = app
-            .http
-            .post(&hook)
-            .header("x-waflow-secret", &secret)
-            .json(&json!({"customer": customer}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(answer.status(), 202);
-        let body: Value = answer.json().await.unwrap();
-        runs.push(body["runId"].as_str().unwrap().to_owned());
-    }
-    let stats = app.services.jobs.stats().await.unwrap();
-    let flows = stats.into_iter().find(|q| q.queue == "flows").unwrap();
-    assert_eq!(
-        flows.ready, 2,
-        "a job for Ada's first run and one for Bob's, none for the two runs behind Ada's first"
-    );
-    // A worker runs them all, Ada's one after the other.
-    let _worker = waflow_tests::Worker::start(&app);
-    let mut ada = Vec::new();
-    for (i, id) in runs.iter().enumerate() {
-        let done = run_in(&app, id, "SUCCEEDED").await;
-        if i != 2 {
-            ada.push(done);
-        }
-    }
-    for pair in ada.windows(2) {
-        assert!(
-            pair[1]["startedAt"].as_str().unwrap() >= pair[0]["finishedAt"].as_str().unwrap(),
-            "{pair:?}"
-        );
-    }
-}
-
-waflow_tests::on_both_backends!(
-    flow_webhooks_are_refused_while_the_run_backlog_is_too_old,
-    runs_behind_an_unfinished_run_of_their_key_queue_no_job,
-);
+waflow_tests::on_both_backends!(flow_webhooks_are_refused_while_the_run_backlog_is_too_old,);
 
 waflow_tests::on_both_databases!(
     webhook_secrets_rotate_and_error_handlers_are_checked,
@@ -1055,5 +968,4 @@ waflow_tests::on_both_databases!(
     a_failed_send_is_retried_then_the_run_fails_and_can_be_retried,
     on_error_continue_and_cancel,
     a_message_starts_a_run_that_waits_for_the_reply,
-    runs_with_one_key_go_one_at_a_time,
 );

@@ -7,6 +7,7 @@ mod auth;
 mod auto_reply;
 mod campaigns;
 mod cloud_api;
+mod concurrency_keys;
 mod console;
 mod contact_import;
 mod contacts;
