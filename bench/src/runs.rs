@@ -310,6 +310,28 @@ fn run_times(deployment: &Deployment) -> Result<(Vec<Duration>, f64)> {
     Ok((latencies, span))
 }
 
+/// Hand-offs between the runs of one key, in microseconds: how long each run waited to start
+/// once it could, from the later of the end of the run before it and its own creation, to its
+/// start (issue 20: p99 < 10 ms for one customer).
+fn hand_offs(deployment: &Deployment) -> Result<Vec<Duration>> {
+    let micros = deployment.db.scalar(if deployment.db.is_sqlite() {
+        "SELECT group_concat(CAST(round((julianday(started_at) - julianday(max(before, created_at))) \
+         * 86400000000) AS INTEGER), ',') FROM (SELECT started_at, created_at, \
+         lag(finished_at) OVER (PARTITION BY concurrency_key ORDER BY id) AS before \
+         FROM flow_run WHERE finished_at IS NOT NULL) WHERE before IS NOT NULL"
+    } else {
+        "SELECT string_agg((extract(epoch FROM started_at - greatest(before, created_at)) \
+         * 1000000)::bigint::text, ',') FROM (SELECT started_at, created_at, \
+         lag(finished_at) OVER (PARTITION BY concurrency_key ORDER BY id) AS before \
+         FROM flow_run WHERE finished_at IS NOT NULL) r WHERE before IS NOT NULL"
+    })?;
+    Ok(micros
+        .split(',')
+        .filter_map(|us| us.trim().parse::<i64>().ok())
+        .map(|us| Duration::from_micros(us.max(0) as u64))
+        .collect())
+}
+
 fn report(
     deployment: &Deployment,
     opts: &Opts,
@@ -359,6 +381,17 @@ fn report(
             (
                 "backlog drained after the load",
                 format!("{:.1} s", drained_after.as_secs_f64()),
+            ),
+            (
+                "hand-off between one key's runs p50/p95/p99/max",
+                if opts.same_customer {
+                    stats::latency_row(
+                        &stats::summarize(hand_offs(deployment)?),
+                        "p99 target < 10 ms",
+                    )
+                } else {
+                    "- (one run per key)".to_owned()
+                },
             ),
             ("flow_run rows by status", by_status),
             (
