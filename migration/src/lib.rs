@@ -26,6 +26,7 @@ mod m0019_inbound;
 mod m0020_campaign_template_parameters;
 mod m0021_extraction_error;
 mod m0022_concurrency_key_order;
+mod m0023_key_lookup_index;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0020_campaign_template_parameters::Migration),
             Box::new(m0021_extraction_error::Migration),
             Box::new(m0022_concurrency_key_order::Migration),
+            Box::new(m0023_key_lookup_index::Migration),
         ]
     }
 }

@@ -3,8 +3,8 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, sea_query::OnConflict,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set,
+    sea_query::OnConflict,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -283,27 +283,13 @@ async fn start_record(
         .ok_or(crate::Error::NotFound("step run"))
 }
 
-/// The first queued run of `run`'s concurrency key, which may start now that `run` ended.
-async fn next_queued(txn: &impl ConnectionTrait, run: &flow_run::Model) -> Result<Option<Uuid>> {
-    let Some(key) = &run.concurrency_key else {
-        return Ok(None);
-    };
-    Ok(flow_run::Entity::find()
-        .select_only()
-        .column(flow_run::Column::Id)
-        .filter(flow_run::Column::ConcurrencyKey.eq(key.as_str()))
-        .filter(flow_run::Column::FlowId.eq(run.flow_id))
-        .filter(flow_run::Column::Status.eq(RunStatus::Queued))
-        .order_by_asc(flow_run::Column::Id)
-        .into_tuple::<Uuid>()
-        .one(txn)
-        .await?)
-}
-
 /// A run finished: the next queued run with its key may start (for a job that finds the run
 /// finished: its worker may have died between the run's end and the hand-off).
 pub async fn release_next(services: &Services, run: &flow_run::Model) -> Result<()> {
-    match next_queued(&services.db, run).await? {
+    let Some(key) = &run.concurrency_key else {
+        return Ok(());
+    };
+    match super::lease::next_queued(&services.db, run.flow_id, key).await? {
         Some(next) => poke(services, next, None).await,
         None => Ok(()),
     }
