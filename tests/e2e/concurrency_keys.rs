@@ -11,7 +11,7 @@ use waflow_tests::{Backend, TestApp, spawn_app_without_workers_with};
 use crate::flows::{live_flow, run, run_in};
 
 /// Posts `customer`'s request to a flow's hook; answers the new run's id.
-async fn call_hook(app: &TestApp, hook: &str, secret: &str, customer: &str) -> String {
+pub(crate) async fn call_hook(app: &TestApp, hook: &str, secret: &str, customer: &str) -> String {
     let answer = app
         .http
         .post(hook)
@@ -23,6 +23,18 @@ async fn call_hook(app: &TestApp, hook: &str, secret: &str, customer: &str) -> S
     assert_eq!(answer.status(), 202);
     let body: Value = answer.json().await.unwrap();
     body["runId"].as_str().unwrap().to_owned()
+}
+
+/// A live flow behind a webhook whose runs are keyed by `trigger.customer`, of one
+/// `set_variables` step: its hook's URL and secret.
+pub(crate) async fn keyed_flow(app: &TestApp) -> (String, String) {
+    let (flow, secret) = live_flow(
+        app,
+        json!({"trigger": {"type": "webhook"}, "concurrencyKey": "{{ trigger.customer }}",
+               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
+    )
+    .await;
+    (app.url(&format!("/hooks/flows/{flow}")), secret)
 }
 
 /// Ready jobs in the flows queue.
@@ -121,13 +133,7 @@ async fn runs_of_one_key_are_inserted_together_but_wait_for_an_end() {
     let Some(app) = spawn_app_without_workers_with(Backend::Postgres, |_| {}).await else {
         return;
     };
-    let (flow, secret) = live_flow(
-        &app,
-        json!({"trigger": {"type": "webhook"}, "concurrencyKey": "{{ trigger.customer }}",
-               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
-    )
-    .await;
-    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    let (hook, secret) = keyed_flow(&app).await;
     let db = &app.services.db;
 
     // Another insert of Ada's key, not yet committed, holds its lock on her first run.

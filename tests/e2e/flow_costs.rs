@@ -23,7 +23,10 @@ use waflow_entities::{
 use waflow_jobs::db;
 use waflow_tests::{Backend, TestApp, eventually, spawn_app_with};
 
-use crate::flows::live_flow;
+use crate::{
+    concurrency_keys::{call_hook, keyed_flow},
+    flows::live_flow,
+};
 
 /// The statements on `flow_run` and `step_run` a counting window saw.
 #[derive(Clone, Default)]
@@ -69,20 +72,6 @@ async fn one_step_flow(app: &TestApp) -> (String, String) {
     (app.url(&format!("/hooks/flows/{flow}")), secret)
 }
 
-/// Calls a flow's hook for `customer`; answers the 202's body.
-async fn call_hook(app: &TestApp, hook: &str, secret: &str, customer: &str) -> Value {
-    let answer = app
-        .http
-        .post(hook)
-        .bearer_auth(secret)
-        .json(&json!({"customer": customer}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 202);
-    answer.json().await.unwrap()
-}
-
 async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
     let Some((app, statements)) = app_counting(backend).await else {
         return;
@@ -104,8 +93,8 @@ async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
     // A first run reads the published version into memory; the second one is counted.
     for (customer, counted) in [("bob", false), ("ada", true)] {
         statements.counting.store(counted, Ordering::SeqCst);
-        let answer = call_hook(&app, &hook, &secret, customer).await;
-        let run_id = Uuid::parse_str(answer["runId"].as_str().unwrap()).unwrap();
+        let run_id = call_hook(&app, &hook, &secret, customer).await;
+        let run_id = Uuid::parse_str(&run_id).unwrap();
         let observer = &observer;
         let run = eventually("the run's end", || async move {
             let run = flow_run::Entity::find_by_id(run_id)
@@ -277,16 +266,9 @@ async fn a_keys_lookups_read_only_its_runs() {
     let Some((app, statements)) = app_counting(Backend::Postgres).await else {
         return;
     };
-    let (flow, secret) = live_flow(
-        &app,
-        json!({"trigger": {"type": "webhook"}, "concurrencyKey": "{{ trigger.customer }}",
-               "steps": [{"id": "note", "type": "set_variables", "values": {"a": 1}}]}),
-    )
-    .await;
-    let hook = app.url(&format!("/hooks/flows/{flow}"));
+    let (hook, secret) = keyed_flow(&app).await;
     statements.counting.store(true, Ordering::SeqCst);
-    let answer = call_hook(&app, &hook, &secret, "ada").await;
-    let run_id = Uuid::parse_str(answer["runId"].as_str().unwrap()).unwrap();
+    let run_id = Uuid::parse_str(&call_hook(&app, &hook, &secret, "ada").await).unwrap();
     let db = &app.services.db;
     eventually("the run's end", || async move {
         let run = flow_run::Entity::find_by_id(run_id).one(db).await.unwrap();
