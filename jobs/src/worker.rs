@@ -206,7 +206,20 @@ impl Drop for Running {
 /// again, under a new name, rather than left dead while the process looks healthy. The pause
 /// keeps an outage from becoming a busy loop; `block_in_place` keeps it off the other tasks
 /// (a single-threaded runtime, as in tests, just sleeps).
-fn restart_after_a_pause(worker: &WorkerContext, error: &WorkerError) -> bool {
+///
+/// A closed pool is not an outage but this process closing its database: the worker stays
+/// stopped. Restarted, it failed again at once, forever, and apalis restarts within one poll:
+/// on a single-threaded runtime no other task ran again (`webhooks::a_database_outage_asks_meta_to_retry`
+/// hung in one run of three).
+fn restart_after_a_pause(
+    db: &sea_orm::DatabaseConnection,
+    worker: &WorkerContext,
+    error: &WorkerError,
+) -> bool {
+    if pool_closed(db) {
+        tracing::info!(worker = worker.name(), %error, "the database pool is closed; worker stopped");
+        return false;
+    }
     tracing::warn!(worker = worker.name(), %error, "worker stopped; starting it again in 1 s");
     let pause = || std::thread::sleep(RESTART_PAUSE);
     match tokio::runtime::Handle::current().runtime_flavor() {
@@ -214,6 +227,15 @@ fn restart_after_a_pause(worker: &WorkerContext, error: &WorkerError) -> bool {
         _ => pause(),
     }
     true
+}
+
+/// Whether this process closed its database pool (at shutdown, or a test of an outage).
+fn pool_closed(db: &sea_orm::DatabaseConnection) -> bool {
+    match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => db.get_postgres_connection_pool().is_closed(),
+        sea_orm::DbBackend::Sqlite => db.get_sqlite_connection_pool().is_closed(),
+        _ => false,
+    }
 }
 
 /// Runs the workers until `shutdown` completes, then lets running jobs finish (bounded).
@@ -229,8 +251,10 @@ pub async fn run(
             Uuid::now_v7().simple()
         )
     };
+    let db = services.db.clone();
     let monitor = register!(
-        Monitor::new().should_restart(restart_after_a_pause),
+        Monitor::new()
+            .should_restart(move |worker, error| restart_after_a_pause(&db, worker, error)),
         name("system"),
         services.jobs.system.clone(),
         services,
