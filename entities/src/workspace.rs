@@ -9,6 +9,9 @@ pub struct Model {
     pub id: Uuid,
     pub name: String,
     pub created_at: DateTimeUtc,
+    /// Moves whenever the workspace's webhook endpoints or flow trigger index change (database
+    /// triggers, migration m0024): what routes its events is cached by this number.
+    pub routes_version: i64,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -53,6 +53,8 @@ pub struct Services {
     pub reactions: Reactions,
     /// Rows that never change (published flow versions), read once per process.
     pub memo: crate::memo::Memo,
+    /// Each workspace's webhook endpoints and trigger index, by its `routes_version`.
+    pub routes: crate::event_routes::RoutesCache,
     /// When commits are on disk: wait for it before anything a commit announces leaves the
     /// process.
     pub durability: crate::db::Durability,
@@ -260,6 +262,7 @@ impl Services {
             sandbox: crate::sandbox::Sandbox::missing(),
             reactions: Reactions::default(),
             memo: Default::default(),
+            routes: Default::default(),
             durability,
         }
     }
@@ -271,6 +274,17 @@ impl Services {
         for reaction in self.reactions.0.iter() {
             reaction.react(self, &event).await;
         }
+    }
+
+    /// What routes `event`: its workspace's endpoints and triggers as of the event's
+    /// `routes_version` (read now when the event has none).
+    pub async fn routes_of(
+        &self,
+        event: &Event,
+    ) -> crate::error::Result<Arc<crate::event_routes::EventRoutes>> {
+        self.routes
+            .get(&self.db, event.workspace_id, event.routes_version)
+            .await
     }
 
     /// These services with `reactions` run on every emitted event (`crate::assembly` registers

@@ -22,6 +22,7 @@ const ORDER: &[&str] = &[
     "rate_limit",
     "egress",
     "memo",
+    "event_routes",
     "validation",
     "sandbox",
     "placeholders",

@@ -6,7 +6,8 @@
 //!
 //! 1. **Foundation**, naming no domain: `error`, `crash_points`, `db`, `crypto`, `pagination`,
 //!    `rate_limit`, `egress` (every request to a URL a workspace gave), `memo` (rows that never
-//!    change, read once), `validation`, `sandbox` (where workspaces' templates run),
+//!    change, read once), `event_routes` (endpoints and triggers, read once per version),
+//!    `validation`, `sandbox` (where workspaces' templates run),
 //!    `placeholders`, `events` (the bus), `queue` (apalis jobs, carrying ids only),
 //!    `queue_stats`, and `context`: the `Services` every service works in, and its
 //!    infrastructure for both profiles.
@@ -28,6 +29,7 @@ mod poll_timer;
 pub mod crypto;
 pub mod db;
 pub mod egress;
+pub mod event_routes;
 pub mod memo;
 pub mod pagination;
 pub mod placeholders;

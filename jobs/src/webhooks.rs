@@ -311,14 +311,11 @@ impl WebhookService<'_> {
         let Some(wanted) = kind(&event.payload) else {
             return Ok(());
         };
-        let endpoints = webhook_endpoint::Entity::find()
-            .filter(webhook_endpoint::Column::WorkspaceId.eq(event.workspace_id))
-            .filter(webhook_endpoint::Column::Enabled.eq(true))
-            .all(&self.services.db)
-            .await?;
+        let routes = self.services.routes_of(event).await?;
         let body = body(event);
-        for endpoint in endpoints
-            .into_iter()
+        for endpoint in routes
+            .endpoints
+            .iter()
             .filter(|e| events_of(e).contains(&wanted))
         {
             let delivery = webhook_delivery::ActiveModel {

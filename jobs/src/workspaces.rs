@@ -31,6 +31,7 @@ impl WorkspaceService<'_> {
             id: Set(Uuid::now_v7()),
             name: Set(name.trim().to_owned()),
             created_at: Set(Utc::now()),
+            routes_version: Set(0),
         }
         .insert(&txn)
         .await?;

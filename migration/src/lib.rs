@@ -27,6 +27,7 @@ mod m0020_campaign_template_parameters;
 mod m0021_extraction_error;
 mod m0022_concurrency_key_order;
 mod m0023_key_lookup_index;
+mod m0024_event_routes_version;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -59,6 +60,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0021_extraction_error::Migration),
             Box::new(m0022_concurrency_key_order::Migration),
             Box::new(m0023_key_lookup_index::Migration),
+            Box::new(m0024_event_routes_version::Migration),
         ]
     }
 }

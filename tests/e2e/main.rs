@@ -16,6 +16,7 @@ mod customers;
 mod dry_runs;
 mod durability;
 mod evaluation;
+mod event_routes;
 mod flow_costs;
 mod flow_examples;
 mod flows;

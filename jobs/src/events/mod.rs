@@ -28,12 +28,25 @@ use router::LocalRouter;
 pub const BUFFER: usize = 1024;
 const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Event {
     pub id: Uuid,
     pub workspace_id: Uuid,
     pub at: DateTime<Utc>,
     pub payload: EventPayload,
+    /// The workspace's `routes_version` as the transaction that produced the event read it:
+    /// the event is routed by the endpoints and triggers of that version, with no read
+    /// (`crate::event_routes`). `None`: read it when routing. This process's bookkeeping, not
+    /// part of the event: never sent, never compared.
+    #[serde(skip)]
+    pub routes_version: Option<i64>,
+}
+
+impl PartialEq for Event {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id, self.workspace_id, self.at) == (other.id, other.workspace_id, other.at)
+            && self.payload == other.payload
+    }
 }
 
 impl Event {
@@ -43,7 +56,15 @@ impl Event {
             workspace_id,
             at: Utc::now(),
             payload,
+            routes_version: None,
         }
+    }
+
+    /// The event, produced by a transaction that read the workspace's `routes_version`
+    /// (`None`: it did not).
+    pub fn routed_by(mut self, routes_version: Option<i64>) -> Self {
+        self.routes_version = routes_version;
+        self
     }
 }
 

@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
     QuerySelect, RelationDef, Set, sea_query::Expr,
 };
 use serde_json::{Value, json};
@@ -138,7 +138,13 @@ impl FlowService<'_> {
         }
         let text = payload["message"].as_str().unwrap_or_default().to_owned();
         for row in self
-            .matching(event.workspace_id, kind, sender_id, None)
+            .matching(
+                event.workspace_id,
+                event.routes_version,
+                kind,
+                sender_id,
+                None,
+            )
             .await?
         {
             if let Ok(Trigger::MessageReceived {
@@ -154,26 +160,29 @@ impl FlowService<'_> {
         Ok(())
     }
 
-    /// Index rows of `kind` in the workspace, for any sender or this one (or this event name).
+    /// Index rows of `kind` in the workspace, for any sender or this one (or this event name),
+    /// as of `routes_version` (read now when `None`; see `crate::event_routes`).
     async fn matching(
         &self,
         workspace_id: Uuid,
+        routes_version: Option<i64>,
         kind: &str,
         sender_id: Option<Uuid>,
         event_name: Option<&str>,
     ) -> Result<Vec<flow_trigger::Model>> {
-        let mut select = flow_trigger::Entity::find()
-            .filter(flow_trigger::Column::WorkspaceId.eq(workspace_id))
-            .filter(flow_trigger::Column::TriggerType.eq(kind));
-        let mut senders = Condition::any().add(flow_trigger::Column::SenderId.is_null());
-        if let Some(sender_id) = sender_id {
-            senders = senders.add(flow_trigger::Column::SenderId.eq(sender_id));
-        }
-        select = select.filter(senders);
-        if let Some(name) = event_name {
-            select = select.filter(flow_trigger::Column::EventName.eq(name));
-        }
-        Ok(select.all(&self.services.db).await?)
+        let routes = self
+            .services
+            .routes
+            .get(&self.services.db, workspace_id, routes_version)
+            .await?;
+        Ok(routes
+            .triggers
+            .iter()
+            .filter(|row| row.trigger_type == kind)
+            .filter(|row| row.sender_id.is_none() || row.sender_id == sender_id)
+            .filter(|row| event_name.is_none_or(|name| row.event_name.as_deref() == Some(name)))
+            .cloned()
+            .collect())
     }
 
     /// A run of the flow `row` indexes, the `hop`th of a chain of runs calling webhooks (0:
@@ -234,7 +243,7 @@ impl FlowService<'_> {
         }
         let mut started = Vec::new();
         for row in self
-            .matching(workspace_id, "event", None, Some(name.trim()))
+            .matching(workspace_id, None, "event", None, Some(name.trim()))
             .await?
         {
             started.extend(
