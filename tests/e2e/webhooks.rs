@@ -344,6 +344,49 @@ async fn opt_out_keywords_arrive_by_webhook(app: TestApp) {
     }
 }
 
+/// A redelivery that comes after later messages changes nothing: not the opt-out it carries,
+/// not the conversation's count, not the events. It is found stored only once its
+/// transaction has written the contact and the conversation, and all of that is undone.
+async fn a_late_redelivery_changes_nothing(app: TestApp) {
+    let meta = Meta::start().await;
+    app.cloud_sender(&meta, "+14155550199", PN).await;
+    let mut subscriber = app.subscriber(&app.key).await.unwrap();
+    subscriber
+        .subscribe("1", "subscription { messageReceived { message } }")
+        .await;
+    let stop = text_from("16505551234", "wamid.LATE-STOP", "STOP");
+    let start = text_from("16505551234", "wamid.LATE-START", "START");
+    for body in [&stop, &start, &stop] {
+        assert_eq!(app.webhook(body, Some(APP_SECRET)).await, 200);
+    }
+    assert_eq!(stored(&app).await, 2);
+    let data = app
+        .ok(
+            "{ contacts { edges { node { optedOut } } } conversations { edges { node { messageCount } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["contacts"]["edges"][0]["node"]["optedOut"], false);
+    assert_eq!(
+        data["conversations"]["edges"],
+        json!([{"node": {"messageCount": 2}}])
+    );
+    for text in ["STOP", "START"] {
+        let event = subscriber
+            .next_event(std::time::Duration::from_secs(10))
+            .await
+            .expect("messageReceived");
+        assert_eq!(event["messageReceived"]["message"], text);
+    }
+    assert!(
+        subscriber
+            .next_event(std::time::Duration::from_millis(500))
+            .await
+            .is_none(),
+        "the redelivery announces nothing"
+    );
+}
+
 /// A FLAGGED number turns RED at once, which stops marketing; the rating is then re-read.
 async fn quality_updates_pause_marketing(app: TestApp) {
     let meta = Meta::start().await;
@@ -430,6 +473,7 @@ waflow_tests::on_both_databases!(
     every_message_kind_keeps_what_it_carries,
     statuses_move_messages_forward_only,
     opt_out_keywords_arrive_by_webhook,
+    a_late_redelivery_changes_nothing,
     quality_updates_pause_marketing,
     a_database_outage_asks_meta_to_retry,
 );

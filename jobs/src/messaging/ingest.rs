@@ -74,6 +74,10 @@ pub struct Received {
     pub duplicate: bool,
     /// The contact's previous conversation, ended by inactivity when this message came.
     pub ended: Option<Box<crate::events::ConversationEnded>>,
+    /// The workspace's `routes_version` as the write transaction read it: the message's events
+    /// are routed by it (`crate::event_routes`). `None` for a redelivery, which announces
+    /// nothing.
+    pub routes_version: Option<i64>,
 }
 
 /// A delivery status reported by the provider for a message we sent.
@@ -107,6 +111,15 @@ fn answers(kind: MessageKind) -> bool {
     !matches!(kind, MessageKind::Reaction | MessageKind::Revoke)
 }
 
+/// What the write transaction of an inbound message found.
+enum Stored {
+    New(Received),
+    /// The provider delivered this message before.
+    DeliveredBefore,
+    /// It was an erased contact's message.
+    Erased,
+}
+
 /// Statuses only move forward: sent, delivered, read. A failure counts unless the message was
 /// already delivered or read (then the report is stale).
 fn rank(status: MessageStatus) -> u8 {
@@ -130,21 +143,19 @@ impl MessagingService<'_> {
         sender: &sender::Model,
         inbound: InboundMessage,
     ) -> Result<Option<Received>> {
-        let db = &self.services.db;
-        if replay::is_erased(db, sender.id, &inbound.provider_message_id).await? {
-            tracing::info!(sender_id = %sender.id, "ignoring a replayed message of an erased contact");
-            return Ok(None);
-        }
         let stale = replay::is_stale(inbound.timestamp, self.services.inbound_max_age);
         let store = || self.store_inbound(sender, &inbound, stale);
-        let received = match store::retry_on_conflict(store).await {
-            Err(crate::Error::Database(e)) if store::is_unique_violation(&e) => {
-                // Lost a race against the same delivery: it is stored now.
-                self.stored_inbound(sender, &inbound)
-                    .await?
-                    .ok_or(crate::Error::Database(e))?
+        let received = match store::retry_on_conflict(store).await? {
+            Stored::New(received) => received,
+            Stored::DeliveredBefore => match self.stored_inbound(sender, &inbound).await? {
+                Some(received) => received,
+                // Erased between the two reads: it stays erased.
+                None => return Ok(None),
+            },
+            Stored::Erased => {
+                tracing::info!(sender_id = %sender.id, "ignoring a replayed message of an erased contact");
+                return Ok(None);
             }
-            other => other?,
         };
         if stale && !received.duplicate {
             tracing::warn!(
@@ -190,7 +201,7 @@ impl MessagingService<'_> {
                 sender.workspace_id,
                 EventPayload::ConversationStarted(started),
             );
-            self.services.emit(event).await;
+            self.services.emit(event.routed_by(r.routes_version)).await;
         }
         let message = MessageReceived {
             message_id: r.message.id,
@@ -207,7 +218,7 @@ impl MessagingService<'_> {
             timestamp: r.message.created_at,
         };
         let event = Event::new(sender.workspace_id, EventPayload::MessageReceived(message));
-        self.services.emit(event).await;
+        self.services.emit(event.routed_by(r.routes_version)).await;
     }
 
     async fn stored_inbound(
@@ -237,20 +248,24 @@ impl MessagingService<'_> {
                 conversation_started: false,
                 duplicate: true,
                 ended: None,
+                routes_version: None,
             }))
     }
 
-    /// `stale`: a replay, whose opt-out keyword no longer speaks for the contact.
+    /// `stale`: a replay, whose opt-out keyword no longer speaks for the contact. The erasure
+    /// check and the redelivery check run inside the one write transaction: an inbound message
+    /// costs one transaction, whatever it turns out to be.
     async fn store_inbound(
         &self,
         sender: &sender::Model,
         inbound: &InboundMessage,
         stale: bool,
-    ) -> Result<Received> {
-        if let Some(already) = self.stored_inbound(sender, inbound).await? {
-            return Ok(already);
-        }
+    ) -> Result<Stored> {
         let txn = crate::db::begin_write(&self.services.db).await?;
+        if replay::is_erased(&txn, sender.id, &inbound.provider_message_id).await? {
+            txn.commit().await?;
+            return Ok(Stored::Erased);
+        }
         let workspace_id = sender.workspace_id;
         let at = inbound.timestamp;
         let mut contact =
@@ -272,7 +287,7 @@ impl MessagingService<'_> {
             started,
             ended,
         } = store::active_conversation(&txn, sender, contact.id, at).await?;
-        let message = message::ActiveModel {
+        let row = message::ActiveModel {
             kind: Set(inbound.kind),
             body: Set(inbound.body.clone()),
             payload: Set(inbound.payload.clone()),
@@ -283,9 +298,12 @@ impl MessagingService<'_> {
                 &inbound.provider_message_id,
                 at,
             )
-        }
-        .insert(&txn)
-        .await?;
+        };
+        let Some(message) = store::insert_unless_delivered(&txn, row).await? else {
+            // Undo what this delivery changed on the way: it was all done the first time.
+            txn.rollback().await?;
+            return Ok(Stored::DeliveredBefore);
+        };
         let mut conversation = store::count_message(&txn, conversation, at).await?;
         if let (None, Some(referral)) = (&conversation.referral, referral(inbound.payload.as_ref()))
         {
@@ -293,15 +311,17 @@ impl MessagingService<'_> {
             model.referral = Set(Some(referral.clone()));
             conversation = model.update(&txn).await?;
         }
+        let routes_version = crate::event_routes::version(&txn, workspace_id).await?;
         txn.commit().await?;
-        Ok(Received {
+        Ok(Stored::New(Received {
             message,
             conversation,
             contact,
             conversation_started: started,
             duplicate: false,
             ended: ended.map(Box::new),
-        })
+            routes_version: Some(routes_version),
+        }))
     }
 
     /// Applies a provider's status report to the message it names. Unknown ids are ignored

@@ -11,7 +11,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, Set,
-    sea_query::OnConflict,
+    TryInsertResult, TryIntoModel, sea_query::OnConflict,
 };
 use uuid::Uuid;
 use waflow_entities::{
@@ -340,6 +340,31 @@ pub async fn count_message(
     model.message_count = Set(count);
     model.last_message_at = Set(last);
     Ok(model.update(txn).await?)
+}
+
+/// Inserts an inbound message unless `sender`'s provider delivered its id before: `None` for
+/// a redelivery (the unique index on `(sender_id, provider_message_id)` decides, so two
+/// deliveries racing each other store one message). Inserting first and looking only when it
+/// conflicts spares every new message a lookup; redeliveries are the rare case.
+pub async fn insert_unless_delivered(
+    txn: &DatabaseTransaction,
+    row: message::ActiveModel,
+) -> Result<Option<message::Model>> {
+    let delivered_before = OnConflict::columns([
+        message::Column::SenderId,
+        message::Column::ProviderMessageId,
+    ])
+    .do_nothing()
+    .to_owned();
+    let inserted = message::Entity::insert(row.clone())
+        .on_conflict(delivered_before)
+        .try_insert()
+        .exec_without_returning(txn)
+        .await?;
+    match inserted {
+        TryInsertResult::Inserted(1) => Ok(Some(row.try_into_model()?)),
+        _ => Ok(None),
+    }
 }
 
 /// The message `sender`'s provider delivered with `provider_message_id`, if it was stored: a
