@@ -519,4 +519,44 @@ async fn a_window_closes_24_hours_after_the_last_message(app: TestApp) {
     );
 }
 
-waflow_tests::on_both_databases!(a_window_closes_24_hours_after_the_last_message);
+/// Meta does not promise order: a message written earlier than one already stored does not
+/// move the 24-hour window back; a later one moves it forward.
+async fn a_late_message_never_moves_the_window_back(app: TestApp) {
+    let meta = Meta::start().await;
+    let sender_id = app.cloud_sender(&meta, "+14155550199", PN).await;
+    let now = chrono::Utc::now();
+    let last_written = || async {
+        let session = app
+            .ok("query($s: ID!) { sessionStatus(senderId: $s, recipientPhone: \"+16505551234\") { lastCustomerMessageAt } }",
+                json!({"s": sender_id}))
+            .await;
+        let at = session["sessionStatus"]["lastCustomerMessageAt"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        chrono::DateTime::parse_from_rfc3339(&at)
+            .unwrap()
+            .timestamp()
+    };
+    let mut expected = 0;
+    for (id, hours_ago, moves) in [
+        ("wamid.HOUR", 1.0, true),
+        ("wamid.THREE-HOURS", 3.0, false),
+        ("wamid.HALF-HOUR", 0.5, true),
+    ] {
+        let written = now - chrono::Duration::minutes((hours_ago * 60.0) as i64);
+        let mut body = text_from("16505551234", id, "hello");
+        body["entry"][0]["changes"][0]["value"]["messages"][0]["timestamp"] =
+            json!(written.timestamp().to_string());
+        assert_eq!(app.webhook(&body, Some(APP_SECRET)).await, 200);
+        if moves {
+            expected = written.timestamp();
+        }
+        assert_eq!(last_written().await, expected, "after {id}");
+    }
+}
+
+waflow_tests::on_both_databases!(
+    a_window_closes_24_hours_after_the_last_message,
+    a_late_message_never_moves_the_window_back,
+);

@@ -283,7 +283,7 @@ impl MessagingService<'_> {
         }
         store::open_window(&txn, workspace_id, contact.id, sender.id, at).await?;
         let store::ActiveConversation {
-            conversation,
+            mut conversation,
             started,
             ended,
         } = store::active_conversation(&txn, sender, contact.id, at).await?;
@@ -304,7 +304,6 @@ impl MessagingService<'_> {
             txn.rollback().await?;
             return Ok(Stored::DeliveredBefore);
         };
-        let mut conversation = store::count_message(&txn, conversation, at).await?;
         if let (None, Some(referral)) = (&conversation.referral, referral(inbound.payload.as_ref()))
         {
             let mut model: conversation::ActiveModel = conversation.into();

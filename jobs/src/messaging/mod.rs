@@ -503,7 +503,6 @@ impl MessagingService<'_> {
         }
         .insert(&txn)
         .await?;
-        store::count_message(&txn, conversation, now).await?;
         txn.commit().await?;
         if let Some(ended) = ended {
             self.publish_ended(workspace_id, ended).await;

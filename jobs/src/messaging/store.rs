@@ -11,7 +11,8 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, Set,
-    TryInsertResult, TryIntoModel, sea_query::OnConflict,
+    TryInsertResult, TryIntoModel,
+    sea_query::{Alias, Expr, ExprTrait as _, OnConflict},
 };
 use uuid::Uuid;
 use waflow_entities::{
@@ -195,35 +196,32 @@ pub async fn open_window(
     sender_id: Uuid,
     at: DateTime<Utc>,
 ) -> Result<()> {
-    let current = contact_window::Entity::find_by_id((contact_id, sender_id))
-        .one(txn)
-        .await?;
-    match current {
-        Some(window) if window.last_inbound_at >= at => {}
-        Some(window) => {
-            let mut model: contact_window::ActiveModel = window.into();
-            model.last_inbound_at = Set(at);
-            model.update(txn).await?;
-        }
-        None => {
-            contact_window::Entity::insert(contact_window::ActiveModel {
-                contact_id: Set(contact_id),
-                sender_id: Set(sender_id),
-                workspace_id: Set(workspace_id),
-                last_inbound_at: Set(at),
-            })
-            .on_conflict(
-                OnConflict::columns([
-                    contact_window::Column::ContactId,
-                    contact_window::Column::SenderId,
-                ])
-                .update_column(contact_window::Column::LastInboundAt)
-                .to_owned(),
-            )
-            .exec(txn)
-            .await?;
-        }
-    }
+    // One statement: insert, or move the stored time forward only (the `WHERE` of the update).
+    let later = Expr::col((
+        contact_window::Entity,
+        contact_window::Column::LastInboundAt,
+    ))
+    .lt(Expr::col((
+        Alias::new("excluded"),
+        contact_window::Column::LastInboundAt,
+    )));
+    contact_window::Entity::insert(contact_window::ActiveModel {
+        contact_id: Set(contact_id),
+        sender_id: Set(sender_id),
+        workspace_id: Set(workspace_id),
+        last_inbound_at: Set(at),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            contact_window::Column::ContactId,
+            contact_window::Column::SenderId,
+        ])
+        .update_column(contact_window::Column::LastInboundAt)
+        .action_and_where(later)
+        .to_owned(),
+    )
+    .exec_without_returning(txn)
+    .await?;
     Ok(())
 }
 
@@ -249,9 +247,11 @@ pub struct ActiveConversation {
     pub ended: Option<ConversationEnded>,
 }
 
-/// The ACTIVE WhatsApp conversation of (sender, contact), created when there is none. One that
-/// has been silent longer than `timeout_seconds` is ended first: the next message after the
-/// timeout starts a new conversation even if no worker has run the inactivity job.
+/// The ACTIVE WhatsApp conversation of (sender, contact) with the message at `at` counted in it
+/// (the caller inserts that message): an existing one is counted with one `UPDATE`, a new one
+/// is created with its first message counted. One that has been silent longer than
+/// `timeout_seconds` is ended first: the next message after the timeout starts a new
+/// conversation even if no worker has run the inactivity job.
 pub async fn active_conversation(
     txn: &DatabaseTransaction,
     sender: &sender::Model,
@@ -273,7 +273,7 @@ pub async fn active_conversation(
             conversation.last_message_at + chrono::Duration::seconds(timeout_seconds.into());
         if deadline > at {
             return Ok(ActiveConversation {
-                conversation,
+                conversation: count_message(txn, conversation, at).await?,
                 started: false,
                 ended: None,
             });
@@ -286,6 +286,7 @@ pub async fn active_conversation(
     created.sender_id = Set(Some(sender.id));
     created.contact_id = Set(Some(contact_id));
     created.assistant_id = Set(sender.assistant_id);
+    created.message_count = Set(1);
     let created = created.insert(txn).await?;
     Ok(ActiveConversation {
         conversation: created,
@@ -334,7 +335,7 @@ pub async fn count_message(
     conversation: conversation::Model,
     at: DateTime<Utc>,
 ) -> Result<conversation::Model> {
-    let last = conversation.last_message_at.max(at);
+    let last = std::cmp::max(conversation.last_message_at, at);
     let count = conversation.message_count + 1;
     let mut model: conversation::ActiveModel = conversation.into();
     model.message_count = Set(count);
