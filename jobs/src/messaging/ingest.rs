@@ -113,7 +113,7 @@ fn answers(kind: MessageKind) -> bool {
 
 /// What the write transaction of an inbound message found.
 enum Stored {
-    New(Received),
+    New(Box<Received>),
     /// The provider delivered this message before.
     DeliveredBefore,
     /// It was an erased contact's message.
@@ -146,7 +146,7 @@ impl MessagingService<'_> {
         let stale = replay::is_stale(inbound.timestamp, self.services.inbound_max_age);
         let store = || self.store_inbound(sender, &inbound, stale);
         let received = match store::retry_on_conflict(store).await? {
-            Stored::New(received) => received,
+            Stored::New(received) => *received,
             Stored::DeliveredBefore => match self.stored_inbound(sender, &inbound).await? {
                 Some(received) => received,
                 // Erased between the two reads: it stays erased.
@@ -312,7 +312,7 @@ impl MessagingService<'_> {
         }
         let routes_version = crate::event_routes::version(&txn, workspace_id).await?;
         txn.commit().await?;
-        Ok(Stored::New(Received {
+        Ok(Stored::New(Box::new(Received {
             message,
             conversation,
             contact,
@@ -320,7 +320,7 @@ impl MessagingService<'_> {
             duplicate: false,
             ended: ended.map(Box::new),
             routes_version: Some(routes_version),
-        }))
+        })))
     }
 
     /// Applies a provider's status report to the message it names. Unknown ids are ignored
