@@ -262,7 +262,14 @@ impl MessagingService<'_> {
         stale: bool,
     ) -> Result<Stored> {
         let txn = crate::db::begin_write(&self.services.db).await?;
-        if replay::is_erased(&txn, sender.id, &inbound.provider_message_id).await? {
+        let (erased, routes_version) = replay::erased_and_routes_version(
+            &txn,
+            sender.workspace_id,
+            sender.id,
+            &inbound.provider_message_id,
+        )
+        .await?;
+        if erased {
             txn.commit().await?;
             return Ok(Stored::Erased);
         }
@@ -310,7 +317,6 @@ impl MessagingService<'_> {
             model.referral = Set(Some(referral.clone()));
             conversation = model.update(&txn).await?;
         }
-        let routes_version = crate::event_routes::version(&txn, workspace_id).await?;
         txn.commit().await?;
         Ok(Stored::New(Box::new(Received {
             message,
