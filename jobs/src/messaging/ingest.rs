@@ -253,8 +253,9 @@ impl MessagingService<'_> {
     }
 
     /// `stale`: a replay, whose opt-out keyword no longer speaks for the contact. The erasure
-    /// check and the redelivery check run inside the one write transaction: an inbound message
-    /// costs one transaction, whatever it turns out to be.
+    /// check and the redelivery check run inside the one write transaction, so a new message
+    /// costs one transaction; a redelivery is recognised when its insert conflicts, and is then
+    /// read back by the caller.
     async fn store_inbound(
         &self,
         sender: &sender::Model,
