@@ -9,7 +9,8 @@
 
 use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, sea_query::SelectStatement};
+use uuid::Uuid;
 
 use crate::{
     crypto::SecretBox,
@@ -71,6 +72,28 @@ pub trait Reaction: Send + Sync {
         services: &'a Services,
         event: &'a Event,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    /// For the `MessageReceived` event of an inbound message with these fields: a query for
+    /// the rows this reaction would act on. The message's write transaction asks whether it
+    /// finds any, as one `EXISTS` in a statement it sends anyway; when it finds none,
+    /// `Services::emit` skips this reaction for that event (`Event::idle_reactions`), so a
+    /// reaction that must read before it acts pays its read only when there is something to do.
+    /// The answer is as of the message's commit: a row that appears after it was not there
+    /// when the message came. `None`, the default: the reaction always runs.
+    fn probe(&self, _message: &ProbedMessage<'_>) -> Option<SelectStatement> {
+        None
+    }
+}
+
+/// The fields of an inbound message's `MessageReceived` event that a reaction's probe may use,
+/// known before its write transaction commits (`Reaction::probe`).
+#[derive(Debug, Clone, Copy)]
+pub struct ProbedMessage<'a> {
+    pub workspace_id: Uuid,
+    pub sender_id: Uuid,
+    /// The contact's number (E.164), as the event will carry it.
+    pub customer_phone: Option<&'a str>,
+    /// The contact's business-scoped user id, as the event will carry it.
+    pub customer_user_id: Option<&'a str>,
 }
 
 /// The reactions registered at assembly, run in this order by `Services::emit`. Cheap to clone.
@@ -272,8 +295,20 @@ impl Services {
     /// reaction that fails logs its failure and never undoes the change.
     pub async fn emit(&self, event: Event) {
         for reaction in self.reactions.0.iter() {
-            reaction.react(self, &event).await;
+            if !event.idle_reactions.contains(&reaction.name()) {
+                reaction.react(self, &event).await;
+            }
         }
+    }
+
+    /// The probes of the registered reactions for an inbound message, by reaction name
+    /// (`Reaction::probe`).
+    pub fn probes(&self, message: &ProbedMessage<'_>) -> Vec<(&'static str, SelectStatement)> {
+        self.reactions
+            .0
+            .iter()
+            .filter_map(|r| Some((r.name(), r.probe(message)?)))
+            .collect()
     }
 
     /// What routes `event`: its workspace's endpoints and triggers as of the event's

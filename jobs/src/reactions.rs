@@ -5,9 +5,15 @@
 //! 1. outgoing webhooks: one delivery recorded (and queued) per subscribed endpoint, before
 //!    anyone else hears of the event, so that a subscriber that sees it can find its deliveries;
 //! 2. subscribers: the event bus (GraphQL subscriptions, other processes);
-//! 3. flows: runs started by the triggers the event matches, replies handed to waiting runs,
-//!    marketing paused on a RED quality rating;
-//! 4. campaigns: recipients' statuses counted, campaigns paused on a quality drop or an opt-out.
+//! 3. waiting runs: an inbound message handed to the runs parked in `wait_for_reply` for it;
+//! 4. flows: runs started by the triggers the event matches, marketing paused on a RED quality
+//!    rating;
+//! 5. campaigns: recipients' statuses counted, replies attributed, campaigns paused on a quality
+//!    drop or an opt-out.
+//!
+//! The two that must read before they act on an inbound message (3 and 5) give a probe
+//! (`Reaction::probe`): the message's write transaction asks whether they have anything to do,
+//! and for most messages they are not run at all.
 //!
 //! AI replies are not a reaction: an inbound message schedules its auto-reply inside the
 //! webhook's handling (`messaging::ingest`), because a reply that cannot be scheduled must fail
@@ -15,9 +21,13 @@
 
 use std::{future::Future, pin::Pin, sync::Arc};
 
+use sea_orm::{QueryTrait, sea_query::SelectStatement};
+
 use crate::{
-    context::{Reaction, Reactions, Services},
+    campaigns::feedback,
+    context::{ProbedMessage, Reaction, Reactions, Services},
     events::Event,
+    flows::replies,
 };
 
 /// Every reaction, in the order `Services::emit` runs them.
@@ -25,6 +35,7 @@ pub fn all() -> Reactions {
     Reactions::new(vec![
         Arc::new(WebhookDeliveries),
         Arc::new(Subscribers),
+        Arc::new(WaitingRuns),
         Arc::new(FlowTriggers),
         Arc::new(CampaignFeedback),
     ])
@@ -63,7 +74,25 @@ impl Reaction for Subscribers {
     }
 }
 
-/// Starts the flows the event triggers and hands replies to runs waiting for one.
+/// Hands an inbound message to the runs waiting for its customer's reply.
+struct WaitingRuns;
+
+impl Reaction for WaitingRuns {
+    fn name(&self) -> &'static str {
+        "waiting runs"
+    }
+
+    fn react<'a>(&'a self, services: &'a Services, event: &'a Event) -> Reacting<'a> {
+        Box::pin(async move { services.flows().hand_reply(event).await })
+    }
+
+    fn probe(&self, m: &ProbedMessage<'_>) -> Option<SelectStatement> {
+        replies::waiting_for(m.sender_id, m.customer_phone, m.customer_user_id)
+            .map(QueryTrait::into_query)
+    }
+}
+
+/// Starts the flows the event triggers.
 struct FlowTriggers;
 
 impl Reaction for FlowTriggers {
@@ -86,5 +115,10 @@ impl Reaction for CampaignFeedback {
 
     fn react<'a>(&'a self, services: &'a Services, event: &'a Event) -> Reacting<'a> {
         Box::pin(async move { services.campaigns().on_event(event).await })
+    }
+
+    /// An inbound message is only ever a reply here: the recipients it may answer.
+    fn probe(&self, m: &ProbedMessage<'_>) -> Option<SelectStatement> {
+        Some(feedback::replied_by(m.workspace_id, m.customer_phone).into_query())
     }
 }

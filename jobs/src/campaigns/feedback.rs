@@ -5,7 +5,7 @@
 
 use chrono::{Duration, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select, Set,
     sea_query::Expr,
 };
 use uuid::Uuid;
@@ -23,6 +23,24 @@ use crate::{
 
 /// A reply counts for the campaign whose message reached the customer at most this long before.
 pub const REPLY_ATTRIBUTION: Duration = Duration::days(7);
+
+/// The recipients a message from `customer_phone` may be the reply of: in the workspace, with
+/// that number, sent a campaign's message at most `REPLY_ATTRIBUTION` ago and not answered yet.
+/// The campaign's sender is checked after (`CampaignService::on_reply`).
+pub fn replied_by(
+    workspace_id: Uuid,
+    customer_phone: Option<&str>,
+) -> Select<campaign_recipient::Entity> {
+    campaign_recipient::Entity::find()
+        .filter(campaign_recipient::Column::WorkspaceId.eq(workspace_id))
+        .filter(campaign_recipient::Column::Phone.eq(customer_phone))
+        .filter(campaign_recipient::Column::SentAt.gt(Utc::now() - REPLY_ATTRIBUTION))
+        .filter(campaign_recipient::Column::Status.is_in([
+            RecipientStatus::Sent,
+            RecipientStatus::Delivered,
+            RecipientStatus::Read,
+        ]))
+}
 
 /// The recipient status a message's status stands for.
 pub fn recipient_status(status: MessageStatus) -> RecipientStatus {
@@ -158,15 +176,7 @@ impl CampaignService<'_> {
     /// recipient is REPLIED, and the conversation belongs to that campaign.
     async fn on_reply(&self, workspace_id: Uuid, received: &MessageReceived) -> Result<()> {
         let db = &self.services.db;
-        let candidates = campaign_recipient::Entity::find()
-            .filter(campaign_recipient::Column::WorkspaceId.eq(workspace_id))
-            .filter(campaign_recipient::Column::Phone.eq(received.customer_phone.as_deref()))
-            .filter(campaign_recipient::Column::SentAt.gt(Utc::now() - REPLY_ATTRIBUTION))
-            .filter(campaign_recipient::Column::Status.is_in([
-                RecipientStatus::Sent,
-                RecipientStatus::Delivered,
-                RecipientStatus::Read,
-            ]))
+        let candidates = replied_by(workspace_id, received.customer_phone.as_deref())
             .order_by_desc(campaign_recipient::Column::SentAt)
             .limit(20)
             .all(db)

@@ -40,6 +40,11 @@ pub struct Event {
     /// part of the event: never sent, never compared.
     #[serde(skip)]
     pub routes_version: Option<i64>,
+    /// Reactions the transaction that produced the event found nothing for, before it
+    /// committed (`crate::context::Reaction::probe`): `Services::emit` skips them. This
+    /// process's bookkeeping too: never sent, never compared.
+    #[serde(skip)]
+    pub idle_reactions: Vec<&'static str>,
 }
 
 impl PartialEq for Event {
@@ -57,6 +62,7 @@ impl Event {
             at: Utc::now(),
             payload,
             routes_version: None,
+            idle_reactions: Vec::new(),
         }
     }
 
@@ -64,6 +70,12 @@ impl Event {
     /// (`None`: it did not).
     pub fn routed_by(mut self, routes_version: Option<i64>) -> Self {
         self.routes_version = routes_version;
+        self
+    }
+
+    /// The event, whose transaction found nothing for these reactions to do.
+    pub fn idle_for(mut self, reactions: Vec<&'static str>) -> Self {
+        self.idle_reactions = reactions;
         self
     }
 }

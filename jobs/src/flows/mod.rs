@@ -10,6 +10,7 @@ mod interpreter;
 mod lease;
 pub mod limits;
 pub mod reconcile;
+pub mod replies;
 pub mod retention;
 pub mod runs;
 pub mod schedule;

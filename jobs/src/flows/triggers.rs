@@ -11,13 +11,12 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 use waflow_entities::{
-    CustomerAddress,
-    enums::{QualityRating, RunStatus, TemplateCategory},
+    enums::{QualityRating, TemplateCategory},
     flow, flow_run, flow_trigger, flow_version, template,
 };
 
 use super::{
-    FlowJob, FlowService,
+    FlowService,
     definition::{self, Trigger},
     runs,
     schedule::Schedule,
@@ -71,7 +70,7 @@ pub async fn index(db: &impl ConnectionTrait, flow: &flow::Model) -> Result<()> 
 }
 
 /// The trigger payload of a WhatsApp event, and the sender it came through.
-fn whatsapp_payload(event: &Event) -> Option<(&'static str, Option<Uuid>, Value)> {
+pub(super) fn whatsapp_payload(event: &Event) -> Option<(&'static str, Option<Uuid>, Value)> {
     Some(match &event.payload {
         EventPayload::MessageReceived(m) => (
             "message_received",
@@ -108,8 +107,9 @@ fn whatsapp_payload(event: &Event) -> Option<(&'static str, Option<Uuid>, Value)
 }
 
 impl FlowService<'_> {
-    /// Starts the runs an event triggers, and hands a reply to runs waiting for one. Called for
-    /// every event after it is published; a failure is logged, never undoes the event.
+    /// Starts the runs an event triggers (`replies` hands an inbound message to the runs
+    /// waiting for it). Called for every event after it is published; a failure is logged,
+    /// never undoes the event.
     pub async fn on_event(&self, event: &Event) {
         if let Err(error) = self.try_on_event(event).await {
             tracing::error!(%error, event_id = %event.id, "could not start the flows of an event");
@@ -127,15 +127,6 @@ impl FlowService<'_> {
         let Some((kind, sender_id, payload)) = whatsapp_payload(event) else {
             return Ok(());
         };
-        if let (EventPayload::MessageReceived(m), Some(sender_id)) = (&event.payload, sender_id) {
-            let customer = m
-                .customer_phone
-                .as_deref()
-                .or(m.customer_user_id.as_deref());
-            if let Some(customer) = customer.and_then(|c| CustomerAddress::parse_known(c).ok()) {
-                self.hand_reply(sender_id, &customer, &payload).await?;
-            }
-        }
         let text = payload["message"].as_str().unwrap_or_default().to_owned();
         for row in self
             .matching(
@@ -201,34 +192,6 @@ impl FlowService<'_> {
         runs::create_in_chain(self.services, flow, &version.row, kind, payload, hop)
             .await
             .map(Some)
-    }
-
-    /// The contact wrote: runs parked in `wait_for_reply` for them continue with the message.
-    async fn hand_reply(
-        &self,
-        sender_id: Uuid,
-        customer: &CustomerAddress,
-        payload: &Value,
-    ) -> Result<()> {
-        let waiting = flow_run::Entity::find()
-            .filter(flow_run::Column::WaitingFor.eq(runs::reply_key(sender_id, customer)))
-            .filter(flow_run::Column::Status.eq(RunStatus::Waiting))
-            .all(&self.services.db)
-            .await?;
-        for run in waiting {
-            self.services
-                .jobs
-                .flows
-                .push(
-                    FlowJob::Reply {
-                        run_id: run.id,
-                        reply: payload.clone(),
-                    },
-                    None,
-                )
-                .await?;
-        }
-        Ok(())
     }
 
     /// A custom event: starts every enabled flow whose trigger is `event` with this name.

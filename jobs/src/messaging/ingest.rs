@@ -11,6 +11,7 @@ use waflow_entities::{
 };
 
 use super::{MessagingService, replay, store};
+use crate::context::ProbedMessage;
 use crate::error::Result;
 use crate::events::{
     ConversationStarted, Event, EventPayload, MessageReceived, MessageStatusUpdated,
@@ -78,6 +79,10 @@ pub struct Received {
     /// are routed by it (`crate::event_routes`). `None` for a redelivery, which announces
     /// nothing.
     pub routes_version: Option<i64>,
+    /// The reactions the write transaction found nothing for, for the `MessageReceived` event
+    /// (`crate::context::Reaction::probe`). Empty when the contact's number or user id is not
+    /// the one the probes were asked about: the reactions then read for themselves.
+    pub idle_reactions: Vec<&'static str>,
 }
 
 /// A delivery status reported by the provider for a message we sent.
@@ -217,8 +222,10 @@ impl MessagingService<'_> {
             referral: referral(r.message.payload.as_ref()).cloned(),
             timestamp: r.message.created_at,
         };
-        let event = Event::new(sender.workspace_id, EventPayload::MessageReceived(message));
-        self.services.emit(event.routed_by(r.routes_version)).await;
+        let event = Event::new(sender.workspace_id, EventPayload::MessageReceived(message))
+            .routed_by(r.routes_version)
+            .idle_for(r.idle_reactions.clone());
+        self.services.emit(event).await;
     }
 
     async fn stored_inbound(
@@ -249,32 +256,39 @@ impl MessagingService<'_> {
                 duplicate: true,
                 ended: None,
                 routes_version: None,
+                idle_reactions: Vec::new(),
             }))
     }
 
     /// `stale`: a replay, whose opt-out keyword no longer speaks for the contact. The erasure
-    /// check and the redelivery check run inside the one write transaction, so a new message
-    /// costs one transaction; a redelivery is recognised when its insert conflicts, and is then
-    /// read back by the caller.
+    /// check, the reactions' probes and the redelivery check run inside the one write
+    /// transaction, so a new message that answers no waiting run or campaign costs one
+    /// transaction; a redelivery is recognised when its insert conflicts, and is then read back
+    /// by the caller.
     async fn store_inbound(
         &self,
         sender: &sender::Model,
         inbound: &InboundMessage,
         stale: bool,
     ) -> Result<Stored> {
+        let workspace_id = sender.workspace_id;
+        // Asked about the customer as the message names them; kept only if the contact turns
+        // out to be stored under the same number and user id (the event carries the contact's).
+        let phone = inbound.customer.phone.as_ref().map(E164::to_string);
+        let probed = ProbedMessage {
+            workspace_id,
+            sender_id: sender.id,
+            customer_phone: phone.as_deref(),
+            customer_user_id: inbound.customer.user_id.as_deref(),
+        };
         let txn = crate::db::begin_write(&self.services.db).await?;
-        let (erased, routes_version) = replay::erased_and_routes_version(
-            &txn,
-            sender.workspace_id,
-            sender.id,
-            &inbound.provider_message_id,
-        )
-        .await?;
-        if erased {
+        let erased = replay::erased_query(sender.id, &inbound.provider_message_id);
+        let opening =
+            store::opening_read(&txn, workspace_id, erased, self.services.probes(&probed)).await?;
+        if opening.erased {
             txn.commit().await?;
             return Ok(Stored::Erased);
         }
-        let workspace_id = sender.workspace_id;
         let at = inbound.timestamp;
         let mut contact =
             store::upsert_contact(&txn, workspace_id, &inbound.customer, true).await?;
@@ -319,6 +333,8 @@ impl MessagingService<'_> {
             conversation = model.update(&txn).await?;
         }
         txn.commit().await?;
+        let as_probed = (contact.phone.as_deref(), contact.user_id.as_deref())
+            == (probed.customer_phone, probed.customer_user_id);
         Ok(Stored::New(Box::new(Received {
             message,
             conversation,
@@ -326,7 +342,12 @@ impl MessagingService<'_> {
             conversation_started: started,
             duplicate: false,
             ended: ended.map(Box::new),
-            routes_version: Some(routes_version),
+            routes_version: Some(opening.routes_version),
+            idle_reactions: if as_probed {
+                opening.idle_reactions
+            } else {
+                Vec::new()
+            },
         })))
     }
 

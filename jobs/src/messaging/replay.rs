@@ -13,11 +13,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
-    sea_query::{Alias, Expr, ExprTrait as _, OnConflict, Query},
+    sea_query::{Expr, ExprTrait as _, OnConflict, Query, SelectStatement},
 };
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use waflow_entities::{enums::MessageDirection, erased_message, message, workspace};
+use waflow_entities::{enums::MessageDirection, erased_message, message};
 
 use crate::error::Result;
 
@@ -44,35 +44,14 @@ pub async fn is_erased(
     )
 }
 
-/// [`is_erased`], and the workspace's `routes_version` (`crate::event_routes::version`), in one
-/// round trip: the write transaction of an inbound message needs both, and every statement
-/// costs both processes a send and a wake-up. `NOT_FOUND` for a workspace that does not exist.
-pub async fn erased_and_routes_version(
-    db: &impl ConnectionTrait,
-    workspace_id: Uuid,
-    sender_id: Uuid,
-    provider_message_id: &str,
-) -> Result<(bool, i64)> {
-    let erased = Query::select()
+/// The query that finds a row when [`is_erased`] is true, for a statement that asks more.
+pub fn erased_query(sender_id: Uuid, provider_message_id: &str) -> SelectStatement {
+    Query::select()
         .expr(Expr::val(1))
         .from(erased_message::Entity)
         .and_where(Expr::col(erased_message::Column::SenderId).eq(sender_id))
         .and_where(Expr::col(erased_message::Column::IdHash).eq(id_hash(provider_message_id)))
-        .to_owned();
-    let query = Query::select()
-        .column(workspace::Column::RoutesVersion)
-        .expr_as(Expr::exists(erased), Alias::new("erased"))
-        .from(workspace::Entity)
-        .and_where(Expr::col(workspace::Column::Id).eq(workspace_id))
-        .to_owned();
-    let row = db
-        .query_one(&query)
-        .await?
-        .ok_or(crate::Error::NotFound("workspace"))?;
-    Ok((
-        row.try_get::<bool>("", "erased")?,
-        row.try_get::<i64>("", "routes_version")?,
-    ))
+        .to_owned()
 }
 
 /// Remembers the inbound messages of `contact_id` (about to be erased), by hash.

@@ -10,9 +10,9 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, Set,
-    TryInsertResult, TryIntoModel,
-    sea_query::{Alias, Expr, ExprTrait as _, OnConflict},
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, Set, TryInsertResult, TryIntoModel,
+    sea_query::{Alias, Expr, ExprTrait as _, OnConflict, Query, SelectStatement},
 };
 use uuid::Uuid;
 use waflow_entities::{
@@ -21,13 +21,63 @@ use waflow_entities::{
         ConversationStatus, ConversationType, EndReason, MessageDirection, MessageKind,
         MessageRole, MessageStatus,
     },
-    message, sender,
+    message, sender, workspace,
 };
 
 use crate::{
     error::{Error, Result},
     events::ConversationEnded,
 };
+
+/// What an inbound message's write transaction reads first ([`opening_read`]).
+pub struct OpeningRead {
+    /// The message is an erased contact's (`replay::erased_query` found it).
+    pub erased: bool,
+    /// The workspace's `routes_version` (`crate::event_routes`).
+    pub routes_version: i64,
+    /// The reactions whose probe found nothing (`crate::context::Reaction::probe`).
+    pub idle_reactions: Vec<&'static str>,
+}
+
+/// Reads, in one statement, what the write transaction of an inbound message needs before it
+/// writes: whether `erased` finds a row, the workspace's `routes_version`, and which `probes`
+/// find none. Every statement costs both processes a send and a wake-up, and most messages
+/// would otherwise pay one read per reaction after they commit. `NOT_FOUND` for a workspace
+/// that does not exist.
+pub async fn opening_read(
+    txn: &DatabaseTransaction,
+    workspace_id: Uuid,
+    erased: SelectStatement,
+    probes: Vec<(&'static str, SelectStatement)>,
+) -> Result<OpeningRead> {
+    let mut query = Query::select();
+    query
+        .column(workspace::Column::RoutesVersion)
+        .expr_as(Expr::exists(erased), Alias::new("erased"))
+        .from(workspace::Entity)
+        .and_where(Expr::col(workspace::Column::Id).eq(workspace_id));
+    for (i, (_, probe)) in probes.iter().enumerate() {
+        query.expr_as(
+            Expr::exists(probe.clone()),
+            Alias::new(format!("probe_{i}")),
+        );
+    }
+    let row = txn
+        .query_one(&query)
+        .await?
+        .ok_or(Error::NotFound("workspace"))?;
+    let mut idle_reactions = Vec::new();
+    for (i, (reaction, _)) in probes.into_iter().enumerate() {
+        if !row.try_get::<bool>("", &format!("probe_{i}"))? {
+            idle_reactions.push(reaction);
+        }
+    }
+    Ok(OpeningRead {
+        erased: row.try_get("", "erased")?,
+        routes_version: row.try_get("", "routes_version")?,
+        idle_reactions,
+    })
+}
 
 /// Runs `attempt` again (up to three times) when it failed on a unique constraint: another
 /// request created the same contact or conversation at the same moment, and a fresh

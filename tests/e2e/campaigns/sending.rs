@@ -386,8 +386,41 @@ async fn statuses_and_replies_move_recipients_along(app: TestApp) {
     assert_eq!(last["status"], "COMPLETED");
 }
 
+/// A customer stored in one form of their number who writes from the other (Argentina's,
+/// without and with the 9) answers the campaign all the same. The message's write transaction
+/// asks whether anyone awaits a reply from the number the message names; the campaign awaits
+/// the stored one, so that answer must not stand for it.
+async fn a_reply_from_another_form_of_the_number_counts(app: TestApp) {
+    const PN: &str = "PN-CAMP-FORMS";
+    let stand = Stand::new(&app, PN, json!([plan_template()])).await;
+    stand.accepts(Duration::ZERO).await;
+    let contact = create_contact(&app, "+541158749895", "Lu", json!({"plan": "gold"})).await;
+    let id = create_campaign(
+        &app,
+        plan_campaign(&stand.sender, json!({"contactIds": [contact]}), 10),
+    )
+    .await;
+    lifecycle(&app, "startCampaign", &id).await;
+    campaign_becomes(&app, &id, "COMPLETED", Duration::from_secs(20)).await;
+    let now = chrono::Utc::now().timestamp().to_string();
+    let reply = messages_webhook(
+        PN,
+        json!({"contacts": [{"profile": {"name": "Lu"}, "wa_id": "5491158749895"}],
+               "messages": [{"from": "5491158749895", "id": "wamid.CAMP-FORMS-REPLY",
+                             "timestamp": now, "type": "text", "text": {"body": "¿Precio?"}}]}),
+    );
+    assert_eq!(app.webhook(&reply, Some(APP_SECRET)).await, 200);
+    let replied = eventually("the recipient REPLIED", || async {
+        let all = recipients(&app, &id, None).await;
+        (all.len() == 1 && all[0]["status"] == "REPLIED").then(|| all[0].clone())
+    })
+    .await;
+    assert_eq!(replied["phone"], "+541158749895", "{replied}");
+}
+
 waflow_tests::on_both_databases!(
     a_campaign_reaches_every_eligible_contact_once_at_its_pace,
     a_paused_campaign_sends_nothing_until_resumed,
     statuses_and_replies_move_recipients_along,
+    a_reply_from_another_form_of_the_number_counts,
 );

@@ -3,6 +3,7 @@
 //! what cannot be read is kept as a dead letter. Each test runs on both databases.
 
 mod content;
+mod costs;
 mod dead_letters;
 mod notices;
 mod usernames;

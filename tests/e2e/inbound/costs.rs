@@ -1,0 +1,111 @@
+//! What an inbound message costs the database (issue 20's "work per unit"). Two reactions must
+//! read before they act on a message: the runs waiting for the customer's reply, and the
+//! campaign recipients it may answer. Most messages answer neither, so the message's write
+//! transaction asks about both in the statement it opens with, and neither table is read again
+//! unless something waits.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use serde_json::json;
+use waflow_tests::{Backend, spawn_app_with};
+
+use crate::flows::{live_flow, run_flow, run_in};
+
+const CUSTOMER: &str = "+14155550123";
+
+/// The statements on `flow_run` and `campaign_recipient` a counting window saw.
+#[derive(Clone, Default)]
+struct Statements {
+    counting: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Statements {
+    fn start(&self) {
+        self.seen.lock().unwrap().clear();
+        self.counting.store(true, Ordering::SeqCst);
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.counting.store(false, Ordering::SeqCst);
+        std::mem::take(&mut self.seen.lock().unwrap())
+    }
+}
+
+async fn a_message_nothing_waits_for_reads_no_run_and_no_recipient(backend: Backend) {
+    let statements = Statements::default();
+    let counter = statements.clone();
+    let Some(app) = spawn_app_with(backend, move |services| {
+        // The reconciler reads runs too; it stays out of the window.
+        services.runs.reconcile_every = Duration::from_secs(3600);
+        services.db.set_metric_callback(move |info| {
+            let sql = info.statement.sql.as_str();
+            if counter.counting.load(Ordering::SeqCst)
+                && (sql.contains("flow_run") || sql.contains("campaign_recipient"))
+            {
+                counter.seen.lock().unwrap().push(sql.to_owned());
+            }
+        });
+    })
+    .await
+    else {
+        return;
+    };
+    let sender = app.sandbox_sender("+14155550199").await;
+
+    statements.start();
+    app.customer_writes(&sender, CUSTOMER, "Hello").await;
+    let seen = statements.take();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    let opening = &seen[0];
+    assert!(
+        [
+            "routes_version",
+            "erased_message",
+            "flow_run",
+            "campaign_recipient"
+        ]
+        .iter()
+        .all(|name| opening.contains(name)),
+        "one statement asks about the erasure, the routes, the runs and the recipients: {opening}"
+    );
+
+    // A run waits for this customer: the message is handed to it.
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "size", "type": "wait_for_reply", "timeoutSeconds": 60, "senderId": sender,
+             "phone": CUSTOMER},
+            {"id": "note", "type": "set_variables", "values": {"size": "{{ steps.size.message.message }}"}}]}),
+    )
+    .await;
+    let run = run_flow(&app, &flow, json!({})).await;
+    run_in(&app, &run, "WAITING").await;
+    app.customer_writes(&sender, CUSTOMER, "M").await;
+    let done = run_in(&app, &run, "SUCCEEDED").await;
+    assert_eq!(done["vars"], json!({"size": "M"}));
+}
+
+mod a_message_nothing_waits_for_reads_no_run_and_no_recipient {
+    #[tokio::test]
+    async fn sqlite() {
+        super::a_message_nothing_waits_for_reads_no_run_and_no_recipient(
+            waflow_tests::Backend::Sqlite,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        super::a_message_nothing_waits_for_reads_no_run_and_no_recipient(
+            waflow_tests::Backend::Postgres,
+        )
+        .await;
+    }
+}
