@@ -87,7 +87,7 @@ fn status_of(error: &Error) -> StatusCode {
         | Error::RecipientOptedOut
         | Error::SenderQualityLow => StatusCode::CONFLICT,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable { .. } | Error::SendersChanged => StatusCode::SERVICE_UNAVAILABLE,
         Error::Provider { .. } => StatusCode::BAD_GATEWAY,
         Error::SendFailed { cause, .. } => status_of(cause),
         // Most often the database is out of reach: the client may try again.

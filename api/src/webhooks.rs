@@ -59,11 +59,7 @@ async fn receive(
     let signature = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok());
-    let outcome = match webhook::verify_signature(&state.services, &body, signature).await {
-        Ok(senders) => webhook::process(&state.services, &senders, &body).await,
-        Err(error) => Err(error),
-    };
-    match outcome {
+    match webhook::handle(&state.services, &body, signature).await {
         Ok(report) => {
             tracing::debug!(?report, "WhatsApp webhook processed");
             Ok((StatusCode::OK, "ok").into_response())

@@ -56,6 +56,8 @@ pub struct Services {
     pub memo: crate::memo::Memo,
     /// Each workspace's webhook endpoints and trigger index, by its `routes_version`.
     pub routes: crate::event_routes::RoutesCache,
+    /// The Cloud API senders and their app secrets, by the senders' shared version.
+    pub sender_directory: crate::sender_directory::SenderDirectory,
     /// When commits are on disk: wait for it before anything a commit announces leaves the
     /// process.
     pub durability: crate::db::Durability,
@@ -286,6 +288,7 @@ impl Services {
             reactions: Reactions::default(),
             memo: Default::default(),
             routes: Default::default(),
+            sender_directory: Default::default(),
             durability,
         }
     }

@@ -94,6 +94,11 @@ pub enum Error {
         message_id: uuid::Uuid,
         cause: Box<Error>,
     },
+    /// The Cloud API senders changed after a WhatsApp webhook delivery was verified against this
+    /// process's copy of them: the delivery is verified again (`messaging::webhook::handle`),
+    /// and only if they keep changing does Meta get a 503 and deliver it later.
+    #[error("the senders changed while a webhook delivery was handled")]
+    SendersChanged,
     #[error("database error")]
     Database(#[from] DbErr),
     #[error("internal error: {0}")]
@@ -150,7 +155,7 @@ impl Error {
             Error::RecipientOptedOut => "RECIPIENT_OPTED_OUT",
             Error::SenderQualityLow => "SENDER_QUALITY_LOW",
             Error::RateLimited { .. } => "RATE_LIMITED",
-            Error::Unavailable { .. } => "UNAVAILABLE",
+            Error::Unavailable { .. } | Error::SendersChanged => "UNAVAILABLE",
             Error::Provider { .. } => "PROVIDER_ERROR",
             Error::SendFailed { cause, .. } => cause.code(),
             Error::Database(_) | Error::Internal(_) => "INTERNAL",

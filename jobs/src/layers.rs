@@ -23,6 +23,7 @@ const ORDER: &[&str] = &[
     "egress",
     "memo",
     "event_routes",
+    "sender_directory",
     "validation",
     "sandbox",
     "placeholders",

@@ -7,6 +7,7 @@
 //! 1. **Foundation**, naming no domain: `error`, `crash_points`, `db`, `crypto`, `pagination`,
 //!    `rate_limit`, `egress` (every request to a URL a workspace gave), `memo` (rows that never
 //!    change, read once), `event_routes` (endpoints and triggers, read once per version),
+//!    `sender_directory` (Cloud API senders and app secrets, read once per version),
 //!    `validation`, `sandbox` (where workspaces' templates run),
 //!    `placeholders`, `events` (the bus), `queue` (apalis jobs, carrying ids only),
 //!    `queue_stats`, and `context`: the `Services` every service works in, and its
@@ -19,7 +20,7 @@
 //!    conversations, AI replies, evaluation), `contacts`, `contact_import`.
 //! 4. **Automation**: `flows` (definition, steps, engine, triggers, reconciler), `campaigns`.
 //! 5. **Reactions**: `reactions`, what follows every event (webhook deliveries, subscribers,
-//!    flows, campaigns), in one file; `assembly` registers them on the two profiles.
+//!    waiting runs, flows, campaigns), in one file; `assembly` registers them on the two profiles.
 //! 6. **Processes**: `worker` (the job loops), `health` (readiness).
 
 pub mod crash_points;
@@ -35,6 +36,7 @@ pub mod pagination;
 pub mod placeholders;
 pub mod rate_limit;
 pub mod sandbox;
+pub mod sender_directory;
 pub mod validation;
 
 pub mod context;

@@ -28,6 +28,7 @@ mod m0021_extraction_error;
 mod m0022_concurrency_key_order;
 mod m0023_key_lookup_index;
 mod m0024_event_routes_version;
+mod m0025_shared_version;
 
 pub use sea_orm_migration::MigratorTrait;
 
@@ -61,6 +62,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0022_concurrency_key_order::Migration),
             Box::new(m0023_key_lookup_index::Migration),
             Box::new(m0024_event_routes_version::Migration),
+            Box::new(m0025_shared_version::Migration),
         ]
     }
 }

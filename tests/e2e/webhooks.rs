@@ -1,7 +1,7 @@
 //! `/webhooks/whatsapp` as Meta calls it: the handshake, signatures, de-duplication, every kind of
 //! inbound message, delivery statuses, opt-out and quality updates.
 
-use sea_orm::{EntityTrait, PaginatorTrait};
+use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
 use serde_json::{Value, json};
 use waflow_entities::message;
 use waflow_tests::{
@@ -457,6 +457,84 @@ async fn quality_updates_pause_marketing(app: TestApp) {
     assert_eq!(error_code(&send), Some("SENDER_QUALITY_LOW"));
 }
 
+/// The delivery `text_from` makes, to the phone number id `pn`.
+fn text_to(pn: &str, id: &str, body: &str) -> Value {
+    let mut delivery = text_from("16505551234", id, body);
+    delivery["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = json!(pn);
+    delivery
+}
+
+async fn set_app_secret(app: &TestApp, sender: &str, secret: &str) {
+    app.ok(
+        "mutation($id: ID!, $input: UpdateSenderInput!) { updateSender(id: $id, input: $input) { id } }",
+        json!({"id": sender, "input": {"cloudApi": {"appSecret": secret}}}),
+    )
+    .await;
+}
+
+/// Each process keeps the senders' app secrets between deliveries (issue 20). A change to a
+/// sender, wherever it is made (here also by SQL, as another process or an operator would),
+/// counts from the next delivery on: a number added to an app is that app's, a rotated secret
+/// verifies at once and the old one no more, a revoked secret verifies nothing.
+async fn a_changed_app_secret_counts_from_the_next_delivery(app: TestApp) {
+    let meta = Meta::start().await;
+    let first = app.cloud_sender(&meta, "+14155550199", PN).await;
+    assert_eq!(
+        app.webhook(&text_to(PN, "wamid.K1", "one"), Some(APP_SECRET))
+            .await,
+        200
+    );
+    assert_eq!(stored(&app).await, 1);
+
+    let second = app.cloud_sender(&meta, "+14155550198", "PN-201").await;
+    let to_second = text_to("PN-201", "wamid.K2", "two");
+    assert_eq!(app.webhook(&to_second, Some(APP_SECRET)).await, 200);
+    assert_eq!(
+        stored(&app).await,
+        2,
+        "the new number's message, not a dead letter"
+    );
+
+    for sender in [&first, &second] {
+        set_app_secret(&app, sender, "rotated-secret").await;
+    }
+    let old = text_to(PN, "wamid.K3", "three");
+    assert_eq!(
+        app.webhook(&old, Some(APP_SECRET)).await,
+        401,
+        "the old secret"
+    );
+    assert_eq!(
+        app.webhook(&old, Some("rotated-secret")).await,
+        200,
+        "the new one"
+    );
+    assert_eq!(stored(&app).await, 3);
+
+    app.services
+        .db
+        .execute_unprepared("UPDATE sender SET app_secret_enc = NULL")
+        .await
+        .unwrap();
+    let status = messages_webhook(
+        PN,
+        json!({"statuses": [{"id": "wamid.K3", "status": "read", "timestamp": now(),
+                             "recipient_id": "16505551234"}]}),
+    );
+    assert_eq!(
+        app.webhook(&status, Some("rotated-secret")).await,
+        401,
+        "a status"
+    );
+    let revoked = text_to(PN, "wamid.K4", "four");
+    assert_eq!(
+        app.webhook(&revoked, Some("rotated-secret")).await,
+        401,
+        "a message"
+    );
+    assert_eq!(stored(&app).await, 3);
+}
+
 /// Without its database the webhook answers 503, so Meta delivers again later; nothing is lost.
 async fn a_database_outage_asks_meta_to_retry(app: TestApp) {
     let meta = Meta::start().await;
@@ -475,6 +553,7 @@ waflow_tests::on_both_databases!(
     opt_out_keywords_arrive_by_webhook,
     a_late_redelivery_changes_nothing,
     quality_updates_pause_marketing,
+    a_changed_app_secret_counts_from_the_next_delivery,
     a_database_outage_asks_meta_to_retry,
 );
 

@@ -123,6 +123,8 @@ enum Stored {
     DeliveredBefore,
     /// It was an erased contact's message.
     Erased,
+    /// The senders are not the version the delivery was verified against.
+    SendersChanged,
 }
 
 /// Statuses only move forward: sent, delivered, read. A failure counts unless the message was
@@ -148,10 +150,33 @@ impl MessagingService<'_> {
         sender: &sender::Model,
         inbound: InboundMessage,
     ) -> Result<Option<Received>> {
+        self.receive_as_of(sender, inbound, None).await
+    }
+
+    /// [`Self::receive`], for a webhook delivery verified against the Cloud API senders as of
+    /// `senders_version` (`crate::sender_directory`): stored only if that is still their
+    /// version when the message's write transaction opens, else `SendersChanged`.
+    pub async fn receive_signed(
+        &self,
+        sender: &sender::Model,
+        inbound: InboundMessage,
+        senders_version: i64,
+    ) -> Result<Option<Received>> {
+        self.receive_as_of(sender, inbound, Some(senders_version))
+            .await
+    }
+
+    async fn receive_as_of(
+        &self,
+        sender: &sender::Model,
+        inbound: InboundMessage,
+        senders_version: Option<i64>,
+    ) -> Result<Option<Received>> {
         let stale = replay::is_stale(inbound.timestamp, self.services.inbound_max_age);
-        let store = || self.store_inbound(sender, &inbound, stale);
+        let store = || self.store_inbound(sender, &inbound, stale, senders_version);
         let received = match store::retry_on_conflict(store).await? {
             Stored::New(received) => *received,
+            Stored::SendersChanged => return Err(crate::Error::SendersChanged),
             Stored::DeliveredBefore => match self.stored_inbound(sender, &inbound).await? {
                 Some(received) => received,
                 // Erased between the two reads: it stays erased.
@@ -260,9 +285,10 @@ impl MessagingService<'_> {
             }))
     }
 
-    /// `stale`: a replay, whose opt-out keyword no longer speaks for the contact. The erasure
-    /// check, the reactions' probes and the redelivery check run inside the one write
-    /// transaction, so a new message that answers no waiting run or campaign costs one
+    /// `stale`: a replay, whose opt-out keyword no longer speaks for the contact.
+    /// `senders_version`: the version of the senders the delivery was verified against. The
+    /// checks of the senders' version and of erasure, the reactions' probes and the redelivery
+    /// check run inside the one write transaction, so a new message that answers no waiting run or campaign costs one
     /// transaction; a redelivery is recognised when its insert conflicts, and is then read back
     /// by the caller.
     async fn store_inbound(
@@ -270,6 +296,7 @@ impl MessagingService<'_> {
         sender: &sender::Model,
         inbound: &InboundMessage,
         stale: bool,
+        senders_version: Option<i64>,
     ) -> Result<Stored> {
         let workspace_id = sender.workspace_id;
         // Asked about the customer as the message names them; kept only if the contact turns
@@ -283,8 +310,19 @@ impl MessagingService<'_> {
         };
         let txn = crate::db::begin_write(&self.services.db).await?;
         let erased = replay::erased_query(sender.id, &inbound.provider_message_id);
-        let opening =
-            store::opening_read(&txn, workspace_id, erased, self.services.probes(&probed)).await?;
+        let probes = self.services.probes(&probed);
+        let opening = store::opening_read(
+            &txn,
+            workspace_id,
+            erased,
+            senders_version.is_some(),
+            probes,
+        )
+        .await?;
+        if opening.senders_version != senders_version {
+            txn.rollback().await?;
+            return Ok(Stored::SendersChanged);
+        }
         if opening.erased {
             txn.commit().await?;
             return Ok(Stored::Erased);

@@ -37,17 +37,20 @@ pub struct OpeningRead {
     pub routes_version: i64,
     /// The reactions whose probe found nothing (`crate::context::Reaction::probe`).
     pub idle_reactions: Vec<&'static str>,
+    /// The Cloud API senders' version (`crate::sender_directory`), when asked for.
+    pub senders_version: Option<i64>,
 }
 
 /// Reads, in one statement, what the write transaction of an inbound message needs before it
-/// writes: whether `erased` finds a row, the workspace's `routes_version`, and which `probes`
-/// find none. Every statement costs both processes a send and a wake-up, and most messages
+/// writes: whether `erased` finds a row, the workspace's `routes_version`, the senders' version
+/// when `with_senders_version`, and which `probes` find none. Every statement costs both processes a send and a wake-up, and most messages
 /// would otherwise pay one read per reaction after they commit. `NOT_FOUND` for a workspace
 /// that does not exist.
 pub async fn opening_read(
     txn: &DatabaseTransaction,
     workspace_id: Uuid,
     erased: SelectStatement,
+    with_senders_version: bool,
     probes: Vec<(&'static str, SelectStatement)>,
 ) -> Result<OpeningRead> {
     let mut query = Query::select();
@@ -56,6 +59,13 @@ pub async fn opening_read(
         .expr_as(Expr::exists(erased), Alias::new("erased"))
         .from(workspace::Entity)
         .and_where(Expr::col(workspace::Column::Id).eq(workspace_id));
+    if with_senders_version {
+        let version = crate::sender_directory::version_query();
+        query.expr_as(
+            Expr::SubQuery(None, Box::new(version.into())),
+            Alias::new("senders_version"),
+        );
+    }
     for (i, (_, probe)) in probes.iter().enumerate() {
         query.expr_as(
             Expr::exists(probe.clone()),
@@ -72,10 +82,15 @@ pub async fn opening_read(
             idle_reactions.push(reaction);
         }
     }
+    let senders_version = match with_senders_version {
+        true => Some(row.try_get("", "senders_version")?),
+        false => None,
+    };
     Ok(OpeningRead {
         erased: row.try_get("", "erased")?,
         routes_version: row.try_get("", "routes_version")?,
         idle_reactions,
+        senders_version,
     })
 }
 

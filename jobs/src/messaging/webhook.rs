@@ -3,10 +3,10 @@
 //!
 //! The signature is checked against the raw body before anything is parsed: Meta signs with the
 //! app secret of the app a number belongs to, and the request does not say which app that is,
-//! so every connected app's secret is tried (in constant time). Afterwards only the senders of
-//! the app that signed are touched: one app cannot speak for another's numbers.
-
-use std::collections::HashMap;
+//! so every connected app's secret is tried (in constant time), from this process's copy of the
+//! Cloud API senders (`crate::sender_directory`, kept exact by a version every write of the
+//! delivery checks). Afterwards only the senders of the app that signed are touched: one app
+//! cannot speak for another's numbers.
 
 use hmac::{Hmac, Mac};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -26,6 +26,7 @@ use super::{
 use crate::{
     Services,
     error::{Error, Result},
+    sender_directory::{self, Directory},
     templates::TemplateReview,
 };
 
@@ -75,46 +76,91 @@ struct Change {
     value: Value,
 }
 
-/// The Cloud API senders, with their decrypted app secrets, grouped by secret.
-async fn apps(services: &Services) -> Result<HashMap<String, Vec<sender::Model>>> {
-    let senders = sender::Entity::find()
-        .filter(sender::Column::Provider.eq(SenderProvider::CloudApi))
-        .all(&services.db)
-        .await?;
-    let mut apps: HashMap<String, Vec<sender::Model>> = HashMap::new();
-    for sender in senders {
-        let Some(stored) = sender.app_secret_enc.as_deref() else {
-            continue;
-        };
-        match services.secrets.decrypt(stored) {
-            Ok(secret) => apps.entry(secret).or_default().push(sender),
-            Err(error) => {
-                tracing::warn!(sender_id = %sender.id, %error, "skipping a sender whose app secret cannot be read")
-            }
-        }
-    }
-    Ok(apps)
+/// How many times a delivery is verified against a fresh copy of the senders when they changed
+/// while it was handled, before Meta is asked to deliver it again.
+const ATTEMPTS: usize = 3;
+
+/// A delivery one app's secret signed: that app's senders, as of the directory version they
+/// were read at. Anything but an inbound message is written only after the version is confirmed
+/// (once per delivery); an inbound message's write transaction checks it itself.
+pub struct Signed<'a> {
+    pub senders: &'a [sender::Model],
+    version: i64,
+    confirmed: bool,
 }
 
-/// The senders whose app secret produced `signature` (`sha256=<hex>`) over `body`.
-pub async fn verify_signature(
+impl Signed<'_> {
+    /// Fails with `SendersChanged` when the senders changed since the copy was read.
+    async fn confirm(&mut self, services: &Services) -> Result<()> {
+        if !self.confirmed {
+            if sender_directory::version(&services.db).await? != self.version {
+                return Err(Error::SendersChanged);
+            }
+            self.confirmed = true;
+        }
+        Ok(())
+    }
+}
+
+/// Handles one delivery of Meta's webhook. `signature` is its `X-Hub-Signature-256` header,
+/// `sha256=<hex>` of HMAC-SHA256 over the raw `body` with the app secret of the app it is for
+/// (WhatsApp Cloud API, Webhooks: "Validating payloads"). The signature is checked against this
+/// process's copy of the Cloud API senders (`crate::sender_directory`); when the senders
+/// changed since the copy was read, the delivery is checked again against a fresh copy, so a
+/// revoked secret is refused, and a new one accepted, from the commit of the change on.
+/// `BadSignature` when no app's secret produced it; `Malformed` for a body that is not a
+/// delivery; `Service` when it could not be stored (Meta delivers it again).
+pub async fn handle(
     services: &Services,
     body: &[u8],
     signature: Option<&str>,
-) -> Result<Vec<sender::Model>, WebhookError> {
+) -> Result<Report, WebhookError> {
     let expected = signature
         .and_then(|s| s.trim().strip_prefix("sha256="))
         .and_then(|h| hex::decode(h).ok())
         .ok_or(WebhookError::BadSignature)?;
-    for (secret, senders) in apps(services).await? {
-        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes())
+    let (db, secrets) = (&services.db, &services.secrets);
+    let mut directory = services.sender_directory.get(db, secrets).await?;
+    for _ in 0..ATTEMPTS {
+        match attempt(services, &directory, body, &expected).await {
+            Err(WebhookError::Service(Error::SendersChanged)) => {}
+            outcome => return outcome,
+        }
+        directory = services
+            .sender_directory
+            .renew(db, secrets, &directory)
+            .await?;
+    }
+    Err(Error::SendersChanged.into())
+}
+
+/// The delivery, verified against `directory` and processed for the senders of the app that
+/// signed it.
+async fn attempt(
+    services: &Services,
+    directory: &Directory,
+    body: &[u8],
+    expected: &[u8],
+) -> Result<Report, WebhookError> {
+    let signer = directory.apps.iter().find(|app| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(app.secret().as_bytes())
             .expect("HMAC takes keys of any length");
         mac.update(body);
-        if mac.verify_slice(&expected).is_ok() {
-            return Ok(senders);
+        mac.verify_slice(expected).is_ok()
+    });
+    let Some(app) = signer else {
+        // The secret may have been added since the copy was read.
+        if sender_directory::version(&services.db).await? != directory.version {
+            return Err(Error::SendersChanged.into());
         }
-    }
-    Err(WebhookError::BadSignature)
+        return Err(WebhookError::BadSignature);
+    };
+    let mut signed = Signed {
+        senders: &app.senders,
+        version: directory.version,
+        confirmed: false,
+    };
+    process(services, &mut signed, body).await
 }
 
 /// Meta's subscription handshake: true when `token` is the verify token of a connected sender.
@@ -145,10 +191,10 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Handles one signed delivery. `senders` are those of the app that signed it.
-pub async fn process(
+/// Handles one signed delivery for the senders of the app that signed it.
+async fn process(
     services: &Services,
-    senders: &[sender::Model],
+    signed: &mut Signed<'_>,
     body: &[u8],
 ) -> Result<Report, WebhookError> {
     let payload: Payload =
@@ -157,11 +203,12 @@ pub async fn process(
     for entry in payload.entry {
         for change in entry.changes {
             match change.field.as_deref() {
-                Some("messages") => messages(services, senders, &change.value, &mut report).await?,
+                Some("messages") => messages(services, signed, &change.value, &mut report).await?,
                 Some("message_template_status_update") => {
+                    signed.confirm(services).await?;
                     template_review(
                         services,
-                        senders,
+                        signed.senders,
                         entry.id.as_deref(),
                         &change.value,
                         &mut report,
@@ -169,7 +216,8 @@ pub async fn process(
                     .await?
                 }
                 Some("phone_number_quality_update") => {
-                    quality(services, senders, &change.value, &mut report).await?
+                    signed.confirm(services).await?;
+                    quality(services, signed.senders, &change.value, &mut report).await?
                 }
                 other => {
                     tracing::debug!(field = ?other, "ignoring a webhook field Waflow does not use");
@@ -183,15 +231,18 @@ pub async fn process(
 
 async fn messages(
     services: &Services,
-    senders: &[sender::Model],
+    signed: &mut Signed<'_>,
     value: &Value,
     report: &mut Report,
 ) -> Result<()> {
     let phone_number_id = value["metadata"]["phone_number_id"].as_str();
-    let Some(sender) = senders
+    let Some(sender) = signed
+        .senders
         .iter()
         .find(|s| s.phone_number_id.as_deref() == phone_number_id && phone_number_id.is_some())
     else {
+        // The sender may have been added since the copy was read.
+        signed.confirm(services).await?;
         if value["messages"].as_array().is_some_and(|m| !m.is_empty()) {
             let why = format!("no sender has the phone number id {phone_number_id:?}");
             dead_letters::record(services, None, Cause::UnknownPhoneNumber, &why, value).await?;
@@ -208,19 +259,26 @@ async fn messages(
     let contacts = &value["contacts"];
     for item in value["messages"].as_array().into_iter().flatten() {
         match meta_inbound::read(item, contacts) {
-            Reading::Message(inbound) => match services.messaging().receive(sender, inbound).await?
-            {
-                Some(received) if received.duplicate => report.duplicates += 1,
-                Some(_) => report.messages_stored += 1,
-                None => report.ignored += 1,
-            },
+            Reading::Message(inbound) => {
+                let messaging = services.messaging();
+                match messaging
+                    .receive_signed(sender, inbound, signed.version)
+                    .await?
+                {
+                    Some(received) if received.duplicate => report.duplicates += 1,
+                    Some(_) => report.messages_stored += 1,
+                    None => report.ignored += 1,
+                }
+            }
             Reading::Notice(notice) => {
+                signed.confirm(services).await?;
                 match services.messaging().receive_notice(sender, notice).await? {
                     Some(_) => report.notices += 1,
                     None => report.duplicates += 1,
                 }
             }
             Reading::Unreadable(why) => {
+                signed.confirm(services).await?;
                 let cause = Cause::UnreadableMessage;
                 dead_letters::record(services, Some(sender), cause, &why, item).await?;
                 report.dead_letters += 1;
@@ -232,6 +290,7 @@ async fn messages(
             report.ignored += 1;
             continue;
         };
+        signed.confirm(services).await?;
         match services.messaging().apply_status(sender.id, update).await? {
             Some(_) => report.statuses_applied += 1,
             None => report.ignored += 1,
