@@ -5,13 +5,7 @@
 //! (the step records, the run, the next run of its key): no read of the version per run, no
 //! save per step.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::{Value, json};
@@ -21,41 +15,21 @@ use waflow_entities::{
     flow_run, step_run,
 };
 use waflow_jobs::db;
-use waflow_tests::{Backend, TestApp, eventually, spawn_app_with};
+use waflow_tests::{Backend, StatementLog, TestApp, eventually, spawn_app_with};
 
 use crate::{
     concurrency_keys::{call_hook, keyed_flow},
     flows::live_flow,
 };
 
-/// The statements on `flow_run` and `step_run` a counting window saw.
-#[derive(Clone, Default)]
-struct Statements {
-    counting: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Statements {
-    fn take(&self) -> Vec<String> {
-        self.counting.store(false, Ordering::SeqCst);
-        std::mem::take(&mut self.seen.lock().unwrap())
-    }
-}
-
-async fn app_counting(backend: Backend) -> Option<(TestApp, Statements)> {
-    let statements = Statements::default();
-    let counter = statements.clone();
+/// A server whose statements on `flow_run` and `step_run` are logged while counting.
+async fn app_counting(backend: Backend) -> Option<(TestApp, StatementLog)> {
+    let statements = StatementLog::default();
+    let log = statements.clone();
     let app = spawn_app_with(backend, move |services| {
         // The reconciler reads runs too; it stays out of the window.
         services.runs.reconcile_every = Duration::from_secs(3600);
-        services.db.set_metric_callback(move |info| {
-            let sql = info.statement.sql.as_str();
-            if counter.counting.load(Ordering::SeqCst)
-                && (sql.contains("flow_run") || sql.contains("step_run"))
-            {
-                counter.seen.lock().unwrap().push(sql.to_owned());
-            }
-        });
+        log.install(services, &["flow_run", "step_run"]);
     })
     .await?;
     Some((app, statements))
@@ -92,7 +66,7 @@ async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
     let observer = db::connect(&app.database.url()).await.unwrap();
     // A first run reads the published version into memory; the second one is counted.
     for (customer, counted) in [("bob", false), ("ada", true)] {
-        statements.counting.store(counted, Ordering::SeqCst);
+        statements.count(counted);
         let run_id = call_hook(&app, &hook, &secret, customer).await;
         let run_id = Uuid::parse_str(&run_id).unwrap();
         let observer = &observer;
@@ -267,7 +241,7 @@ async fn a_keys_lookups_read_only_its_runs() {
         return;
     };
     let (hook, secret) = keyed_flow(&app).await;
-    statements.counting.store(true, Ordering::SeqCst);
+    statements.count(true);
     let run_id = Uuid::parse_str(&call_hook(&app, &hook, &secret, "ada").await).unwrap();
     let db = &app.services.db;
     eventually("the run's end", || async move {

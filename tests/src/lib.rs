@@ -16,6 +16,8 @@
 //!   and an OpenAI-compatible model ([`Llm`]).
 //! - [`receivers`]: endpoints for outgoing webhooks ([`WebhookReceiver`]) and the
 //!   signature both they and Meta's webhooks carry ([`sign`]).
+//! - [`statements`]: the statements the server sends, for tests of what work costs
+//!   ([`StatementLog`]).
 //! - [`subscriber`]: a graphql-transport-ws client ([`Subscriber`]).
 //! - [`eventually`](mod@eventually): waiting for what background jobs do.
 //! - [`inbound`]: generated inbound Cloud API messages for the property test.
@@ -28,6 +30,7 @@ pub mod inbound;
 pub mod receivers;
 pub mod spawn;
 pub mod stand_ins;
+pub mod statements;
 pub mod subscriber;
 
 pub use client::{error_code, error_fields};
@@ -47,4 +50,5 @@ pub use stand_ins::{
     meta_rules,
     silent::SilentServer,
 };
+pub use statements::StatementLog;
 pub use subscriber::{Closed, Subscriber};

@@ -4,54 +4,22 @@
 //! transaction asks about both in the statement it opens with, and neither table is read again
 //! unless something waits.
 
-use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::Duration,
-};
+use std::time::Duration;
 
 use serde_json::json;
-use waflow_tests::{Backend, spawn_app_with};
+use waflow_tests::{Backend, StatementLog, spawn_app_with};
 
 use crate::flows::{live_flow, run_flow, run_in};
 
 const CUSTOMER: &str = "+14155550123";
 
-/// The statements on `flow_run` and `campaign_recipient` a counting window saw.
-#[derive(Clone, Default)]
-struct Statements {
-    counting: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl Statements {
-    fn start(&self) {
-        self.seen.lock().unwrap().clear();
-        self.counting.store(true, Ordering::SeqCst);
-    }
-
-    fn take(&self) -> Vec<String> {
-        self.counting.store(false, Ordering::SeqCst);
-        std::mem::take(&mut self.seen.lock().unwrap())
-    }
-}
-
 async fn a_message_nothing_waits_for_reads_no_run_and_no_recipient(backend: Backend) {
-    let statements = Statements::default();
-    let counter = statements.clone();
+    let statements = StatementLog::default();
+    let log = statements.clone();
     let Some(app) = spawn_app_with(backend, move |services| {
         // The reconciler reads runs too; it stays out of the window.
         services.runs.reconcile_every = Duration::from_secs(3600);
-        services.db.set_metric_callback(move |info| {
-            let sql = info.statement.sql.as_str();
-            if counter.counting.load(Ordering::SeqCst)
-                && (sql.contains("flow_run") || sql.contains("campaign_recipient"))
-            {
-                counter.seen.lock().unwrap().push(sql.to_owned());
-            }
-        });
+        log.install(services, &["flow_run", "campaign_recipient"]);
     })
     .await
     else {
@@ -59,7 +27,7 @@ async fn a_message_nothing_waits_for_reads_no_run_and_no_recipient(backend: Back
     };
     let sender = app.sandbox_sender("+14155550199").await;
 
-    statements.start();
+    statements.count(true);
     app.customer_writes(&sender, CUSTOMER, "Hello").await;
     let seen = statements.take();
     assert_eq!(seen.len(), 1, "{seen:#?}");

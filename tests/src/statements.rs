@@ -1,0 +1,42 @@
+//! The statements the server's own connection sends, for tests of what a unit of work costs
+//! the database (issue 20's "work per unit"): installed before the server starts, kept only
+//! while counting and only when they name one of the tables asked about.
+
+use std::sync::{
+    Arc, Mutex,
+    atomic::{AtomicBool, Ordering},
+};
+
+use waflow_jobs::Services;
+
+/// A log of the statements that name one of its tables. Cheap to clone; clones share it.
+#[derive(Clone, Default)]
+pub struct StatementLog {
+    counting: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl StatementLog {
+    /// Logs, from now on, the statements of `services.db` that name one of `tables` (call it in
+    /// `spawn_app_with`'s `configure`). It replaces any metric callback set before.
+    pub fn install(&self, services: &mut Services, tables: &'static [&'static str]) {
+        let log = self.clone();
+        services.db.set_metric_callback(move |info| {
+            let sql = info.statement.sql.as_str();
+            if log.counting.load(Ordering::SeqCst) && tables.iter().any(|t| sql.contains(t)) {
+                log.seen.lock().unwrap().push(sql.to_owned());
+            }
+        });
+    }
+
+    /// Starts or stops counting; what was seen is kept until `take`.
+    pub fn count(&self, counting: bool) {
+        self.counting.store(counting, Ordering::SeqCst);
+    }
+
+    /// Stops counting and returns what was seen, in order.
+    pub fn take(&self) -> Vec<String> {
+        self.count(false);
+        std::mem::take(&mut self.seen.lock().unwrap())
+    }
+}
