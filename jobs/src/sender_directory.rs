@@ -15,9 +15,12 @@
 //!   ([`version`]). A moved version fails the delivery with `Error::SendersChanged`, and it is
 //!   verified again against a fresh copy (`messaging::webhook::handle`).
 //!
-//! So a revoked or rotated app secret stops verifying deliveries from the commit of its change
-//! on, in every process. The secrets are held decrypted, as each delivery held them before;
-//! nothing here prints them.
+//! So a revoked or rotated app secret stops verifying deliveries in every process: a delivery
+//! whose check reads the version after the change committed is verified again, and refused. (One
+//! whose check read it just before is ordered before the change, as a delivery that read the
+//! senders just before was.) A delivery that changes nothing is checked before it is answered.
+//! The secrets are held decrypted for as long as the copy lives (a revoked one until the next
+//! delivery finds the version moved, and then verifies nothing); nothing here prints them.
 
 use std::sync::{Arc, Mutex};
 

@@ -435,6 +435,22 @@ impl SenderService<'_> {
                 messaging_limit_tier: sender.messaging_limit_tier.clone(),
             },
         };
+        let unchanged = (
+            sender.status,
+            &sender.status_reason,
+            sender.quality_rating,
+            &sender.messaging_limit_tier,
+        ) == (
+            health.status,
+            &health.reason,
+            health.quality_rating,
+            &health.messaging_limit_tier,
+        );
+        if unchanged {
+            // No write: every write to `sender` makes each process read the senders again
+            // (`crate::sender_directory`), and the periodic check mostly finds nothing new.
+            return Ok(sender);
+        }
         let previous = sender.quality_rating;
         let mut model: sender::ActiveModel = sender.into();
         model.status = Set(health.status);

@@ -18,13 +18,14 @@ enum SharedVersion {
     Version,
 }
 
-/// PostgreSQL: once per statement is enough, the number only has to move.
+/// PostgreSQL: once per statement is enough, the number only has to move (and a `TRUNCATE`,
+/// which fires no row trigger, moves it too).
 const PG_FUNCTION: &str = "CREATE FUNCTION waflow_senders_changed() RETURNS trigger \
     LANGUAGE plpgsql AS $$ BEGIN \
     UPDATE shared_version SET version = version + 1 WHERE name = 'senders'; \
     RETURN NULL; END $$";
 const PG_TRIGGER: &str = "CREATE TRIGGER sender_directory_changed \
-    AFTER INSERT OR UPDATE OR DELETE ON sender \
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON sender \
     FOR EACH STATEMENT EXECUTE FUNCTION waflow_senders_changed()";
 
 /// SQLite has row triggers only: one per operation (foreign-key cascades fire them too).

@@ -1,9 +1,9 @@
 //! `/webhooks/whatsapp` as Meta calls it: the handshake, signatures, de-duplication, every kind of
 //! inbound message, delivery statuses, opt-out and quality updates.
 
-use sea_orm::{ConnectionTrait, EntityTrait, PaginatorTrait};
+use sea_orm::{EntityTrait, PaginatorTrait, sea_query::Expr};
 use serde_json::{Value, json};
-use waflow_entities::message;
+use waflow_entities::{message, sender};
 use waflow_tests::{
     APP_SECRET, Meta, TestApp, VERIFY_TOKEN, error_code, eventually, messages_webhook,
 };
@@ -511,28 +511,80 @@ async fn a_changed_app_secret_counts_from_the_next_delivery(app: TestApp) {
     );
     assert_eq!(stored(&app).await, 3);
 
-    app.services
-        .db
-        .execute_unprepared("UPDATE sender SET app_secret_enc = NULL")
+    // Revoked by SQL, as another process or an operator would: nothing verifies, whatever the
+    // delivery would change. Each case starts from a copy that still holds the secret.
+    let sealed = sender::Entity::find()
+        .one(&app.services.db)
         .await
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .app_secret_enc;
+    let set_sealed = |value: Option<String>| {
+        let db = app.services.db.clone();
+        async move {
+            sender::Entity::update_many()
+                .col_expr(sender::Column::AppSecretEnc, Expr::value(value))
+                .exec(&db)
+                .await
+                .unwrap();
+        }
+    };
     let status = messages_webhook(
         PN,
         json!({"statuses": [{"id": "wamid.K3", "status": "read", "timestamp": now(),
                              "recipient_id": "16505551234"}]}),
     );
-    assert_eq!(
-        app.webhook(&status, Some("rotated-secret")).await,
-        401,
-        "a status"
-    );
-    let revoked = text_to(PN, "wamid.K4", "four");
-    assert_eq!(
-        app.webhook(&revoked, Some("rotated-secret")).await,
-        401,
-        "a message"
-    );
-    assert_eq!(stored(&app).await, 3);
+    let mut nothing = messages_webhook(PN, json!({}));
+    nothing["entry"][0]["changes"][0]["field"] = json!("account_update");
+    let message = text_to(PN, "wamid.K9", "revoked");
+    let cases = [
+        ("a status", status),
+        ("nothing to change", nothing),
+        ("a message", message),
+    ];
+    for (i, (what, delivery)) in cases.into_iter().enumerate() {
+        set_sealed(sealed.clone()).await;
+        let warm = text_to(PN, &format!("wamid.W{i}"), "still here");
+        assert_eq!(
+            app.webhook(&warm, Some("rotated-secret")).await,
+            200,
+            "{what}"
+        );
+        set_sealed(None).await;
+        assert_eq!(
+            app.webhook(&delivery, Some("rotated-secret")).await,
+            401,
+            "{what}"
+        );
+    }
+    assert_eq!(stored(&app).await, 6, "three more, none revoked");
+}
+
+/// Every write to a sender makes each process read the senders again (their app secrets are
+/// kept in memory by a version the write moves): a status check that finds nothing new, like
+/// the periodic one, writes nothing.
+async fn a_status_check_that_finds_nothing_new_writes_nothing(app: TestApp) {
+    let meta = Meta::start().await;
+    app.cloud_sender(&meta, "+14155550199", PN).await;
+    let checks = || async { meta.requests("GET", &format!("/{PN}")).await.len() };
+    let before = checks().await;
+    let version = waflow_jobs::sender_directory::version(&app.services.db)
+        .await
+        .unwrap();
+    let update = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA-1", "changes": [{
+        "field": "phone_number_quality_update",
+        "value": {"display_phone_number": "14155550199", "event": "UPGRADE", "current_limit": "TIER_1K"}}]}]});
+    assert_eq!(app.webhook(&update, Some(APP_SECRET)).await, 200);
+    eventually("the check at Meta", || async {
+        (checks().await > before).then_some(())
+    })
+    .await;
+    // Time for the write that must not come.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let after = waflow_jobs::sender_directory::version(&app.services.db)
+        .await
+        .unwrap();
+    assert_eq!(after, version);
 }
 
 /// Without its database the webhook answers 503, so Meta delivers again later; nothing is lost.
@@ -554,6 +606,7 @@ waflow_tests::on_both_databases!(
     a_late_redelivery_changes_nothing,
     quality_updates_pause_marketing,
     a_changed_app_secret_counts_from_the_next_delivery,
+    a_status_check_that_finds_nothing_new_writes_nothing,
     a_database_outage_asks_meta_to_retry,
 );
 

@@ -1,21 +1,18 @@
-//! Receiving: inbound messages and delivery statuses, whichever provider reported them. A real
-//! webhook and `simulateInboundMessage` both end here, so the sandbox behaves like WhatsApp.
+//! Receiving inbound messages, whichever provider reported them (delivery statuses are
+//! `statuses`). A real webhook and `simulateInboundMessage` both end here, so the sandbox
+//! behaves like WhatsApp.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use uuid::Uuid;
 use waflow_entities::{
-    CustomerAddress, E164, contact, conversation,
-    enums::{MessageDirection, MessageKind, MessageStatus},
-    message, sender,
+    CustomerAddress, E164, contact, conversation, enums::MessageKind, message, sender,
 };
 
 use super::{MessagingService, replay, store};
 use crate::context::ProbedMessage;
 use crate::error::Result;
-use crate::events::{
-    ConversationStarted, Event, EventPayload, MessageReceived, MessageStatusUpdated,
-};
+use crate::events::{ConversationStarted, Event, EventPayload, MessageReceived};
 
 pub use super::store::Customer;
 
@@ -85,16 +82,6 @@ pub struct Received {
     pub idle_reactions: Vec<&'static str>,
 }
 
-/// A delivery status reported by the provider for a message we sent.
-#[derive(Debug, Clone)]
-pub struct StatusUpdate {
-    pub provider_message_id: String,
-    pub status: MessageStatus,
-    pub timestamp: DateTime<Utc>,
-    pub error_code: Option<String>,
-    pub error_message: Option<String>,
-}
-
 /// Keywords that opt a contact out of (or back into) messages, compared trimmed and ignoring
 /// case, as the whole message.
 const OPT_OUT: [&str; 6] = ["STOP", "UNSUBSCRIBE", "STOP ALL", "ALTO", "ARRET", "ARRÊT"];
@@ -125,18 +112,6 @@ enum Stored {
     Erased,
     /// The senders are not the version the delivery was verified against.
     SendersChanged,
-}
-
-/// Statuses only move forward: sent, delivered, read. A failure counts unless the message was
-/// already delivered or read (then the report is stale).
-fn rank(status: MessageStatus) -> u8 {
-    match status {
-        MessageStatus::Received | MessageStatus::Queued => 0,
-        MessageStatus::Sent => 1,
-        MessageStatus::Failed => 1,
-        MessageStatus::Delivered => 2,
-        MessageStatus::Read => 3,
-    }
 }
 
 impl MessagingService<'_> {
@@ -288,9 +263,9 @@ impl MessagingService<'_> {
     /// `stale`: a replay, whose opt-out keyword no longer speaks for the contact.
     /// `senders_version`: the version of the senders the delivery was verified against. The
     /// checks of the senders' version and of erasure, the reactions' probes and the redelivery
-    /// check run inside the one write transaction, so a new message that answers no waiting run or campaign costs one
-    /// transaction; a redelivery is recognised when its insert conflicts, and is then read back
-    /// by the caller.
+    /// check run inside the one write transaction, so a new message that answers no waiting run
+    /// or campaign costs one transaction; a redelivery is recognised when its insert conflicts,
+    /// and is then read back by the caller.
     async fn store_inbound(
         &self,
         sender: &sender::Model,
@@ -387,91 +362,6 @@ impl MessagingService<'_> {
                 Vec::new()
             },
         })))
-    }
-
-    /// Applies a provider's status report to the message it names. Unknown ids are ignored
-    /// (`None`), and a status never moves a message backwards.
-    pub async fn apply_status(
-        &self,
-        sender_id: Uuid,
-        update: StatusUpdate,
-    ) -> Result<Option<message::Model>> {
-        let db = &self.services.db;
-        let Some(found) = message::Entity::find()
-            .filter(message::Column::SenderId.eq(sender_id))
-            .filter(message::Column::ProviderMessageId.eq(&update.provider_message_id))
-            .filter(message::Column::Direction.eq(MessageDirection::Outbound))
-            .one(db)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let moves_forward = match update.status {
-            MessageStatus::Failed => {
-                rank(found.status) < rank(MessageStatus::Delivered)
-                    && found.status != MessageStatus::Failed
-            }
-            status => rank(status) > rank(found.status),
-        };
-        if !moves_forward {
-            return Ok(Some(found));
-        }
-        let sender_label = found.sender_id.map(|s| s.to_string()).unwrap_or_default();
-        let mut model: message::ActiveModel = found.into();
-        model.status = Set(update.status);
-        if update.status == MessageStatus::Failed {
-            // Refused after it was accepted (an undeliverable number, a marketing limit).
-            metrics::counter!("waflow_messages_failed_total", "sender" => sender_label)
-                .increment(1);
-            model.error_code = Set(update.error_code);
-            model.error_message = Set(update.error_message);
-        }
-        model.updated_at = Set(Utc::now());
-        let message = model.update(db).await?;
-        self.publish_status(&message).await;
-        Ok(Some(message))
-    }
-
-    pub(crate) async fn publish_status(&self, message: &message::Model) {
-        let update = MessageStatusUpdated {
-            message_id: message.id,
-            conversation_id: message.conversation_id,
-            sender_id: message.sender_id,
-            status: message.status,
-            error_code: message.error_code.clone(),
-        };
-        let event = Event::new(
-            message.workspace_id,
-            EventPayload::MessageStatusUpdated(update),
-        );
-        self.services.emit(event).await;
-    }
-}
-
-impl MessagingService<'_> {
-    /// The sandbox provider's delivery report for one of its messages.
-    pub async fn advance_sandbox_message(
-        &self,
-        message_id: Uuid,
-        status: MessageStatus,
-    ) -> Result<()> {
-        let message = message::Entity::find_by_id(message_id)
-            .one(&self.services.db)
-            .await?
-            .ok_or(crate::Error::NotFound("message"))?;
-        let (Some(sender_id), Some(provider_message_id)) =
-            (message.sender_id, message.provider_message_id)
-        else {
-            return Ok(());
-        };
-        let update = StatusUpdate {
-            provider_message_id,
-            status,
-            timestamp: Utc::now(),
-            error_code: None,
-            error_message: None,
-        };
-        self.apply_status(sender_id, update).await.map(|_| ())
     }
 }
 

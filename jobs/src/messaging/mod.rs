@@ -14,6 +14,7 @@ pub mod meta_inbound;
 pub mod notices;
 pub mod replay;
 mod send_message;
+pub mod statuses;
 pub mod store;
 pub mod webhook;
 pub mod window;

@@ -20,8 +20,8 @@ use waflow_entities::{
 
 use super::{
     dead_letters::{self, Cause},
-    ingest::StatusUpdate,
     meta_inbound::{self, Reading},
+    statuses::StatusUpdate,
 };
 use crate::{
     Services,
@@ -76,29 +76,35 @@ struct Change {
     value: Value,
 }
 
-/// How many times a delivery is verified against a fresh copy of the senders when they changed
-/// while it was handled, before Meta is asked to deliver it again.
+/// How many copies of the senders a delivery is verified against (the first and fresh ones
+/// after each change met while handling it) before Meta is asked to deliver it again.
 const ATTEMPTS: usize = 3;
 
 /// A delivery one app's secret signed: that app's senders, as of the directory version they
-/// were read at. Anything but an inbound message is written only after the version is confirmed
-/// (once per delivery); an inbound message's write transaction checks it itself.
-pub struct Signed<'a> {
-    pub senders: &'a [sender::Model],
+/// were read at. Anything but an inbound message is written only after the version is checked
+/// (once per delivery, `check`); an inbound message's write transaction checks it itself
+/// (`checked_by_message`). A delivery that wrote nothing is checked before it is answered.
+struct Signed<'a> {
+    senders: &'a [sender::Model],
     version: i64,
-    confirmed: bool,
+    checked: bool,
 }
 
 impl Signed<'_> {
     /// Fails with `SendersChanged` when the senders changed since the copy was read.
-    async fn confirm(&mut self, services: &Services) -> Result<()> {
-        if !self.confirmed {
+    async fn check(&mut self, services: &Services) -> Result<()> {
+        if !self.checked {
             if sender_directory::version(&services.db).await? != self.version {
                 return Err(Error::SendersChanged);
             }
-            self.confirmed = true;
+            self.checked = true;
         }
         Ok(())
+    }
+
+    /// An inbound message's write transaction found the version unchanged.
+    fn checked_by_message(&mut self) {
+        self.checked = true;
     }
 }
 
@@ -107,9 +113,10 @@ impl Signed<'_> {
 /// (WhatsApp Cloud API, Webhooks: "Validating payloads"). The signature is checked against this
 /// process's copy of the Cloud API senders (`crate::sender_directory`); when the senders
 /// changed since the copy was read, the delivery is checked again against a fresh copy, so a
-/// revoked secret is refused, and a new one accepted, from the commit of the change on.
-/// `BadSignature` when no app's secret produced it; `Malformed` for a body that is not a
-/// delivery; `Service` when it could not be stored (Meta delivers it again).
+/// revoked secret is refused, and a new one accepted, for every delivery whose check comes
+/// after the change committed. `BadSignature` when no app's secret produced it; `Malformed`
+/// for a body that is not a delivery; `Service` when it could not be stored (Meta delivers it
+/// again).
 pub async fn handle(
     services: &Services,
     body: &[u8],
@@ -121,9 +128,11 @@ pub async fn handle(
         .ok_or(WebhookError::BadSignature)?;
     let (db, secrets) = (&services.db, &services.secrets);
     let mut directory = services.sender_directory.get(db, secrets).await?;
-    for _ in 0..ATTEMPTS {
+    let mut attempts_left = ATTEMPTS;
+    loop {
+        attempts_left -= 1;
         match attempt(services, &directory, body, &expected).await {
-            Err(WebhookError::Service(Error::SendersChanged)) => {}
+            Err(WebhookError::Service(Error::SendersChanged)) if attempts_left > 0 => {}
             outcome => return outcome,
         }
         directory = services
@@ -131,7 +140,6 @@ pub async fn handle(
             .renew(db, secrets, &directory)
             .await?;
     }
-    Err(Error::SendersChanged.into())
 }
 
 /// The delivery, verified against `directory` and processed for the senders of the app that
@@ -158,9 +166,14 @@ async fn attempt(
     let mut signed = Signed {
         senders: &app.senders,
         version: directory.version,
-        confirmed: false,
+        checked: false,
     };
-    process(services, &mut signed, body).await
+    let outcome = process(services, &mut signed, body).await;
+    if let Ok(_) | Err(WebhookError::Malformed(_)) = outcome {
+        // Even a delivery that changed nothing is answered only for a current secret.
+        signed.check(services).await?;
+    }
+    outcome
 }
 
 /// Meta's subscription handshake: true when `token` is the verify token of a connected sender.
@@ -205,7 +218,7 @@ async fn process(
             match change.field.as_deref() {
                 Some("messages") => messages(services, signed, &change.value, &mut report).await?,
                 Some("message_template_status_update") => {
-                    signed.confirm(services).await?;
+                    signed.check(services).await?;
                     template_review(
                         services,
                         signed.senders,
@@ -216,7 +229,7 @@ async fn process(
                     .await?
                 }
                 Some("phone_number_quality_update") => {
-                    signed.confirm(services).await?;
+                    signed.check(services).await?;
                     quality(services, signed.senders, &change.value, &mut report).await?
                 }
                 other => {
@@ -242,7 +255,7 @@ async fn messages(
         .find(|s| s.phone_number_id.as_deref() == phone_number_id && phone_number_id.is_some())
     else {
         // The sender may have been added since the copy was read.
-        signed.confirm(services).await?;
+        signed.check(services).await?;
         if value["messages"].as_array().is_some_and(|m| !m.is_empty()) {
             let why = format!("no sender has the phone number id {phone_number_id:?}");
             dead_letters::record(services, None, Cause::UnknownPhoneNumber, &why, value).await?;
@@ -261,24 +274,25 @@ async fn messages(
         match meta_inbound::read(item, contacts) {
             Reading::Message(inbound) => {
                 let messaging = services.messaging();
-                match messaging
+                let received = messaging
                     .receive_signed(sender, inbound, signed.version)
-                    .await?
-                {
+                    .await?;
+                signed.checked_by_message();
+                match received {
                     Some(received) if received.duplicate => report.duplicates += 1,
                     Some(_) => report.messages_stored += 1,
                     None => report.ignored += 1,
                 }
             }
             Reading::Notice(notice) => {
-                signed.confirm(services).await?;
+                signed.check(services).await?;
                 match services.messaging().receive_notice(sender, notice).await? {
                     Some(_) => report.notices += 1,
                     None => report.duplicates += 1,
                 }
             }
             Reading::Unreadable(why) => {
-                signed.confirm(services).await?;
+                signed.check(services).await?;
                 let cause = Cause::UnreadableMessage;
                 dead_letters::record(services, Some(sender), cause, &why, item).await?;
                 report.dead_letters += 1;
@@ -290,7 +304,7 @@ async fn messages(
             report.ignored += 1;
             continue;
         };
-        signed.confirm(services).await?;
+        signed.check(services).await?;
         match services.messaging().apply_status(sender.id, update).await? {
             Some(_) => report.statuses_applied += 1,
             None => report.ignored += 1,
