@@ -1,6 +1,7 @@
 //! The statements the server's own connection sends, for tests of what a unit of work costs
 //! the database (issue 20's "work per unit"): installed before the server starts, kept only
-//! while counting and only when they name one of the tables asked about.
+//! while counting and only when they contain one of the patterns asked about (a table's name,
+//! or a piece of the SQL the ORM writes).
 
 use std::sync::{
     Arc, Mutex,
@@ -9,7 +10,7 @@ use std::sync::{
 
 use waflow_jobs::Services;
 
-/// A log of the statements that name one of its tables. Cheap to clone; clones share it.
+/// A log of the statements that contain one of its patterns. Cheap to clone; clones share it.
 #[derive(Clone, Default)]
 pub struct StatementLog {
     counting: Arc<AtomicBool>,
@@ -17,13 +18,13 @@ pub struct StatementLog {
 }
 
 impl StatementLog {
-    /// Logs, from now on, the statements of `services.db` that name one of `tables` (call it in
-    /// `spawn_app_with`'s `configure`). It replaces any metric callback set before.
-    pub fn install(&self, services: &mut Services, tables: &'static [&'static str]) {
+    /// Logs, from now on, the statements of `services.db` that contain one of `patterns` (call
+    /// it in `spawn_app_with`'s `configure`). It replaces any metric callback set before.
+    pub fn install(&self, services: &mut Services, patterns: &'static [&'static str]) {
         let log = self.clone();
         services.db.set_metric_callback(move |info| {
             let sql = info.statement.sql.as_str();
-            if log.counting.load(Ordering::SeqCst) && tables.iter().any(|t| sql.contains(t)) {
+            if log.counting.load(Ordering::SeqCst) && patterns.iter().any(|p| sql.contains(p)) {
                 log.seen.lock().unwrap().push(sql.to_owned());
             }
         });

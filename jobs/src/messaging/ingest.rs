@@ -303,25 +303,27 @@ impl MessagingService<'_> {
             return Ok(Stored::Erased);
         }
         let at = inbound.timestamp;
-        let mut contact =
+        let mut upserted =
             store::upsert_contact(&txn, workspace_id, &inbound.customer, true).await?;
         let typed = matches!(inbound.kind, MessageKind::Text | MessageKind::Interactive);
         if let Some(opted_out) = opt_change(inbound.body.as_deref().filter(|_| typed))
-            .filter(|&o| o != contact.opted_out)
+            .filter(|&o| o != upserted.contact.opted_out)
             .filter(|_| !stale)
         {
-            let mut model: contact::ActiveModel = contact.into();
+            let mut model: contact::ActiveModel = upserted.contact.into();
             model.opted_out = Set(opted_out);
             model.opted_out_at = Set(opted_out.then_some(at));
             model.updated_at = Set(Utc::now());
-            contact = model.update(&txn).await?;
+            upserted.contact = model.update(&txn).await?;
         }
-        store::open_window(&txn, workspace_id, contact.id, sender.id, at).await?;
+        let contact_id = upserted.contact.id;
+        store::open_window(&txn, workspace_id, contact_id, sender.id, at).await?;
         let store::ActiveConversation {
             mut conversation,
             started,
             ended,
-        } = store::active_conversation(&txn, sender, contact.id, at).await?;
+        } = store::active_conversation(&txn, sender, &upserted, at).await?;
+        let contact = upserted.contact;
         let row = message::ActiveModel {
             kind: Set(inbound.kind),
             body: Set(inbound.body.clone()),

@@ -475,12 +475,13 @@ impl MessagingService<'_> {
         let txn = crate::db::begin_write(&self.services.db).await?;
         let now = Utc::now();
         let customer = store::Customer::addressed(to, outgoing.recipient_name.as_deref());
-        let contact = store::upsert_contact(&txn, workspace_id, &customer, false).await?;
+        let upserted = store::upsert_contact(&txn, workspace_id, &customer, false).await?;
         let store::ActiveConversation {
             conversation,
             ended,
             ..
-        } = store::active_conversation(&txn, sender, contact.id, now).await?;
+        } = store::active_conversation(&txn, sender, &upserted, now).await?;
+        let contact = upserted.contact;
         let message = message::ActiveModel {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),

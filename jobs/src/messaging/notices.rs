@@ -83,7 +83,9 @@ impl MessagingService<'_> {
     ) -> Result<(message::Model, ContactIdentityChanged)> {
         let txn = crate::db::begin_write(&self.services.db).await?;
         let workspace_id = sender.workspace_id;
-        let before = store::upsert_contact(&txn, workspace_id, &notice.customer, false).await?;
+        let before = store::upsert_contact(&txn, workspace_id, &notice.customer, false)
+            .await?
+            .contact;
         let Moved { contact, moved } = move_contact(&txn, before.clone(), &notice.change).await?;
         let at = notice.timestamp;
         let conversation = notice_conversation(&txn, sender, contact.id, at).await?;

@@ -154,6 +154,13 @@ fn the_one(found: Vec<contact::Model>, customer: &Customer) -> Option<contact::M
     found.into_iter().max_by_key(rank)
 }
 
+/// A contact as [`upsert_contact`] left it.
+pub struct UpsertedContact {
+    pub contact: contact::Model,
+    /// Created by this transaction: it has no conversation yet.
+    pub created: bool,
+}
+
 /// The contact that is `customer` (by number in any of its forms, or by user id), created when
 /// new, with what the customer told us filled in: the id WhatsApp gave, the user id, the
 /// username. A name fills an empty one; `overwrite_name` replaces a stored one (a WhatsApp
@@ -163,7 +170,7 @@ pub async fn upsert_contact(
     workspace_id: Uuid,
     customer: &Customer,
     overwrite_name: bool,
-) -> Result<contact::Model> {
+) -> Result<UpsertedContact> {
     let Some(identity) =
         contact::identified_by(customer.phone.as_ref(), customer.user_id.as_deref())
     else {
@@ -188,7 +195,7 @@ pub async fn upsert_contact(
         .map(|c| c.id)
         .collect();
     let Some(found) = the_one(found, customer) else {
-        return Ok(contact::ActiveModel {
+        let created = contact::ActiveModel {
             id: Set(Uuid::now_v7()),
             workspace_id: Set(workspace_id),
             phone: Set(customer.phone.as_ref().map(E164::to_string)),
@@ -203,7 +210,11 @@ pub async fn upsert_contact(
             updated_at: Set(now),
         }
         .insert(txn)
-        .await?);
+        .await?;
+        return Ok(UpsertedContact {
+            contact: created,
+            created: true,
+        });
     };
     let newer = |given: &Option<String>, stored: &Option<String>| {
         given.clone().filter(|g| stored.as_ref() != Some(g))
@@ -230,7 +241,10 @@ pub async fn upsert_contact(
         && user_id.is_none()
         && username.is_none()
     {
-        return Ok(found);
+        return Ok(UpsertedContact {
+            contact: found,
+            created: false,
+        });
     }
     let mut model: contact::ActiveModel = found.into();
     if let Some(name) = rename {
@@ -249,7 +263,10 @@ pub async fn upsert_contact(
         model.username = Set(username);
     }
     model.updated_at = Set(now);
-    Ok(model.update(txn).await?)
+    Ok(UpsertedContact {
+        contact: model.update(txn).await?,
+        created: false,
+    })
 }
 
 /// Records that the contact wrote to the sender at `at`, which opens (or extends) the 24-hour
@@ -316,22 +333,29 @@ pub struct ActiveConversation {
 /// (the caller inserts that message): an existing one is counted with one `UPDATE`, a new one
 /// is created with its first message counted. One that has been silent longer than
 /// `timeout_seconds` is ended first: the next message after the timeout starts a new
-/// conversation even if no worker has run the inactivity job.
+/// conversation even if no worker has run the inactivity job. A contact created by this
+/// transaction has no conversation to look up.
 pub async fn active_conversation(
     txn: &DatabaseTransaction,
     sender: &sender::Model,
-    contact_id: Uuid,
+    upserted: &UpsertedContact,
     at: DateTime<Utc>,
 ) -> Result<ActiveConversation> {
     let workspace_id = sender.workspace_id;
     let timeout_seconds = sender.inactivity_timeout_seconds;
-    let found = conversation::Entity::find()
-        .filter(conversation::Column::SenderId.eq(sender.id))
-        .filter(conversation::Column::ContactId.eq(contact_id))
-        .filter(conversation::Column::Type.eq(ConversationType::Whatsapp))
-        .filter(conversation::Column::Status.eq(ConversationStatus::Active))
-        .one(txn)
-        .await?;
+    let contact_id = upserted.contact.id;
+    let found = match upserted.created {
+        true => None,
+        false => {
+            conversation::Entity::find()
+                .filter(conversation::Column::SenderId.eq(sender.id))
+                .filter(conversation::Column::ContactId.eq(contact_id))
+                .filter(conversation::Column::Type.eq(ConversationType::Whatsapp))
+                .filter(conversation::Column::Status.eq(ConversationStatus::Active))
+                .one(txn)
+                .await?
+        }
+    };
     let mut ended = None;
     if let Some(conversation) = found {
         let deadline =
@@ -347,14 +371,13 @@ pub async fn active_conversation(
             super::lifecycle::end_in(txn, conversation, EndReason::Inactivity, deadline).await?;
         ended = Some(payload);
     }
-    let mut created = new_conversation(workspace_id, ConversationType::Whatsapp, at);
-    created.sender_id = Set(Some(sender.id));
-    created.contact_id = Set(Some(contact_id));
-    created.assistant_id = Set(sender.assistant_id);
-    created.message_count = Set(1);
-    let created = created.insert(txn).await?;
+    let mut new = new_conversation(workspace_id, ConversationType::Whatsapp, at);
+    new.sender_id = Set(Some(sender.id));
+    new.contact_id = Set(Some(contact_id));
+    new.assistant_id = Set(sender.assistant_id);
+    new.message_count = Set(1);
     Ok(ActiveConversation {
-        conversation: created,
+        conversation: new.insert(txn).await?,
         started: true,
         ended,
     })

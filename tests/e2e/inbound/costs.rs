@@ -2,26 +2,36 @@
 //! read before they act on a message: the runs waiting for the customer's reply, and the
 //! campaign recipients it may answer. Most messages answer neither, so the message's write
 //! transaction asks about both in the statement it opens with, and neither table is read again
-//! unless something waits.
+//! unless something waits. And a new customer's first message does not look for a
+//! conversation their contact, created by the same transaction, cannot have.
 
 use std::time::Duration;
 
 use serde_json::json;
-use waflow_tests::{Backend, StatementLog, spawn_app_with};
+use waflow_tests::{Backend, StatementLog, TestApp, spawn_app_with};
 
 use crate::flows::{live_flow, run_flow, run_in};
 
 const CUSTOMER: &str = "+14155550123";
 
-async fn a_message_nothing_waits_for_reads_no_run_and_no_recipient(backend: Backend) {
+/// A server whose statements containing one of `patterns` are logged while counting.
+async fn app_logging(
+    backend: Backend,
+    patterns: &'static [&'static str],
+) -> Option<(TestApp, StatementLog)> {
     let statements = StatementLog::default();
     let log = statements.clone();
-    let Some(app) = spawn_app_with(backend, move |services| {
+    let app = spawn_app_with(backend, move |services| {
         // The reconciler reads runs too; it stays out of the window.
         services.runs.reconcile_every = Duration::from_secs(3600);
-        log.install(services, &["flow_run", "campaign_recipient"]);
+        log.install(services, patterns);
     })
-    .await
+    .await?;
+    Some((app, statements))
+}
+
+async fn a_message_nothing_waits_for_reads_no_run_and_no_recipient(backend: Backend) {
+    let Some((app, statements)) = app_logging(backend, &["flow_run", "campaign_recipient"]).await
     else {
         return;
     };
@@ -60,6 +70,25 @@ async fn a_message_nothing_waits_for_reads_no_run_and_no_recipient(backend: Back
     assert_eq!(done["vars"], json!({"size": "M"}));
 }
 
+/// The lookup of a (sender, contact) pair's active conversation, as the ORM writes it.
+const CONVERSATION_LOOKUP: &str = "\"conversation\".\"contact_id\" =";
+
+/// A contact created by the message's transaction has no conversation to look up; a known one
+/// has.
+async fn a_new_customers_first_message_looks_up_no_conversation(backend: Backend) {
+    let Some((app, statements)) = app_logging(backend, &[CONVERSATION_LOOKUP]).await else {
+        return;
+    };
+    let sender = app.sandbox_sender("+14155550199").await;
+    for (text, lookups) in [("Hello", 0), ("Again", 1)] {
+        statements.count(true);
+        let message = app.customer_writes(&sender, CUSTOMER, text).await;
+        let seen = statements.take();
+        assert_eq!(seen.len(), lookups, "{text}: {seen:#?}");
+        assert_eq!(message["conversation"]["messageCount"], lookups + 1);
+    }
+}
+
 mod a_message_nothing_waits_for_reads_no_run_and_no_recipient {
     #[tokio::test]
     async fn sqlite() {
@@ -72,6 +101,24 @@ mod a_message_nothing_waits_for_reads_no_run_and_no_recipient {
     #[tokio::test]
     async fn postgres() {
         super::a_message_nothing_waits_for_reads_no_run_and_no_recipient(
+            waflow_tests::Backend::Postgres,
+        )
+        .await;
+    }
+}
+
+mod a_new_customers_first_message_looks_up_no_conversation {
+    #[tokio::test]
+    async fn sqlite() {
+        super::a_new_customers_first_message_looks_up_no_conversation(
+            waflow_tests::Backend::Sqlite,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        super::a_new_customers_first_message_looks_up_no_conversation(
             waflow_tests::Backend::Postgres,
         )
         .await;
