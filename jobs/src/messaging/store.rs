@@ -43,9 +43,9 @@ pub struct OpeningRead {
 
 /// Reads, in one statement, what the write transaction of an inbound message needs before it
 /// writes: whether `erased` finds a row, the workspace's `routes_version`, the senders' version
-/// when `with_senders_version`, and which `probes` find none. Every statement costs both processes a send and a wake-up, and most messages
-/// would otherwise pay one read per reaction after they commit. `NOT_FOUND` for a workspace
-/// that does not exist.
+/// when `with_senders_version`, and which `probes` find none. Every statement costs both
+/// processes a send and a wake-up, and most messages would otherwise pay one read per reaction
+/// after they commit. `NOT_FOUND` for a workspace that does not exist.
 pub async fn opening_read(
     txn: &DatabaseTransaction,
     workspace_id: Uuid,
@@ -66,18 +66,16 @@ pub async fn opening_read(
             Alias::new("senders_version"),
         );
     }
-    for (i, (_, probe)) in probes.iter().enumerate() {
-        query.expr_as(
-            Expr::exists(probe.clone()),
-            Alias::new(format!("probe_{i}")),
-        );
+    let (reactions, probes): (Vec<_>, Vec<_>) = probes.into_iter().unzip();
+    for (i, probe) in probes.into_iter().enumerate() {
+        query.expr_as(Expr::exists(probe), Alias::new(format!("probe_{i}")));
     }
     let row = txn
         .query_one(&query)
         .await?
         .ok_or(Error::NotFound("workspace"))?;
     let mut idle_reactions = Vec::new();
-    for (i, (reaction, _)) in probes.into_iter().enumerate() {
+    for (i, reaction) in reactions.into_iter().enumerate() {
         if !row.try_get::<bool>("", &format!("probe_{i}"))? {
             idle_reactions.push(reaction);
         }
