@@ -7,6 +7,12 @@ use tracing_subscriber::EnvFilter;
 use waflow_api::{AppState, Config, app::shutdown_signal, router, serve_on};
 use waflow_jobs::{Services, db, worker};
 
+/// mimalloc instead of glibc's malloc: under load, glibc's allocator (`_int_malloc`,
+/// `malloc_consolidate`, `unlink_chunk`) took a fifth of the API process's CPU
+/// (BENCHMARKS.md, "Ninth session").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "waflow",
