@@ -15,25 +15,15 @@ use waflow_entities::{
     flow_run, step_run,
 };
 use waflow_jobs::db;
-use waflow_tests::{Backend, StatementLog, TestApp, eventually, spawn_app_with};
+use waflow_tests::{Backend, TestApp, eventually, spawn_app_logging};
+
+/// The statements counted: those on runs and step records.
+const RUN_TABLES: &[&str] = &["flow_run", "step_run"];
 
 use crate::{
     concurrency_keys::{call_hook, keyed_flow},
     flows::live_flow,
 };
-
-/// A server whose statements on `flow_run` and `step_run` are logged while counting.
-async fn app_counting(backend: Backend) -> Option<(TestApp, StatementLog)> {
-    let statements = StatementLog::default();
-    let log = statements.clone();
-    let app = spawn_app_with(backend, move |services| {
-        // The reconciler reads runs too; it stays out of the window.
-        services.runs.reconcile_every = Duration::from_secs(3600);
-        log.install(services, &["flow_run", "step_run"]);
-    })
-    .await?;
-    Some((app, statements))
-}
 
 /// A live flow of one `set_variables` step behind a webhook: its hook's URL and secret.
 async fn one_step_flow(app: &TestApp) -> (String, String) {
@@ -47,7 +37,7 @@ async fn one_step_flow(app: &TestApp) -> (String, String) {
 }
 
 async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
-    let Some((app, statements)) = app_counting(backend).await else {
+    let Some((app, statements)) = spawn_app_logging(backend, RUN_TABLES).await else {
         return;
     };
     let (flow, secret) = live_flow(
@@ -237,7 +227,7 @@ async fn a_send_step_flushes_the_wal_once() {
 /// expression, the planner chose bitmap scans, which read all of a key's queued runs first.
 #[tokio::test]
 async fn a_keys_lookups_read_only_its_runs() {
-    let Some((app, statements)) = app_counting(Backend::Postgres).await else {
+    let Some((app, statements)) = spawn_app_logging(Backend::Postgres, RUN_TABLES).await else {
         return;
     };
     let (hook, secret) = keyed_flow(&app).await;

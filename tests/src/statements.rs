@@ -10,6 +10,24 @@ use std::sync::{
 
 use waflow_jobs::Services;
 
+use crate::{Backend, TestApp, spawn_app_with};
+
+/// A server whose statements containing one of `patterns` are logged while counting. The
+/// reconciler, which reads runs on its own schedule, is kept out of the window.
+pub async fn spawn_app_logging(
+    backend: Backend,
+    patterns: &'static [&'static str],
+) -> Option<(TestApp, StatementLog)> {
+    let statements = StatementLog::default();
+    let log = statements.clone();
+    let app = spawn_app_with(backend, move |services| {
+        services.runs.reconcile_every = std::time::Duration::from_secs(3600);
+        log.install(services, patterns);
+    })
+    .await?;
+    Some((app, statements))
+}
+
 /// A log of the statements that contain one of its patterns. Cheap to clone; clones share it.
 #[derive(Clone, Default)]
 pub struct StatementLog {

@@ -5,33 +5,15 @@
 //! unless something waits. And a new customer's first message does not look for a
 //! conversation their contact, created by the same transaction, cannot have.
 
-use std::time::Duration;
-
 use serde_json::json;
-use waflow_tests::{Backend, StatementLog, TestApp, spawn_app_with};
+use waflow_tests::{Backend, spawn_app_logging};
 
 use crate::flows::{live_flow, run_flow, run_in};
 
 const CUSTOMER: &str = "+14155550123";
 
-/// A server whose statements containing one of `patterns` are logged while counting.
-async fn app_logging(
-    backend: Backend,
-    patterns: &'static [&'static str],
-) -> Option<(TestApp, StatementLog)> {
-    let statements = StatementLog::default();
-    let log = statements.clone();
-    let app = spawn_app_with(backend, move |services| {
-        // The reconciler reads runs too; it stays out of the window.
-        services.runs.reconcile_every = Duration::from_secs(3600);
-        log.install(services, patterns);
-    })
-    .await?;
-    Some((app, statements))
-}
-
 async fn a_message_nothing_waits_for_reads_no_run_and_no_recipient(backend: Backend) {
-    let Some((app, statements)) = app_logging(backend, &["flow_run", "campaign_recipient"]).await
+    let Some((app, statements)) = spawn_app_logging(backend, &["flow_run", "campaign_recipient"]).await
     else {
         return;
     };
@@ -76,7 +58,7 @@ const CONVERSATION_LOOKUP: &str = "\"conversation\".\"contact_id\" =";
 /// A contact created by the message's transaction has no conversation to look up; a known one
 /// has.
 async fn a_new_customers_first_message_looks_up_no_conversation(backend: Backend) {
-    let Some((app, statements)) = app_logging(backend, &[CONVERSATION_LOOKUP]).await else {
+    let Some((app, statements)) = spawn_app_logging(backend, &[CONVERSATION_LOOKUP]).await else {
         return;
     };
     let sender = app.sandbox_sender("+14155550199").await;
