@@ -3,7 +3,7 @@
 use sea_orm::{ActiveModelTrait, EntityTrait, PaginatorTrait, Set};
 use serde_json::{Value, json};
 use waflow_entities::{enums::QualityRating, message, sender};
-use waflow_tests::{TestApp, error_code, error_fields, eventually};
+use waflow_tests::{Backend, TestApp, error_code, error_fields, eventually, spawn_app_logging};
 
 const SEND_TEXT: &str = "mutation($input: SendTextMessageInput!) { sendTextMessage(input: $input) { \
     id direction role kind body status providerMessageId errorCode createdAt \
@@ -400,6 +400,39 @@ async fn idempotency_keys_send_once(app: TestApp) {
     assert_eq!(message_count(&app).await, 1);
 }
 
+/// The lookups of a send's idempotency key: the statements that filter on it.
+const KEY_LOOKUP: &[&str] = &["\"message\".\"idempotency_key\" ="];
+
+/// A send looks its idempotency key up once, before its checks: the insert's unique index
+/// catches a concurrent send with the same key, and only then is the key looked up again.
+async fn a_send_looks_up_its_idempotency_key_once(backend: Backend) {
+    let Some((app, statements)) = spawn_app_logging(backend, KEY_LOOKUP).await else {
+        return;
+    };
+    let sender_id = app.sandbox_sender("+14155550100").await;
+    let template = app
+        .approved_template(&sender_id, "receipt", "UTILITY", "Receipt {{1}}")
+        .await;
+    let send = |key: &str| {
+        json!({"input": {"senderId": sender_id, "templateId": template, "to": CUSTOMER,
+                         "variables": ["A-1"], "idempotencyKey": key}})
+    };
+    statements.count(true);
+    app.ok(SEND_TEMPLATE, send("order-A-1")).await;
+    let seen = statements.take();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+
+    // Sends racing with one key: one wins the insert, the others find its message.
+    let racing = (0..4).map(|_| app.ok(SEND_TEMPLATE, send("order-A-2")));
+    let answers = futures::future::join_all(racing).await;
+    let ids: Vec<&Value> = answers
+        .iter()
+        .map(|a| &a["sendTemplateMessage"]["id"])
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{answers:#?}");
+    assert_eq!(message_count(&app).await, 2);
+}
+
 async fn simulation_is_for_sandbox_senders_only(app: TestApp) {
     let meta = waflow_tests::Meta::start().await;
     let cloud = app.cloud_sender(&meta, "+14155550102", "PN-SIM").await;
@@ -423,3 +456,15 @@ waflow_tests::on_both_databases!(
     idempotency_keys_send_once,
     simulation_is_for_sandbox_senders_only,
 );
+
+mod a_send_looks_up_its_idempotency_key_once {
+    #[tokio::test]
+    async fn sqlite() {
+        super::a_send_looks_up_its_idempotency_key_once(waflow_tests::Backend::Sqlite).await;
+    }
+
+    #[tokio::test]
+    async fn postgres() {
+        super::a_send_looks_up_its_idempotency_key_once(waflow_tests::Backend::Postgres).await;
+    }
+}

@@ -391,8 +391,19 @@ impl MessagingService<'_> {
         outgoing: Outgoing,
         idempotency_key: Option<String>,
     ) -> Result<message::Model> {
+        // `begin_send` has just looked the key up: only a retry, after a concurrent send with
+        // the same key won the insert, needs to look again.
+        let mut retrying = false;
         let stored = store::retry_on_conflict(|| {
-            self.store_outbound(workspace_id, sender, to, &outgoing, &idempotency_key)
+            let look_up_key = std::mem::replace(&mut retrying, true);
+            self.store_outbound(
+                workspace_id,
+                sender,
+                to,
+                &outgoing,
+                &idempotency_key,
+                look_up_key,
+            )
         })
         .await?;
         let (message, recipient) = match stored {
@@ -464,11 +475,13 @@ impl MessagingService<'_> {
         to: &CustomerAddress,
         outgoing: &Outgoing,
         idempotency_key: &Option<String>,
+        look_up_key: bool,
     ) -> Result<Stored> {
-        // A concurrent send with the same key may have won the race: answer with its message.
-        if let Some(sent) = self
-            .by_idempotency_key(workspace_id, idempotency_key.as_deref())
-            .await?
+        // A concurrent send with the same key won the race: answer with its message.
+        if look_up_key
+            && let Some(sent) = self
+                .by_idempotency_key(workspace_id, idempotency_key.as_deref())
+                .await?
         {
             return Ok(Stored::Existing(sent));
         }
