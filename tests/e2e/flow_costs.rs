@@ -110,6 +110,57 @@ async fn a_run_of_pure_steps_costs_five_statements_on_postgres() {
     a_run_of_pure_steps_costs_five_statements(Backend::Postgres).await;
 }
 
+/// A step with a side effect is recorded before the effect leaves and finished after it: the
+/// pure step before it rides in the first save, and the started record comes back from its own
+/// insert (found as it was, if a job before this one wrote it): three statements on step
+/// records for the two steps, no read.
+async fn a_send_steps_record_costs_two_statements(backend: Backend) {
+    let Some((app, statements)) = spawn_app_logging(backend, &["step_run"]).await else {
+        return;
+    };
+    let sender = app.sandbox_sender("+14155550199").await;
+    app.customer_writes(&sender, "+14155550123", "Hello").await;
+    let (flow, _) = live_flow(
+        &app,
+        json!({"trigger": {"type": "manual"}, "steps": [
+            {"id": "note", "type": "set_variables", "values": {"a": 1}},
+            {"id": "tell", "type": "send_text", "senderId": sender, "to": "+14155550123",
+             "text": "once"}]}),
+    )
+    .await;
+    // Read apart from the server's own connection, which counts.
+    let observer = db::connect(&app.database.url()).await.unwrap();
+    statements.count(true);
+    let run_id = crate::flows::run_flow(&app, &flow, json!({})).await;
+    let run_id = Uuid::parse_str(&run_id).unwrap();
+    let observer = &observer;
+    let run = eventually("the run's end", || async move {
+        let run = flow_run::Entity::find_by_id(run_id)
+            .one(observer)
+            .await
+            .unwrap();
+        run.filter(|r| r.finished_at.is_some())
+    })
+    .await;
+    let seen = statements.take();
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    let verbs: Vec<&str> = seen
+        .iter()
+        .map(|sql| sql.split_whitespace().next().unwrap_or_default())
+        .collect();
+    assert_eq!(verbs, ["INSERT", "INSERT", "UPDATE"], "{seen:#?}");
+}
+
+#[tokio::test]
+async fn a_send_steps_record_costs_two_statements_on_sqlite() {
+    a_send_steps_record_costs_two_statements(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn a_send_steps_record_costs_two_statements_on_postgres() {
+    a_send_steps_record_costs_two_statements(Backend::Postgres).await;
+}
+
 /// On SQLite a commit is on disk after a sync of the WAL (`db::Durability`): the hook's answer
 /// waits for one, so a run answered 202 survives a power cut.
 #[tokio::test]

@@ -267,20 +267,22 @@ fn keep_saved_record() -> OnConflict {
         .to_owned()
 }
 
-/// Inserts a started record, or finds the one a job before this one inserted under its key.
+/// Inserts a started record, or finds the one a job before this one inserted under its key, in
+/// one statement: on a conflict the stored record is "updated" to its own key, which leaves it
+/// as it was and returns it.
 async fn start_record(
     txn: &impl ConnectionTrait,
     record: &step_run::Model,
 ) -> Result<step_run::Model> {
-    step_run::Entity::insert(step_run::ActiveModel::from(record.clone()).reset_all())
-        .on_conflict(keep_saved_record())
-        .exec_without_returning(txn)
-        .await?;
-    step_run::Entity::find()
-        .filter(step_run::Column::IdempotencyKey.eq(&record.idempotency_key))
-        .one(txn)
-        .await?
-        .ok_or(crate::Error::NotFound("step run"))
+    let as_stored = OnConflict::column(step_run::Column::IdempotencyKey)
+        .update_column(step_run::Column::IdempotencyKey)
+        .to_owned();
+    Ok(
+        step_run::Entity::insert(step_run::ActiveModel::from(record.clone()).reset_all())
+            .on_conflict(as_stored)
+            .exec_with_returning(txn)
+            .await?,
+    )
 }
 
 /// A run finished: the next queued run with its key may start (for a job that finds the run
