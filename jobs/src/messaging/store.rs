@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, Set, TryInsertResult, TryIntoModel,
-    sea_query::{Alias, Expr, ExprTrait as _, OnConflict, Query, SelectStatement},
+    sea_query::{Alias, Expr, ExprTrait as _, Func, OnConflict, Query, SelectStatement},
 };
 use uuid::Uuid;
 use waflow_entities::{
@@ -328,11 +328,11 @@ pub struct ActiveConversation {
 }
 
 /// The ACTIVE WhatsApp conversation of (sender, contact) with the message at `at` counted in it
-/// (the caller inserts that message): an existing one is counted with one `UPDATE`, a new one
-/// is created with its first message counted. One that has been silent longer than
-/// `timeout_seconds` is ended first: the next message after the timeout starts a new
-/// conversation even if no worker has run the inactivity job. A contact created by this
-/// transaction has no conversation to look up.
+/// (the caller inserts that message): a live one is found and counted by one `UPDATE`, a new
+/// one is created with its first message counted. One that has been silent longer than
+/// `timeout_seconds` is ended first (found by a lookup when the `UPDATE` found nothing): the
+/// next message after the timeout starts a new conversation even if no worker has run the
+/// inactivity job. A contact created by this transaction has no conversation to look up.
 pub async fn active_conversation(
     txn: &DatabaseTransaction,
     sender: &sender::Model,
@@ -345,6 +345,16 @@ pub async fn active_conversation(
     let found = match upserted.created {
         true => None,
         false => {
+            let live_since = at - chrono::Duration::seconds(timeout_seconds.into());
+            if let Some(counted) = count_if_live(txn, sender.id, contact_id, live_since, at).await?
+            {
+                return Ok(ActiveConversation {
+                    conversation: counted,
+                    started: false,
+                    ended: None,
+                });
+            }
+            // None active, or one silent past the timeout, which is ended below.
             conversation::Entity::find()
                 .filter(conversation::Column::SenderId.eq(sender.id))
                 .filter(conversation::Column::ContactId.eq(contact_id))
@@ -379,6 +389,38 @@ pub async fn active_conversation(
         started: true,
         ended,
     })
+}
+
+/// Counts one more message in the sender's active WhatsApp conversation with the contact,
+/// if its last message is after `live_since` (it has not been silent past the timeout), and
+/// returns it: the lookup and the count in one statement, for the common case of a message in
+/// a conversation that goes on. `None`: no such conversation, and nothing changed.
+async fn count_if_live(
+    txn: &DatabaseTransaction,
+    sender_id: Uuid,
+    contact_id: Uuid,
+    live_since: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Result<Option<conversation::Model>> {
+    let last_message_at = Expr::col(conversation::Column::LastMessageAt);
+    let counted = conversation::Entity::update_many()
+        .col_expr(
+            conversation::Column::MessageCount,
+            Expr::col(conversation::Column::MessageCount).add(1),
+        )
+        .col_expr(
+            conversation::Column::LastMessageAt,
+            Func::greatest([last_message_at, Expr::val(at)]).into(),
+        )
+        .filter(conversation::Column::SenderId.eq(sender_id))
+        .filter(conversation::Column::ContactId.eq(contact_id))
+        .filter(conversation::Column::Type.eq(ConversationType::Whatsapp))
+        .filter(conversation::Column::Status.eq(ConversationStatus::Active))
+        .filter(conversation::Column::LastMessageAt.gt(live_since))
+        .exec_with_returning(txn)
+        .await?;
+    // At most one: an index keeps one active WhatsApp conversation per sender and contact.
+    Ok(counted.into_iter().next())
 }
 
 /// A new ACTIVE conversation with nothing said yet; the caller sets who it is between.
