@@ -54,6 +54,9 @@ pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
         ),
     ];
     let mut sockets = Vec::new();
+    // The RSS and count of the step before: what a further subscription adds leaves out what the
+    // first ones grow once (the runtime's and the allocator's own structures).
+    let mut before: Option<(u64, usize)> = None;
     for &target in &opts.subscriptions {
         let more = target.saturating_sub(sockets.len());
         let base = deployment.apis[0].clone();
@@ -74,6 +77,21 @@ pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
                 rss as f64 / 1024.0
             ),
         ));
+        if let Some((rss_before, count_before)) = before
+            && sockets.len() > count_before
+        {
+            let added =
+                rss.saturating_sub(rss_before) as f64 / (sockets.len() - count_before) as f64;
+            rows.push((
+                format!(
+                    "  each of subscriptions {}..{}",
+                    count_before + 1,
+                    sockets.len()
+                ),
+                format!("{added:.1} KB"),
+            ));
+        }
+        before = Some((rss, sockets.len()));
     }
     let view: Vec<(&str, String)> = rows.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
     stats::table("memory results", &view);
