@@ -25,6 +25,20 @@ use crate::{
     flows::live_flow,
 };
 
+/// The run once it has ended, read on `observer` (a connection of the test's own, so that the
+/// server's statements are the only ones counted).
+async fn ended(observer: &sea_orm::DatabaseConnection, run_id: &str) -> flow_run::Model {
+    let run_id = Uuid::parse_str(run_id).unwrap();
+    eventually("the run's end", || async move {
+        let run = flow_run::Entity::find_by_id(run_id)
+            .one(observer)
+            .await
+            .unwrap();
+        run.filter(|r| r.finished_at.is_some())
+    })
+    .await
+}
+
 /// A live flow of one `set_variables` step behind a webhook: its hook's URL and secret.
 async fn one_step_flow(app: &TestApp) -> (String, String) {
     let (flow, secret) = live_flow(
@@ -58,16 +72,7 @@ async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
     for (customer, counted) in [("bob", false), ("ada", true)] {
         statements.count(counted);
         let run_id = call_hook(&app, &hook, &secret, customer).await;
-        let run_id = Uuid::parse_str(&run_id).unwrap();
-        let observer = &observer;
-        let run = eventually("the run's end", || async move {
-            let run = flow_run::Entity::find_by_id(run_id)
-                .one(observer)
-                .await
-                .unwrap();
-            run.filter(|r| r.finished_at.is_some())
-        })
-        .await;
+        let run = ended(&observer, &run_id).await;
         let seen = statements.take();
         if !counted {
             continue;
@@ -79,8 +84,8 @@ async fn a_run_of_pure_steps_costs_five_statements(backend: Backend) {
             json!({"greeting": "Hi ada", "vip": true})
         );
         let mut steps: Vec<_> = step_run::Entity::find()
-            .filter(step_run::Column::RunId.eq(run_id))
-            .all(observer)
+            .filter(step_run::Column::RunId.eq(run.id))
+            .all(&observer)
             .await
             .unwrap()
             .into_iter()
@@ -132,16 +137,7 @@ async fn a_send_steps_record_costs_two_statements(backend: Backend) {
     let observer = db::connect(&app.database.url()).await.unwrap();
     statements.count(true);
     let run_id = crate::flows::run_flow(&app, &flow, json!({})).await;
-    let run_id = Uuid::parse_str(&run_id).unwrap();
-    let observer = &observer;
-    let run = eventually("the run's end", || async move {
-        let run = flow_run::Entity::find_by_id(run_id)
-            .one(observer)
-            .await
-            .unwrap();
-        run.filter(|r| r.finished_at.is_some())
-    })
-    .await;
+    let run = ended(&observer, &run_id).await;
     let seen = statements.take();
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
     let verbs: Vec<&str> = seen
