@@ -119,7 +119,7 @@ async fn a_run_of_pure_steps_costs_five_statements_on_postgres() {
 /// pure step before it rides in the first save, and the started record comes back from its own
 /// insert (found as it was, if a job before this one wrote it): three statements on step
 /// records for the two steps, no read.
-async fn a_send_steps_record_costs_two_statements(backend: Backend) {
+async fn a_send_steps_record_is_never_read_back(backend: Backend) {
     let Some((app, statements)) = spawn_app_logging(backend, &["step_run"]).await else {
         return;
     };
@@ -148,13 +148,13 @@ async fn a_send_steps_record_costs_two_statements(backend: Backend) {
 }
 
 #[tokio::test]
-async fn a_send_steps_record_costs_two_statements_on_sqlite() {
-    a_send_steps_record_costs_two_statements(Backend::Sqlite).await;
+async fn a_send_steps_record_is_never_read_back_on_sqlite() {
+    a_send_steps_record_is_never_read_back(Backend::Sqlite).await;
 }
 
 #[tokio::test]
-async fn a_send_steps_record_costs_two_statements_on_postgres() {
-    a_send_steps_record_costs_two_statements(Backend::Postgres).await;
+async fn a_send_steps_record_is_never_read_back_on_postgres() {
+    a_send_steps_record_is_never_read_back(Backend::Postgres).await;
 }
 
 /// On SQLite a commit is on disk after a sync of the WAL (`db::Durability`): the hook's answer

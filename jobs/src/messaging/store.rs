@@ -332,7 +332,10 @@ pub struct ActiveConversation {
 /// one is created with its first message counted. One that has been silent longer than
 /// `timeout_seconds` is ended first (found by a lookup when the `UPDATE` found nothing): the
 /// next message after the timeout starts a new conversation even if no worker has run the
-/// inactivity job. A contact created by this transaction has no conversation to look up.
+/// inactivity job. A contact created by this transaction has no conversation to look up. So
+/// a known contact's message costs one statement here when its conversation goes on, and three
+/// when it opens a new one (the `UPDATE` that finds nothing, the lookup, the insert): the
+/// common case is the message in a conversation that goes on.
 pub async fn active_conversation(
     txn: &DatabaseTransaction,
     sender: &sender::Model,
