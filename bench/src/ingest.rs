@@ -1,5 +1,5 @@
 //! `bench ingest`: concurrent clients post signed webhooks, one text message from a new
-//! customer each, to one API process; the latency is the HTTP round trip (the handler answers
+//! customer each (or from one of `--customers` in turn), to one API process; the latency is the HTTP round trip (the handler answers
 //! 200 only after the message, contact and conversation are committed and the event is
 //! published). Afterwards the stored inbound messages must equal the 200 answers, and a
 //! subscriber must have heard as many `messageReceived` events.
@@ -37,6 +37,10 @@ pub struct Opts {
     /// Run the workers inside `serve` instead of a separate `waflow worker`.
     #[arg(long)]
     pub in_process_worker: bool,
+    /// Customers writing in turn, so that most messages come from a known contact in a
+    /// conversation that goes on, as in a live deployment (0: a new customer per message).
+    #[arg(long, default_value_t = 0)]
+    pub customers: u64,
 }
 
 /// What the clients saw.
@@ -60,13 +64,15 @@ impl Outcome {
     }
 }
 
-/// `concurrency` closed-loop clients posting for `duration`, customers numbered from `next`.
+/// `concurrency` closed-loop clients posting for `duration`, messages numbered from `next`,
+/// each from a new customer or, with `customers` > 0, from one of that many in turn.
 pub async fn closed_loop(
     base: &str,
     sender: &Sender,
     concurrency: usize,
     duration: Duration,
     next: Arc<AtomicU64>,
+    customers: u64,
 ) -> Result<Outcome> {
     let http = fixture::load_client()?;
     let deadline = Instant::now() + duration;
@@ -78,9 +84,10 @@ pub async fn closed_loop(
             let mut out = Outcome::default();
             while Instant::now() < deadline {
                 let n = next.fetch_add(1, Ordering::Relaxed);
+                let customer = if customers == 0 { n } else { n % customers };
                 let body = fixture::text_webhook(
                     &sender,
-                    &fixture::customer(n),
+                    &fixture::customer(customer),
                     &format!("seq {n} hello"),
                 );
                 let (status, took) = fixture::post_webhook(&http, &base, body).await;
@@ -107,8 +114,12 @@ pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
     } else {
         "serve --no-worker + 1 worker"
     };
+    let writers = match opts.customers {
+        0 => "a new customer per message".to_owned(),
+        n => format!("{n} customers in turn"),
+    };
     println!(
-        "\n== ingest: {} clients, {} s, {layout} ==",
+        "\n== ingest: {} clients, {} s, {layout}, {writers} ==",
         opts.concurrency, opts.duration
     );
     let mut deployment = Deployment::new(global)?;
@@ -127,10 +138,11 @@ pub async fn run(global: &Global, opts: &Opts) -> Result<()> {
 
     let next = Arc::new(AtomicU64::new(0));
     let (clients, warm_up) = (opts.concurrency, Duration::from_secs(2));
-    let warm = closed_loop(&base, &sender, clients, warm_up, next.clone()).await?;
+    let customers = opts.customers;
+    let warm = closed_loop(&base, &sender, clients, warm_up, next.clone(), customers).await?;
     let before = stats::snapshot(&deployment);
     let measured = Duration::from_secs(opts.duration);
-    let load = closed_loop(&base, &sender, clients, measured, next).await?;
+    let load = closed_loop(&base, &sender, clients, measured, next, customers).await?;
     let mut after = stats::snapshot(&deployment);
     stats::settle_commits(&mut after, &deployment).await;
     listener.abort();
