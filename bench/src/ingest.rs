@@ -1,7 +1,7 @@
 //! `bench ingest`: concurrent clients post signed webhooks, one text message from a new
-//! customer each (or from one of `--customers` in turn), to one API process; the latency is the HTTP round trip (the handler answers
-//! 200 only after the message, contact and conversation are committed and the event is
-//! published). Afterwards the stored inbound messages must equal the 200 answers, and a
+//! customer each (or from one of `--customers` in turn), to one API process; the latency is
+//! the HTTP round trip (the handler answers 200 only after the message, contact and
+//! conversation are committed and the event is published). Afterwards the stored inbound messages must equal the 200 answers, and a
 //! subscriber must have heard as many `messageReceived` events.
 
 use std::{
