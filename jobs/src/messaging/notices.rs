@@ -137,9 +137,7 @@ async fn notice_conversation(
     at: chrono::DateTime<Utc>,
 ) -> Result<conversation::Model> {
     let latest = conversation::Entity::find()
-        .filter(conversation::Column::SenderId.eq(sender.id))
-        .filter(conversation::Column::ContactId.eq(contact_id))
-        .filter(conversation::Column::Type.eq(ConversationType::Whatsapp))
+        .filter(store::whatsapp_between(sender.id, contact_id))
         .order_by_desc(conversation::Column::CreatedAt)
         .one(txn)
         .await?;

@@ -10,8 +10,8 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, Set, TryInsertResult, TryIntoModel,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr,
+    EntityTrait, QueryFilter, Set, TryInsertResult, TryIntoModel,
     sea_query::{Alias, Expr, ExprTrait as _, Func, OnConflict, Query, SelectStatement},
 };
 use uuid::Uuid;
@@ -359,10 +359,7 @@ pub async fn active_conversation(
             }
             // None active, or one silent past the timeout, which is ended below.
             conversation::Entity::find()
-                .filter(conversation::Column::SenderId.eq(sender.id))
-                .filter(conversation::Column::ContactId.eq(contact_id))
-                .filter(conversation::Column::Type.eq(ConversationType::Whatsapp))
-                .filter(conversation::Column::Status.eq(ConversationStatus::Active))
+                .filter(active_whatsapp(sender.id, contact_id))
                 .one(txn)
                 .await?
         }
@@ -394,6 +391,20 @@ pub async fn active_conversation(
     })
 }
 
+/// The WhatsApp conversations between a sender and a contact, whatever their status.
+pub fn whatsapp_between(sender_id: Uuid, contact_id: Uuid) -> Condition {
+    Condition::all()
+        .add(conversation::Column::SenderId.eq(sender_id))
+        .add(conversation::Column::ContactId.eq(contact_id))
+        .add(conversation::Column::Type.eq(ConversationType::Whatsapp))
+}
+
+/// The ACTIVE one of them (an index keeps at most one).
+fn active_whatsapp(sender_id: Uuid, contact_id: Uuid) -> Condition {
+    whatsapp_between(sender_id, contact_id)
+        .add(conversation::Column::Status.eq(ConversationStatus::Active))
+}
+
 /// Counts one more message in the sender's active WhatsApp conversation with the contact,
 /// if its last message is after `live_since` (it has not been silent past the timeout), and
 /// returns it: the lookup and the count in one statement, for the common case of a message in
@@ -415,14 +426,10 @@ async fn count_if_live(
             conversation::Column::LastMessageAt,
             Func::greatest([last_message_at, Expr::val(at)]).into(),
         )
-        .filter(conversation::Column::SenderId.eq(sender_id))
-        .filter(conversation::Column::ContactId.eq(contact_id))
-        .filter(conversation::Column::Type.eq(ConversationType::Whatsapp))
-        .filter(conversation::Column::Status.eq(ConversationStatus::Active))
+        .filter(active_whatsapp(sender_id, contact_id))
         .filter(conversation::Column::LastMessageAt.gt(live_since))
         .exec_with_returning(txn)
         .await?;
-    // At most one: an index keeps one active WhatsApp conversation per sender and contact.
     Ok(counted.into_iter().next())
 }
 
