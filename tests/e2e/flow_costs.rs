@@ -140,10 +140,7 @@ async fn a_send_steps_record_is_never_read_back(backend: Backend) {
     let run = ended(&observer, &run_id).await;
     let seen = statements.take();
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
-    let verbs: Vec<&str> = seen
-        .iter()
-        .map(|sql| sql.split_whitespace().next().unwrap_or_default())
-        .collect();
+    let verbs = waflow_tests::verbs(&seen);
     assert_eq!(verbs, ["INSERT", "INSERT", "UPDATE"], "{seen:#?}");
 }
 

@@ -50,5 +50,5 @@ pub use stand_ins::{
     meta_rules,
     silent::SilentServer,
 };
-pub use statements::{StatementLog, spawn_app_logging};
+pub use statements::{StatementLog, spawn_app_logging, verbs};
 pub use subscriber::{Closed, Subscriber};

@@ -59,3 +59,11 @@ impl StatementLog {
         std::mem::take(&mut self.seen.lock().unwrap())
     }
 }
+
+/// The verb each statement starts with (`INSERT`, `SELECT`, …), in order.
+pub fn verbs(statements: &[String]) -> Vec<&str> {
+    statements
+        .iter()
+        .map(|sql| sql.split_whitespace().next().unwrap_or_default())
+        .collect()
+}

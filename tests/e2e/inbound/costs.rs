@@ -74,10 +74,7 @@ async fn a_message_costs_one_statement_on_its_conversation(backend: Backend) {
             .into_iter()
             .filter(|sql| !(sql.starts_with("SELECT") && sql.contains(ANSWERS_READ)))
             .collect();
-        let verbs: Vec<&str> = seen
-            .iter()
-            .map(|sql| sql.split_whitespace().next().unwrap_or_default())
-            .collect();
+        let verbs = waflow_tests::verbs(&seen);
         assert_eq!(verbs, [verb], "{text}: {seen:#?}");
         assert_eq!(message["conversation"]["messageCount"], count);
     }
